@@ -1,0 +1,112 @@
+// swift-tools-version:6.1
+// Metanode: a node daemon (the kernel) that hosts feature plugins through one versioned C ABI.
+//
+// Layers, bottom up:
+//   C shims        CRocksDB, CFFI (system libraries), CMetanodeShim (crash guard, libffi call) — plus CSodium and the
+//                  ABI header (MetanodeABI), which come from plugin-sdk so plugins and kernel share one definition.
+//   MetanodeCore   values with no I/O: JSON, semantic versions, manifests, JSON Schema, dependency solving, limits.
+//   MetanodeCrypto libsodium: hashes, Ed25519, minisign keys and signatures.
+//   MetanodeStorage RocksDB.
+//   MetanodeKernel the plugin host: loader, per-plugin host vtables, bus, timers, services, metrics, libffi calls.
+//   MetanodeNode   the daemon: data directory, HTTP API (Hummingbird), Services in one ServiceGroup.
+//   metanode       the command-line tool.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "metanode",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "metanode", targets: ["metanode"]),
+        .library(name: "MetanodeKernel", targets: ["MetanodeKernel"]),
+        .library(name: "MetanodeNode", targets: ["MetanodeNode"]),
+        // Bundled Swift plugin: the SDK's hello-swift example, built here so `make run` ships it.
+        .library(name: "HelloSwift", type: .dynamic, targets: ["HelloSwift"]),
+    ],
+    dependencies: [
+        .package(path: "plugin-sdk"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(
+            url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0",
+            traits: ["FullFoundation"]),
+    ],
+    targets: [
+        // MARK: C shims
+        .systemLibrary(
+            name: "CRocksDB", path: "Sources/CRocksDB", pkgConfig: "rocksdb",
+            providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(
+            name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+        .target(
+            name: "CMetanodeShim", dependencies: ["CFFI"], path: "Sources/CMetanodeShim"),
+
+        // MARK: Kernel layers
+        .target(name: "MetanodeCore", path: "Sources/MetanodeCore", swiftSettings: strict),
+        .target(
+            name: "MetanodeCrypto",
+            dependencies: ["MetanodeCore", .product(name: "CSodium", package: "plugin-sdk")],
+            path: "Sources/MetanodeCrypto", swiftSettings: strict),
+        .target(
+            name: "MetanodeStorage", dependencies: ["MetanodeCore", "CRocksDB"], path: "Sources/MetanodeStorage",
+            swiftSettings: strict),
+        .target(
+            name: "MetanodeKernel",
+            dependencies: [
+                "MetanodeCore", "MetanodeCrypto", "MetanodeStorage", "CMetanodeShim",
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/MetanodeKernel", swiftSettings: strict),
+        .target(
+            name: "MetanodeNode",
+            dependencies: [
+                "MetanodeKernel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/MetanodeNode", swiftSettings: strict),
+        .executableTarget(
+            name: "metanode",
+            dependencies: [
+                "MetanodeNode", "MetanodeKernel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/metanode", swiftSettings: strict),
+
+        // MARK: Bundled plugins
+        .target(
+            name: "HelloSwift", dependencies: [.product(name: "MetanodePluginKit", package: "plugin-sdk")],
+            path: "plugin-sdk/examples/hello-swift/Sources/HelloSwift"),
+
+        // MARK: Tests
+        .testTarget(name: "MetanodeCoreTests", dependencies: ["MetanodeCore"], path: "Tests/MetanodeCoreTests"),
+        .testTarget(
+            name: "MetanodeCryptoTests", dependencies: ["MetanodeCrypto"], path: "Tests/MetanodeCryptoTests"),
+        .testTarget(
+            name: "MetanodeStorageTests", dependencies: ["MetanodeStorage"], path: "Tests/MetanodeStorageTests"),
+        .testTarget(
+            name: "MetanodeKernelTests",
+            dependencies: ["MetanodeKernel", .product(name: "MetanodeABI", package: "plugin-sdk")],
+            path: "Tests/MetanodeKernelTests"),
+        .testTarget(
+            name: "MetanodePluginKitTests",
+            dependencies: [
+                "HelloSwift",
+                .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
+            ],
+            path: "Tests/MetanodePluginKitTests"),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["MetanodeCrypto", "MetanodeCore"], path: "Tests/EndToEndTests"),
+    ]
+)

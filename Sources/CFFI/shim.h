@@ -1,0 +1,4 @@
+#ifndef METANODE_CFFI_SHIM_H
+#define METANODE_CFFI_SHIM_H
+#include <ffi.h>
+#endif

@@ -1,0 +1,25 @@
+// swift-tools-version:6.1
+// The Metanode plugin SDK: the C ABI as a Swift module, MetanodePluginKit (a safe Swift layer over it) and
+// MetanodePluginTesting (an in-memory host so plugin logic is unit-tested without a node or dlopen).
+// A C plugin needs only include/metanode/plugin.h; a Swift plugin depends on this package.
+import PackageDescription
+
+let package = Package(
+    name: "plugin-sdk",
+    products: [
+        .library(name: "MetanodeABI", targets: ["MetanodeABI"]),
+        .library(name: "MetanodePluginKit", targets: ["MetanodePluginKit"]),
+        .library(name: "MetanodePluginTesting", targets: ["MetanodePluginTesting"]),
+        .library(name: "CSodium", targets: ["CSodium"]),
+    ],
+    targets: [
+        .systemLibrary(name: "MetanodeABI", path: "include"),
+        .systemLibrary(
+            name: "CSodium", path: "swift/CSodium", pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]),
+        .target(name: "MetanodePluginKit", dependencies: ["MetanodeABI"], path: "swift/MetanodePluginKit"),
+        .target(
+            name: "MetanodePluginTesting", dependencies: ["MetanodePluginKit", "MetanodeABI", "CSodium"],
+            path: "swift/MetanodePluginTesting"),
+    ]
+)
