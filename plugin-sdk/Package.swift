@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
-// The Metanode plugin SDK: the C ABI as a Swift module, MetanodePluginKit (a safe Swift layer over it) and
-// MetanodePluginTesting (an in-memory host so plugin logic is unit-tested without a node or dlopen).
+// The Metanode plugin SDK: the C ABI as a Swift module, MetanodePluginKit (a safe Swift layer over it),
+// MetanodePluginTesting (an in-memory host so plugin logic is unit-tested without a node or dlopen) and
+// MetanodeHostBridge (the host side of the ABI, which the kernel and the in-memory host share).
 // A C plugin needs only include/metanode/plugin.h; a Swift plugin depends on this package.
 import PackageDescription
 
@@ -10,6 +11,7 @@ let package = Package(
         .library(name: "MetanodeABI", targets: ["MetanodeABI"]),
         .library(name: "MetanodePluginKit", targets: ["MetanodePluginKit"]),
         .library(name: "MetanodePluginTesting", targets: ["MetanodePluginTesting"]),
+        .library(name: "MetanodeHostBridge", targets: ["MetanodeHostBridge"]),
         .library(name: "CSodium", targets: ["CSodium"]),
     ],
     targets: [
@@ -18,8 +20,11 @@ let package = Package(
             name: "CSodium", path: "swift/CSodium", pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]),
         .target(name: "MetanodePluginKit", dependencies: ["MetanodeABI"], path: "swift/MetanodePluginKit"),
+        // The host side of the ABI, shared by the kernel and MetanodePluginTesting so both enforce one contract.
+        .target(name: "MetanodeHostBridge", dependencies: ["MetanodeABI"], path: "swift/MetanodeHostBridge"),
         .target(
-            name: "MetanodePluginTesting", dependencies: ["MetanodePluginKit", "MetanodeABI", "CSodium"],
+            name: "MetanodePluginTesting",
+            dependencies: ["MetanodePluginKit", "MetanodeHostBridge", "MetanodeABI", "CSodium"],
             path: "swift/MetanodePluginTesting"),
     ]
 )

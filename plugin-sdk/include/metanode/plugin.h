@@ -55,27 +55,27 @@ extern "C" {
 /** The one symbol a plugin exports. Its type is `mn_plugin_entry_v1_fn`. */
 #define MN_PLUGIN_ENTRY_SYMBOL "metanode_plugin_entry_v1"
 
-#define MN_PLUGIN_NAME_LEN_MAX 63u              /* [a-z][a-z0-9-]*, also the manifest's name            */
-#define MN_LOG_MESSAGE_LEN_MAX 8192u            /* longer messages are truncated, not refused             */
-#define MN_KV_KEY_LEN_MAX 1024u                 /* bytes, within the plugin's namespace                   */
-#define MN_KV_VALUE_LEN_MAX (16u * 1024u * 1024u)
+#define MN_PLUGIN_NAME_LEN_MAX 63u        /* [a-z][a-z0-9-]*, also the manifest's name            */
+#define MN_LOG_MESSAGE_LEN_MAX 8192u      /* longer messages are truncated, not refused             */
+#define MN_KV_KEY_LEN_MAX 1024u           /* bytes, within the plugin's namespace                   */
+#define MN_KV_VALUE_LEN_MAX 16777216u     /* 16 MiB                                                 */
 #define MN_KV_BATCH_OPS_MAX 100000u
-#define MN_KV_BATCH_BYTES_MAX (64u * 1024u * 1024u)
-#define MN_KV_SNAPSHOTS_MAX 64u                 /* open snapshots per plugin                              */
+#define MN_KV_BATCH_BYTES_MAX 67108864u   /* 64 MiB, keys plus values                               */
+#define MN_KV_SNAPSHOTS_MAX 64u           /* open snapshots per plugin                              */
 #define MN_BUS_TOPIC_LEN_MAX 255u
-#define MN_BUS_PAYLOAD_LEN_MAX (4u * 1024u * 1024u)
-#define MN_BUS_SUBSCRIPTIONS_MAX 1024u          /* per plugin                                             */
+#define MN_BUS_PAYLOAD_LEN_MAX 4194304u   /* 4 MiB                                                  */
+#define MN_BUS_SUBSCRIPTIONS_MAX 1024u    /* per plugin                                             */
 #define MN_BUS_REQUEST_TIMEOUT_MS_MAX 600000u
-#define MN_MAILBOX_DEPTH_MAX 65536u             /* undelivered events queued for one plugin               */
-#define MN_TIMERS_MAX 4096u                     /* live timers per plugin                                 */
-#define MN_TIMER_DELAY_MS_MAX (7u * 24u * 3600u * 1000u)
-#define MN_HTTP_ROUTES_MAX 256u                 /* per plugin                                             */
-#define MN_HTTP_BODY_LEN_MAX (8u * 1024u * 1024u)
+#define MN_MAILBOX_DEPTH_MAX 65536u       /* undelivered events queued for one plugin               */
+#define MN_TIMERS_MAX 4096u               /* live timers per plugin                                 */
+#define MN_TIMER_DELAY_MS_MAX 604800000u  /* 7 days                                                 */
+#define MN_HTTP_ROUTES_MAX 256u           /* per plugin                                             */
+#define MN_HTTP_BODY_LEN_MAX 8388608u     /* 8 MiB, request and response                            */
 #define MN_HTTP_HEADER_LEN_MAX 8192u
-#define MN_METRIC_NAME_LEN_MAX 128u             /* [a-z_][a-z0-9_]*                                       */
-#define MN_METRICS_MAX 1024u                    /* per plugin                                             */
+#define MN_METRIC_NAME_LEN_MAX 128u       /* [a-z_][a-z0-9_]*                                       */
+#define MN_METRICS_MAX 1024u              /* per plugin                                             */
 #define MN_HISTOGRAM_BUCKETS_MAX 64u
-#define MN_SERVICE_NAME_LEN_MAX 127u            /* "<plugin>.<name>", e.g. "bpi.ledger"                   */
+#define MN_SERVICE_NAME_LEN_MAX 127u      /* "<plugin>.<name>", e.g. "bpi.ledger"                   */
 #define MN_SERVICE_TABLE_SIZE_MAX 65536u
 #define MN_RANDOM_LEN_MAX 65536u
 #define MN_KEY_ID_LEN_MAX 64u
