@@ -2,7 +2,7 @@
 // Metanode: a node daemon (the kernel) that hosts feature plugins through one versioned C ABI.
 //
 // Layers, bottom up:
-//   C shims        CRocksDB, CFFI (system libraries), CMetanodeShim (crash guard, libffi call) — plus CSodium and the
+//   C shims        CRocksDB, CFFI, CZlib (system libraries), CMetanodeShim (crash guard, libffi call) — plus CSodium and the
 //                  ABI header (MetanodeABI), which come from plugin-sdk so plugins and kernel share one definition.
 //   MetanodeCore   values with no I/O: JSON, semantic versions, manifests, JSON Schema, dependency solving, limits.
 //   MetanodeCrypto libsodium: hashes, Ed25519, minisign keys and signatures.
@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(
             url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0",
             traits: ["FullFoundation"]),
@@ -42,6 +43,7 @@ let package = Package(
             providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(
             name: "CFFI", path: "Sources/CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "CMetanodeShim", dependencies: ["CFFI"], path: "Sources/CMetanodeShim"),
 
@@ -57,8 +59,9 @@ let package = Package(
         .target(
             name: "MetanodeKernel",
             dependencies: [
-                "MetanodeCore", "MetanodeCrypto", "MetanodeStorage", "CMetanodeShim",
+                "MetanodeCore", "MetanodeCrypto", "MetanodeStorage", "CMetanodeShim", "CZlib",
                 .product(name: "MetanodeABI", package: "plugin-sdk"),
+                .product(name: "MetanodeHostBridge", package: "plugin-sdk"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -71,6 +74,7 @@ let package = Package(
             dependencies: [
                 "MetanodeKernel",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

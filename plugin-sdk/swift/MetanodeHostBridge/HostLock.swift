@@ -6,11 +6,11 @@ import Darwin
 
 /// A value behind a pthread mutex. `Synchronization.Mutex` refuses non-Sendable payloads such as the backend's
 /// batch objects; the handle table only ever touches them under this lock.
-final class HostLock<Value>: @unchecked Sendable {
+public final class HostLock<Value>: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var value: Value
 
-    init(_ value: Value) {
+    public init(_ value: Value) {
         self.value = value
         pthread_mutex_init(&mutex, nil)
     }
@@ -18,7 +18,7 @@ final class HostLock<Value>: @unchecked Sendable {
     deinit { pthread_mutex_destroy(&mutex) }
 
     @inline(__always)
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         return try body(&value)

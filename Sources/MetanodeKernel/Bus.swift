@@ -1,0 +1,181 @@
+import MetanodeABI
+import MetanodeHostBridge
+import NIOCore
+import Synchronization
+
+/// The in-process bus: topic subscriptions, fan-out publish into each subscriber's mailbox, and request/reply with a
+/// timeout. Never blocks a publisher: a full mailbox drops the message for that subscriber and counts it.
+final class Bus: @unchecked Sendable {
+    struct Subscription {
+        let id: mn_subscription_id
+        let pattern: String
+        let prefix: Substring?  // for "a.b.*": "a.b."
+        let subscriber: Int     // plugin slot
+    }
+
+    struct PendingRequest {
+        let requester: Int
+        let reply: BusReplyCallback
+        var timeout: Scheduled<Void>?
+    }
+
+    private struct State {
+        var nextSubscriptionID: mn_subscription_id = 1
+        var exact: [String: [Subscription]] = [:]
+        var wildcards: [Subscription] = []
+        var perPlugin: [Int: Int] = [:]
+        var nextToken: mn_reply_token = 1
+        var pending: [mn_reply_token: PendingRequest] = [:]
+    }
+
+    private let state = HostLock(State())
+    private let timerLoop: any EventLoop
+    /// Finds a plugin's mailbox and delivery by slot.
+    private let runtime: @Sendable (Int) -> PluginRuntime?
+    let published = Atomic<UInt64>(0)
+    let delivered = Atomic<UInt64>(0)
+    let dropped = Atomic<UInt64>(0)
+    let onDrop: @Sendable (Int) -> Void
+
+    init(timerLoop: any EventLoop, runtime: @escaping @Sendable (Int) -> PluginRuntime?,
+         onDrop: @escaping @Sendable (Int) -> Void) {
+        self.timerLoop = timerLoop
+        self.runtime = runtime
+        self.onDrop = onDrop
+    }
+
+    func subscribe(slot: Int, pattern: String) throws(HostError) -> mn_subscription_id {
+        let result: Result<mn_subscription_id, HostError> = state.withLock { state in
+            let count = state.perPlugin[slot, default: 0]
+            guard count < Int(MN_BUS_SUBSCRIPTIONS_MAX) else {
+                return .failure(HostError(MN_ERR_LIMIT, "plugin has \(count) subscriptions; the limit is "
+                    + "\(MN_BUS_SUBSCRIPTIONS_MAX)"))
+            }
+            let id = state.nextSubscriptionID
+            state.nextSubscriptionID += 1
+            let subscription = Subscription(id: id, pattern: pattern, prefix: BusTopic.wildcardPrefix(pattern),
+                                            subscriber: slot)
+            if subscription.prefix != nil {
+                state.wildcards.append(subscription)
+            } else {
+                state.exact[pattern, default: []].append(subscription)
+            }
+            state.perPlugin[slot] = count + 1
+            return .success(id)
+        }
+        return try result.get()
+    }
+
+    func unsubscribe(slot: Int, id: mn_subscription_id) throws(HostError) {
+        let removed = state.withLock { state -> Bool in
+            if let index = state.wildcards.firstIndex(where: { $0.id == id && $0.subscriber == slot }) {
+                state.wildcards.remove(at: index)
+            } else if let (topic, list) = state.exact.first(where: { $0.value.contains { $0.id == id } }),
+                      let index = list.firstIndex(where: { $0.id == id && $0.subscriber == slot }) {
+                state.exact[topic]!.remove(at: index)
+                if state.exact[topic]!.isEmpty { state.exact[topic] = nil }
+            } else {
+                return false
+            }
+            state.perPlugin[slot, default: 1] -= 1
+            return true
+        }
+        guard removed else { throw .notFound("no subscription \(id) of this plugin") }
+    }
+
+    /// Removes everything a stopping plugin subscribed to.
+    func removeAll(slot: Int) {
+        state.withLock { state in
+            state.wildcards.removeAll { $0.subscriber == slot }
+            for (topic, list) in state.exact {
+                let kept = list.filter { $0.subscriber != slot }
+                state.exact[topic] = kept.isEmpty ? nil : kept
+            }
+            state.perPlugin[slot] = nil
+        }
+    }
+
+    /// Slots subscribed to `topic` (each once, even with several matching subscriptions).
+    private func subscribers(of topic: String) -> [Int] {
+        state.withLock { state in
+            var slots: [Int] = []
+            if let list = state.exact[topic] { for s in list where !slots.contains(s.subscriber) { slots.append(s.subscriber) } }
+            for s in state.wildcards where !slots.contains(s.subscriber) {
+                if let prefix = s.prefix, topic.utf8.count > prefix.utf8.count, topic.hasPrefix(prefix) {
+                    slots.append(s.subscriber)
+                }
+            }
+            return slots
+        }
+    }
+
+    private func fanOut(topic: String, payload: UnsafeRawBufferPointer, sender: PluginRuntime, token: mn_reply_token)
+        -> UInt32
+    {
+        let slots = subscribers(of: topic)
+        guard !slots.isEmpty else { return 0 }
+        let topicBytes = Array(topic.utf8)
+        let payloadBytes = Array(payload)
+        var count: UInt32 = 0
+        for slot in slots {
+            guard let target = runtime(slot), target.isAcceptingMessages else { continue }
+            if target.executor.submitMessage(topic: topicBytes, payload: payloadBytes, sender: sender.nameUTF8,
+                                             replyToken: token) {
+                count += 1
+            } else {
+                dropped.add(1, ordering: .relaxed)
+                onDrop(slot)
+            }
+        }
+        delivered.add(UInt64(count), ordering: .relaxed)
+        return count
+    }
+
+    func publish(from sender: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer) -> UInt32 {
+        published.add(1, ordering: .relaxed)
+        return fanOut(topic: topic, payload: payload, sender: sender, token: 0)
+    }
+
+    func request(from requester: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer, timeoutMs: UInt32,
+                 reply: BusReplyCallback) {
+        let token = state.withLock { state -> mn_reply_token in
+            let token = state.nextToken
+            state.nextToken += 1
+            state.pending[token] = PendingRequest(requester: requester.slot, reply: reply, timeout: nil)
+            return token
+        }
+        let delivered = fanOut(topic: topic, payload: payload, sender: requester, token: token)
+        if delivered == 0 {
+            finish(token: token, status: MN_ERR_NO_RESPONDER, payload: [])
+            return
+        }
+        let scheduled = timerLoop.scheduleTask(in: .milliseconds(Int64(timeoutMs))) { [weak self] () -> Void in
+            self?.finish(token: token, status: MN_ERR_TIMEOUT, payload: [])
+        }
+        let stillPending = state.withLock { state -> Bool in
+            guard state.pending[token] != nil else { return false }
+            state.pending[token]!.timeout = scheduled
+            return true
+        }
+        if !stillPending { scheduled.cancel() }
+    }
+
+    func reply(from responder: PluginRuntime, token: mn_reply_token, payload: UnsafeRawBufferPointer) throws(HostError) {
+        guard finish(token: token, status: MN_OK, payload: Array(payload)) else {
+            throw .notFound("no pending request for reply token \(token) (already answered, timed out, or never sent)")
+        }
+    }
+
+    /// Completes a request once: the first of reply, timeout or no-responder wins.
+    @discardableResult
+    private func finish(token: mn_reply_token, status: mn_status, payload: [UInt8]) -> Bool {
+        guard let request = state.withLock({ $0.pending.removeValue(forKey: token) }) else { return false }
+        request.timeout?.cancel()
+        if let requester = runtime(request.requester) {
+            requester.executor.submit {
+                payload.withUnsafeBytes { requester.instance?.deliverReply(request.reply, status: status, payload: $0) }
+            }
+        }
+        return true
+    }
+}

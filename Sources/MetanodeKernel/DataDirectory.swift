@@ -1,0 +1,198 @@
+import Foundation
+import MetanodeCore
+import MetanodeCrypto
+
+/// Where a node keeps everything. One directory, so `rm -rf` resets a dev node and a backup is one copy.
+///
+///     config.json     node configuration (operator-edited; see NodeConfig)
+///     node.key        the node's Ed25519 identity key, minisign secret-key format, mode 0600
+///     node.pub        its public key
+///     trust/          publishers' public keys trusted to sign plugin packages
+///     plugins/NAME/   installed (non-bundled) plugin packages
+///     plugins.json    which plugins are installed, enabled, granted what, quarantined why
+///     db/             RocksDB: every plugin's kv namespace
+///     run/            this run's crash guard record, pid, and the HTTP address once ready
+public struct DataDirectory: Sendable {
+    public let root: String
+
+    public init(_ root: String) { self.root = FileIO.absolute(root) }
+
+    /// `$METANODE_DATA_DIR`, else `~/.metanode`.
+    public static func defaultRoot() -> String {
+        if let configured = ProcessInfo.processInfo.environment["METANODE_DATA_DIR"], !configured.isEmpty {
+            return configured
+        }
+        return NSHomeDirectory() + "/.metanode"
+    }
+
+    public var configPath: String { root + "/config.json" }
+    public var nodeKeyPath: String { root + "/node.key" }
+    public var nodePublicKeyPath: String { root + "/node.pub" }
+    public var trustDirectory: String { root + "/trust" }
+    public var pluginsDirectory: String { root + "/plugins" }
+    public var registryPath: String { root + "/plugins.json" }
+    public var databasePath: String { root + "/db" }
+    public var runDirectory: String { root + "/run" }
+    public var workDirectory: String { root + "/tmp" }
+    public var crashGuardPath: String { runDirectory + "/crashguard" }
+    public var httpAddressPath: String { runDirectory + "/http.addr" }
+    public var pidPath: String { runDirectory + "/node.pid" }
+
+    public var isInitialized: Bool { FileIO.exists(configPath) && FileIO.exists(nodeKeyPath) }
+
+    public var trustStore: TrustStore { TrustStore(directory: trustDirectory) }
+
+    public func requireInitialized() throws(MetanodeError) {
+        guard isInitialized else {
+            throw MetanodeError(.notFound, "\(root) is not an initialised data directory; run "
+                + "`metanode node init --data-dir \(root)` (add --dev for a development node)")
+        }
+    }
+
+    public func loadConfig() throws(MetanodeError) -> NodeConfig {
+        try requireInitialized()
+        return try NodeConfig.load(from: configPath)
+    }
+
+    public func saveConfig(_ config: NodeConfig) throws(MetanodeError) {
+        try FileIO.writeAtomically(config.serialized(), to: configPath, mode: 0o600)
+    }
+
+    /// The node's identity key. Refuses a key file others can read.
+    public func loadNodeKey() throws(MetanodeError) -> MinisignSecretKey {
+        let text = try KeyFile.readSecret(at: nodeKeyPath)
+        do {
+            return try MinisignSecretKey.parse(text, passphrase: nil)
+        } catch {
+            throw MetanodeError(error.code, "node key \(nodeKeyPath): \(error.message)")
+        }
+    }
+
+    public func loadRegistry() throws(MetanodeError) -> PluginRegistry {
+        try PluginRegistry.load(from: registryPath)
+    }
+
+    public func saveRegistry(_ registry: PluginRegistry) throws(MetanodeError) {
+        try FileIO.writeAtomically(registry.serialized(), to: registryPath, mode: 0o644)
+    }
+
+    /// The HTTP address of the running node, if it is up (written when it is ready, removed at shutdown).
+    public func runningNodeAddress() -> String? {
+        guard let bytes = try? FileIO.read(httpAddressPath, limit: 256, what: "address file") else { return nil }
+        let address = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return address.isEmpty ? nil : address
+    }
+}
+
+/// The node's configuration file.
+public struct NodeConfig: Sendable, Equatable {
+    public var nodeName: String
+    /// A development node: bundled plugins found later are enabled automatically.
+    public var dev: Bool
+    /// host:port for the HTTP API. Loopback unless the operator decides otherwise.
+    public var httpListen: String
+    /// fsync every write (slower; survives power loss, not just a process crash).
+    public var storageSyncWrites: Bool
+    /// Where this node's bundled plugin packages are.
+    public var bundledPluginsDirectory: String?
+    /// Per-plugin configuration, validated against each manifest's configSchema before on_init.
+    public var pluginConfigs: [String: JSONValue]
+
+    public static let fileBytesMax = 1 << 20
+    public static let defaultHTTPListen = "127.0.0.1:7700"
+
+    public init(nodeName: String, dev: Bool, httpListen: String = NodeConfig.defaultHTTPListen,
+                storageSyncWrites: Bool = false, bundledPluginsDirectory: String? = nil,
+                pluginConfigs: [String: JSONValue] = [:]) {
+        self.nodeName = nodeName
+        self.dev = dev
+        self.httpListen = httpListen
+        self.storageSyncWrites = storageSyncWrites
+        self.bundledPluginsDirectory = bundledPluginsDirectory
+        self.pluginConfigs = pluginConfigs
+    }
+
+    public static func load(from path: String) throws(MetanodeError) -> NodeConfig {
+        let bytes = try FileIO.read(path, limit: fileBytesMax, what: "config file")
+        do {
+            return try parse(bytes)
+        } catch {
+            throw MetanodeError(.invalidConfig, "\(path): \(error.message)")
+        }
+    }
+
+    static let knownKeys: Set<String> = ["node", "http", "storage", "bundledPluginsDir", "plugins"]
+
+    public static func parse(_ bytes: [UInt8]) throws(MetanodeError) -> NodeConfig {
+        let json = try JSONValue.parse(bytes)
+        guard let object = json.objectValue else { throw MetanodeError(.invalidConfig, "the config must be an object") }
+        for key in object.keys where !knownKeys.contains(key) {
+            throw MetanodeError(.invalidConfig, "unknown config field '\(key)' — known fields are "
+                + knownKeys.sorted().joined(separator: ", "))
+        }
+        func field<T>(_ section: String, _ key: String, _ extract: (JSONValue) -> T?, _ type: String) throws(MetanodeError)
+            -> T?
+        {
+            guard let value = object[section]?[key] else { return nil }
+            guard let typed = extract(value) else {
+                throw MetanodeError(.invalidConfig, "config field '\(section).\(key)' must be \(type)")
+            }
+            return typed
+        }
+        var config = NodeConfig(nodeName: "metanode", dev: false)
+        config.nodeName = try field("node", "name", { $0.stringValue }, "a string") ?? config.nodeName
+        config.dev = try field("node", "dev", { $0.boolValue }, "true or false") ?? false
+        config.httpListen = try field("http", "listen", { $0.stringValue }, "\"host:port\"") ?? defaultHTTPListen
+        _ = try HostPort.parse(config.httpListen)
+        config.storageSyncWrites = try field("storage", "syncWrites", { $0.boolValue }, "true or false") ?? false
+        if let dir = object["bundledPluginsDir"] {
+            guard let text = dir.stringValue else {
+                throw MetanodeError(.invalidConfig, "config field 'bundledPluginsDir' must be a path")
+            }
+            config.bundledPluginsDirectory = text
+        }
+        if let plugins = object["plugins"] {
+            guard let map = plugins.objectValue else {
+                throw MetanodeError(.invalidConfig, "config field 'plugins' must map plugin names to their config")
+            }
+            config.pluginConfigs = map
+        }
+        return config
+    }
+
+    public func serialized() -> [UInt8] {
+        var object: [String: JSONValue] = [
+            "node": .object(["name": .string(nodeName), "dev": .bool(dev)]),
+            "http": .object(["listen": .string(httpListen)]),
+            "storage": .object(["syncWrites": .bool(storageSyncWrites)]),
+            "plugins": .object(pluginConfigs),
+        ]
+        if let bundledPluginsDirectory { object["bundledPluginsDir"] = .string(bundledPluginsDirectory) }
+        return JSONValue.object(object).serializedBytes(pretty: true) + [0x0a]
+    }
+}
+
+/// "host:port", with IPv6 hosts in brackets.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public static func parse(_ text: String) throws(MetanodeError) -> HostPort {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port)
+        else {
+            throw MetanodeError(.invalidConfig, "'\(text)' is not host:port (for example 127.0.0.1:7700)")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw MetanodeError(.invalidConfig, "'\(text)' has no host") }
+        return HostPort(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,116 @@
+import CMetanodeShim
+import Foundation
+
+/// One plugin's executor: a thread that runs the plugin's hooks one at a time, in arrival order (the ABI's threading
+/// promise). Bus messages go through a bounded mailbox and are dropped, never blocked on, when it is full; control
+/// work (init, start, stop, timers, replies, HTTP, exported calls) is never dropped.
+final class PluginExecutor: @unchecked Sendable {
+    enum Job {
+        case message(topic: [UInt8], payload: [UInt8], sender: [UInt8], replyToken: UInt64)
+        case work(() -> Void)
+    }
+
+    let name: String
+    let messageDepthMax: Int
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var pending: [Job] = []
+    private var queuedMessages = 0
+    private var consumerWaiting = false
+    private var thread: Thread?
+    private let deliver: (_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer,
+                          _ sender: UnsafeRawBufferPointer, _ replyToken: UInt64) -> Void
+
+    /// `deliver` runs on the executor thread for each message job.
+    init(name: String, messageDepthMax: Int,
+         deliver: @escaping (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UInt64) -> Void) {
+        self.name = name
+        self.messageDepthMax = messageDepthMax
+        self.deliver = deliver
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
+        pending.reserveCapacity(1024)
+        let thread = Thread { [unowned self] in self.runLoop() }
+        thread.name = "plugin-\(name)"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Queues a bus message; false if the mailbox is full (the caller counts the drop).
+    @inline(__always)
+    func submitMessage(topic: [UInt8], payload: [UInt8], sender: [UInt8], replyToken: UInt64) -> Bool {
+        pthread_mutex_lock(&mutex)
+        guard queuedMessages < messageDepthMax else {
+            pthread_mutex_unlock(&mutex)
+            return false
+        }
+        queuedMessages += 1
+        pending.append(.message(topic: topic, payload: payload, sender: sender, replyToken: replyToken))
+        let wake = consumerWaiting
+        pthread_mutex_unlock(&mutex)
+        if wake { pthread_cond_signal(&condition) }
+        return true
+    }
+
+    /// Queues work for the executor thread.
+    func submit(_ work: @escaping () -> Void) {
+        pthread_mutex_lock(&mutex)
+        pending.append(.work(work))
+        let wake = consumerWaiting
+        pthread_mutex_unlock(&mutex)
+        if wake { pthread_cond_signal(&condition) }
+    }
+
+    /// Runs `body` on the executor thread and returns its result.
+    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            submit { continuation.resume(returning: body()) }
+        }
+    }
+
+    /// Runs `body` on the executor thread, blocking the caller (for the loader and tests, never on the executor).
+    func runBlocking<T>(_ body: @escaping () -> T) -> T {
+        precondition(Thread.current !== thread, "runBlocking called on plugin \(name)'s own executor")
+        var result: T?
+        let done = DispatchSemaphore(value: 0)
+        submit {
+            result = body()
+            done.signal()
+        }
+        done.wait()
+        return result!
+    }
+
+    var isCurrent: Bool { Thread.current === thread }
+
+    private func runLoop() {
+        _ = mn_cg_thread_prepare()
+        var batch: [Job] = []
+        batch.reserveCapacity(1024)
+        while true {
+            pthread_mutex_lock(&mutex)
+            while pending.isEmpty {
+                consumerWaiting = true
+                pthread_cond_wait(&condition, &mutex)
+            }
+            consumerWaiting = false
+            swap(&batch, &pending)
+            queuedMessages = 0
+            pthread_mutex_unlock(&mutex)
+            for job in batch {
+                switch job {
+                case .message(let topic, let payload, let sender, let replyToken):
+                    topic.withUnsafeBytes { topic in
+                        payload.withUnsafeBytes { payload in
+                            sender.withUnsafeBytes { sender in deliver(topic, payload, sender, replyToken) }
+                        }
+                    }
+                case .work(let work):
+                    work()
+                }
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import MetanodeABI
+import MetanodeCore
+import MetanodeHostBridge
+
+/// What the kernel needs to load one plugin; produced by PluginPlanner.
+public struct LoadRequest: Sendable {
+    public var package: PluginPackage
+    public var grants: HostCapabilities
+    public var bundled: Bool
+    /// Validated JSON config (schema defaults applied).
+    public var config: [UInt8]
+
+    public init(package: PluginPackage, grants: HostCapabilities, bundled: Bool, config: [UInt8]) {
+        self.package = package
+        self.grants = grants
+        self.bundled = bundled
+        self.config = config
+    }
+}
+
+extension Kernel {
+    /// Opens the library, checks its descriptor against its manifest, resolves its exported functions and gives it a
+    /// slot, an executor and a vtable. Libraries are opened RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE and never closed:
+    /// unloading a Swift library crashes the host.
+    @discardableResult
+    public func load(_ request: LoadRequest) throws(MetanodeError) -> PluginRuntime {
+        let manifest = request.package.manifest
+        let path = request.package.libraryPath
+        let slot = runtimes.count
+        guard slot < 256 else { throw MetanodeError(.limitExceeded, "a node loads at most 256 plugins") }
+        crashGuard?.name(slot: slot, plugin: manifest.name)
+        let token = crashGuard?.willCall(slot: slot, hook: .entry)
+        defer { if let token { crashGuard?.didCall(token) } }
+
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "unknown dlopen error"
+            throw MetanodeError(.io, "cannot load plugin \(manifest.name) from \(path): \(reason)")
+        }
+        guard let symbol = dlsym(handle, MN_PLUGIN_ENTRY_SYMBOL) else {
+            throw MetanodeError(.abi, "\(path) does not export \(MN_PLUGIN_ENTRY_SYMBOL) — is it a Metanode plugin? "
+                + "(C: give the entry function default visibility; Swift: @_cdecl(\"\(MN_PLUGIN_ENTRY_SYMBOL)\"))")
+        }
+        let entry = unsafeBitCast(symbol, to: mn_plugin_entry_v1_fn.self)
+        let info: PluginDescriptorInfo
+        let descriptor = entry()
+        do {
+            info = try PluginInstance.inspect(descriptor, source: path)
+        } catch {
+            throw MetanodeError(error.status == MN_ERR_VERSION ? .abi : .invalidManifest, error.message)
+        }
+        guard info.name == manifest.name, info.version == manifest.version.description else {
+            throw MetanodeError(.invalidManifest, "\(path) says it is plugin \(info.name) \(info.version), but its "
+                + "manifest says \(manifest.name) \(manifest.version)")
+        }
+        guard info.abiMinor <= manifest.abi.minor || manifest.abi.major != info.abiMajor else {
+            throw MetanodeError(.abi, "plugin \(manifest.name) was compiled against ABI \(info.abiMajor)."
+                + "\(info.abiMinor) but its manifest declares \(manifest.abi.major).\(manifest.abi.minor)")
+        }
+
+        var exports: [String: (UnsafeMutableRawPointer, CPrototype)] = [:]
+        for export in manifest.exports {
+            guard let address = dlsym(handle, export.prototype.symbol) else {
+                throw MetanodeError(.invalidManifest, "plugin \(manifest.name)'s manifest exports \(export.name) as "
+                    + "\(export.prototype.symbol), but \(manifest.library.file) has no such symbol")
+            }
+            exports[export.name] = (address, export.prototype)
+        }
+
+        let runtime = PluginRuntime(slot: slot, package: request.package, grants: request.grants,
+                                    bundled: request.bundled, config: request.config)
+        runtime.exports = exports.mapValues { (address: $0.0, prototype: $0.1) }
+        let context = PluginHostContext(name: manifest.name, slot: slot, grants: request.grants, backend: self)
+        runtime.instance = PluginInstance(context: context, descriptor: descriptor!, observer: crashGuard)
+        register(runtime)
+        return runtime
+    }
+}

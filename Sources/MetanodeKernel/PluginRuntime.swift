@@ -1,0 +1,162 @@
+import Foundation
+import MetanodeABI
+import MetanodeCore
+import MetanodeHostBridge
+import NIOCore
+import Prometheus
+import Synchronization
+
+/// The kernel's record of one loaded plugin: its package, executor, instance and everything it registered.
+public final class PluginRuntime: @unchecked Sendable {
+    public enum Status: Sendable, Equatable {
+        case loaded
+        case starting
+        case running
+        case failed(String)
+        case stopping
+        case stopped
+
+        public var name: String {
+            switch self {
+            case .loaded: "loaded"
+            case .starting: "starting"
+            case .running: "running"
+            case .failed: "failed"
+            case .stopping: "stopping"
+            case .stopped: "stopped"
+            }
+        }
+
+        public var reason: String? {
+            if case .failed(let reason) = self { return reason }
+            return nil
+        }
+    }
+
+    public let slot: Int
+    public let name: String
+    let nameUTF8: [UInt8]
+    public let package: PluginPackage
+    public let grants: HostCapabilities
+    public let bundled: Bool
+    /// The validated JSON config handed to on_init.
+    public let config: [UInt8]
+    /// Key prefix of the plugin's namespace: "plugin/<name>/".
+    let namespace: [UInt8]
+    let executor: PluginExecutor
+    private let instanceBox: InstanceBox
+    public internal(set) var instance: PluginInstance? {
+        get { instanceBox.instance }
+        set { instanceBox.instance = newValue }
+    }
+    /// Exported functions resolved with dlsym at load: name → (symbol address, prototype).
+    var exports: [String: (address: UnsafeMutableRawPointer, prototype: CPrototype)] = [:]
+
+    private let statusLock = HostLock(Status.loaded)
+    let routes = HostLock([PluginRoute]())
+    let metrics = HostLock([PluginMetric]())
+    let timers = HostLock(TimerTable())
+
+    init(slot: Int, package: PluginPackage, grants: HostCapabilities, bundled: Bool, config: [UInt8]) {
+        self.slot = slot
+        self.name = package.manifest.name
+        self.nameUTF8 = Array(name.utf8)
+        self.package = package
+        self.grants = grants
+        self.bundled = bundled
+        self.config = config
+        self.namespace = Array("plugin/\(package.manifest.name)/".utf8)
+        let box = InstanceBox()
+        self.instanceBox = box
+        self.executor = PluginExecutor(name: package.manifest.name, messageDepthMax: Int(MN_MAILBOX_DEPTH_MAX)) {
+            topic, payload, sender, replyToken in
+            box.instance?.deliver(topic: topic, payload: payload, sender: sender, replyToken: replyToken)
+        }
+    }
+
+    public var status: Status {
+        get { statusLock.withLock { $0 } }
+        set { statusLock.withLock { $0 = newValue } }
+    }
+
+    var isAcceptingMessages: Bool {
+        switch status {
+        case .running, .starting: true
+        default: false
+        }
+    }
+
+    public var version: SemanticVersion { package.manifest.version }
+}
+
+/// Set once at load, before the executor sees any message.
+private final class InstanceBox: @unchecked Sendable {
+    var instance: PluginInstance?
+}
+
+/// A route a plugin registered; matched under /v1/plugins/<name>.
+struct PluginRoute {
+    let method: String
+    /// Exact path, or for a prefix route the path before "*" (ending in "/").
+    let path: String
+    let isPrefix: Bool
+    let handler: HTTPHandler
+
+    /// Picks the route for a request: exact beats prefix, longer prefix beats shorter; method "*" matches any.
+    /// Returns nil and whether some route matched the path with another method (for 405).
+    static func match(_ routes: [PluginRoute], method: String, path: String) -> (PluginRoute?, pathMatched: Bool) {
+        var best: PluginRoute?
+        var pathMatched = false
+        for route in routes {
+            let matches = route.isPrefix ? path.hasPrefix(route.path) : path == route.path
+            guard matches else { continue }
+            pathMatched = true
+            guard route.method == "*" || route.method == method || (method == "HEAD" && route.method == "GET") else {
+                continue
+            }
+            if let current = best {
+                let better = (!route.isPrefix && current.isPrefix)
+                    || (route.isPrefix == current.isPrefix && route.path.count > current.path.count)
+                    || (route.path == current.path && route.isPrefix == current.isPrefix && current.method == "*")
+                if better { best = route }
+            } else {
+                best = route
+            }
+        }
+        return (best, pathMatched)
+    }
+}
+
+/// A metric a plugin registered.
+enum PluginMetric {
+    case counter(name: String, Counter)
+    case gauge(name: String, Gauge)
+    case histogram(name: String, ValueHistogram)
+
+    var name: String {
+        switch self {
+        case .counter(let name, _), .gauge(let name, _), .histogram(let name, _): name
+        }
+    }
+}
+
+struct TimerTable {
+    var nextID: mn_timer_id = 1
+    var live: [mn_timer_id: TimerState] = [:]
+}
+
+/// One live timer. `cancelled` is checked on the executor right before the callback, so a cancel takes effect even
+/// for a firing already queued.
+final class TimerState: @unchecked Sendable {
+    let id: mn_timer_id
+    let callback: TimerCallback
+    let intervalMs: UInt64
+    let cancelled = Atomic<Bool>(false)
+    var scheduled: Scheduled<Void>?  // guarded by the runtime's timer lock
+
+    init(id: mn_timer_id, callback: TimerCallback, intervalMs: UInt64) {
+        self.id = id
+        self.callback = callback
+        self.intervalMs = intervalMs
+    }
+}
