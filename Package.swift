@@ -110,7 +110,9 @@ let package = Package(
                 .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
             ],
             path: "Tests/MetanodePluginKitTests"),
+        // Starts real `metanode` processes; needs `swift build` first (make test does it).
         .testTarget(
-            name: "EndToEndTests", dependencies: ["MetanodeCrypto", "MetanodeCore"], path: "Tests/EndToEndTests"),
+            name: "EndToEndTests", dependencies: ["MetanodeKernel", "MetanodeCrypto", "MetanodeCore"],
+            path: "Tests/EndToEndTests", exclude: ["Fixtures"]),
     ]
 )

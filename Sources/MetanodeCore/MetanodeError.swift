@@ -41,6 +41,12 @@ public struct MetanodeError: Error, CustomStringConvertible, Sendable {
         public static let `internal` = Code(.internal)
 
         public var description: String { base.rawValue }
+
+        /// The code a `description` names (for errors that crossed the HTTP API as JSON).
+        public init?(name: String) {
+            guard let base = Base(rawValue: name) else { return nil }
+            self.base = base
+        }
     }
 
     public var code: Code

@@ -16,6 +16,8 @@ final class Bus: @unchecked Sendable {
     struct PendingRequest {
         let requester: Int
         let reply: BusReplyCallback
+        /// Plugins the request was delivered to: only they may answer it.
+        var recipients: [Int] = []
         var timeout: Scheduled<Void>?
     }
 
@@ -109,31 +111,32 @@ final class Bus: @unchecked Sendable {
         }
     }
 
+    /// Queues the message for every subscribing plugin; returns the slots that got it.
     private func fanOut(topic: String, payload: UnsafeRawBufferPointer, sender: PluginRuntime, token: mn_reply_token)
-        -> UInt32
+        -> [Int]
     {
         let slots = subscribers(of: topic)
-        guard !slots.isEmpty else { return 0 }
+        guard !slots.isEmpty else { return [] }
         let topicBytes = Array(topic.utf8)
         let payloadBytes = Array(payload)
-        var count: UInt32 = 0
+        var reached: [Int] = []
         for slot in slots {
             guard let target = runtime(slot), target.isAcceptingMessages else { continue }
             if target.executor.submitMessage(topic: topicBytes, payload: payloadBytes, sender: sender.nameUTF8,
                                              replyToken: token) {
-                count += 1
+                reached.append(slot)
             } else {
                 dropped.add(1, ordering: .relaxed)
                 onDrop(slot)
             }
         }
-        delivered.add(UInt64(count), ordering: .relaxed)
-        return count
+        delivered.add(UInt64(reached.count), ordering: .relaxed)
+        return reached
     }
 
     func publish(from sender: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer) -> UInt32 {
         published.add(1, ordering: .relaxed)
-        return fanOut(topic: topic, payload: payload, sender: sender, token: 0)
+        return UInt32(fanOut(topic: topic, payload: payload, sender: sender, token: 0).count)
     }
 
     func request(from requester: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer, timeoutMs: UInt32,
@@ -144,8 +147,11 @@ final class Bus: @unchecked Sendable {
             state.pending[token] = PendingRequest(requester: requester.slot, reply: reply, timeout: nil)
             return token
         }
-        let delivered = fanOut(topic: topic, payload: payload, sender: requester, token: token)
-        if delivered == 0 {
+        // Recipients are recorded before delivery could let one of them answer.
+        let slots = subscribers(of: topic)
+        state.withLock { $0.pending[token]?.recipients = slots }
+        let reached = fanOut(topic: topic, payload: payload, sender: requester, token: token)
+        if reached.isEmpty {
             finish(token: token, status: MN_ERR_NO_RESPONDER, payload: [])
             return
         }
@@ -161,8 +167,13 @@ final class Bus: @unchecked Sendable {
     }
 
     func reply(from responder: PluginRuntime, token: mn_reply_token, payload: UnsafeRawBufferPointer) throws(HostError) {
-        guard finish(token: token, status: MN_OK, payload: Array(payload)) else {
+        let recipient = state.withLock { $0.pending[token]?.recipients.contains(responder.slot) }
+        guard let recipient else {
             throw .notFound("no pending request for reply token \(token) (already answered, timed out, or never sent)")
+        }
+        guard recipient else { throw .invalid("reply token \(token) belongs to a request this plugin did not receive") }
+        guard finish(token: token, status: MN_OK, payload: Array(payload)) else {
+            throw .notFound("no pending request for reply token \(token) (already answered or timed out)")
         }
     }
 

@@ -141,19 +141,17 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         guard runtime.status == .running, let instance = runtime.instance else {
             return .text(503, "plugin \(name) is \(runtime.status.name)\n")
         }
-        let (route, pathMatched) = runtime.routes.withLock {
-            PluginRoute.match($0, method: request.method, path: request.path)
-        }
-        guard let route else {
-            return pathMatched
-                ? .text(405, "plugin \(name) has no \(request.method) handler for \(request.path)\n")
-                : .text(404, "plugin \(name) has no route \(request.path)\n")
+        let handler: HTTPHandler
+        switch runtime.routes.withLock({ $0.match(method: request.method, path: request.path) }) {
+        case .handler(let found): handler = found
+        case .methodNotAllowed: return .text(405, "plugin \(name) has no \(request.method) handler for \(request.path)\n")
+        case .notFound: return .text(404, "plugin \(name) has no route \(request.path)\n")
         }
         let timeout = httpHandlerTimeoutMs
         return await runtime.executor.run(timeoutMs: timeout, on: timerLoop, onTimeout: {
             .text(504, "plugin \(name) did not answer \(request.method) \(request.path) within \(timeout) ms\n")
         }) {
-            instance.handleHTTP(route.handler, request: request)
+            instance.handleHTTP(handler, request: request)
         }
     }
 
@@ -430,20 +428,10 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     public func httpRoute(_ plugin: PluginHostContext, method: String, path: String, handler: HTTPHandler)
         throws(HostError)
     {
-        let isPrefix = path.hasSuffix("/*")
-        let route = PluginRoute(method: method, path: isPrefix ? String(path.dropLast()) : path, isPrefix: isPrefix,
-                                handler: handler)
-        let error: HostError? = runtime(plugin).routes.withLock { routes in
-            guard routes.count < Int(MN_HTTP_ROUTES_MAX) else {
-                return HostError(MN_ERR_LIMIT, "plugin has \(MN_HTTP_ROUTES_MAX) routes, the limit")
-            }
-            if routes.contains(where: { $0.method == method && $0.path == route.path && $0.isPrefix == isPrefix }) {
-                return HostError(MN_ERR_EXISTS, "route \(method) \(path) is already registered")
-            }
-            routes.append(route)
-            return nil
+        let result: Result<Void, HostError> = runtime(plugin).routes.withLock { routes in
+            Result { () throws(HostError) in try routes.add(method: method, path: path, handler: handler) }
         }
-        if let error { throw error }
+        try result.get()
     }
 
     // services

@@ -72,7 +72,7 @@ public enum PluginPlanner {
             let violations = schema.validate(value)
             if !violations.isEmpty {
                 throw MetanodeError(.invalidConfig, "config for plugin \(manifest.name) is invalid: "
-                    + violations.map { "\($0.path): \($0.message)" }.joined(separator: "; ")
+                    + violations.map(\.message).joined(separator: "; ")
                     + " — fix it with `metanode plugin config \(manifest.name) JSON`")
             }
         }

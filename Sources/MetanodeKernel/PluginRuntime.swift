@@ -53,7 +53,7 @@ public final class PluginRuntime: @unchecked Sendable {
     var exports: [String: (address: UnsafeMutableRawPointer, prototype: CPrototype)] = [:]
 
     private let statusLock = HostLock(Status.loaded)
-    let routes = HostLock([PluginRoute]())
+    let routes = HostLock(HTTPRouteTable())
     let metrics = HostLock([PluginMetric]())
     let timers = HostLock(TimerTable())
 
@@ -92,39 +92,6 @@ public final class PluginRuntime: @unchecked Sendable {
 /// Set once at load, before the executor sees any message.
 private final class InstanceBox: @unchecked Sendable {
     var instance: PluginInstance?
-}
-
-/// A route a plugin registered; matched under /v1/plugins/<name>.
-struct PluginRoute {
-    let method: String
-    /// Exact path, or for a prefix route the path before "*" (ending in "/").
-    let path: String
-    let isPrefix: Bool
-    let handler: HTTPHandler
-
-    /// Picks the route for a request: exact beats prefix, longer prefix beats shorter; method "*" matches any.
-    /// Returns nil and whether some route matched the path with another method (for 405).
-    static func match(_ routes: [PluginRoute], method: String, path: String) -> (PluginRoute?, pathMatched: Bool) {
-        var best: PluginRoute?
-        var pathMatched = false
-        for route in routes {
-            let matches = route.isPrefix ? path.hasPrefix(route.path) : path == route.path
-            guard matches else { continue }
-            pathMatched = true
-            guard route.method == "*" || route.method == method || (method == "HEAD" && route.method == "GET") else {
-                continue
-            }
-            if let current = best {
-                let better = (!route.isPrefix && current.isPrefix)
-                    || (route.isPrefix == current.isPrefix && route.path.count > current.path.count)
-                    || (route.path == current.path && route.isPrefix == current.isPrefix && current.method == "*")
-                if better { best = route }
-            } else {
-                best = route
-            }
-        }
-        return (best, pathMatched)
-    }
 }
 
 /// A metric a plugin registered.

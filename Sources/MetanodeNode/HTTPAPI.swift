@@ -64,7 +64,7 @@ enum HTTPAPI {
             }
             do throws(MetanodeError) {
                 let arguments = try callArguments(Array(buffer: body))
-                let result = try await state.kernel.call(plugin: name, function: function, arguments: .json(arguments))
+                let result = try await state.kernel.call(plugin: name, function: function, arguments: arguments)
                 return json(.ok, .object(["result": result.jsonValue]))
             } catch {
                 return errorResponse(error)
@@ -111,13 +111,21 @@ enum HTTPAPI {
                         body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 
-    /// `[args…]` or `{"args": [args…]}`.
-    static func callArguments(_ body: [UInt8]) throws(MetanodeError) -> [JSONValue] {
-        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { return [] }
+    /// `[args…]` or `{"args": [args…]}` (JSON values), or `{"argv": ["…"]}` (command-line strings, as the CLI sends).
+    static func callArguments(_ body: [UInt8]) throws(MetanodeError) -> Kernel.CallArguments {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }) { return .json([]) }
         let value = try JSONValue.parse(body)
-        if let array = value.arrayValue { return array }
-        if let array = value["args"]?.arrayValue { return array }
-        throw MetanodeError(.invalidArgument, "the body must be a JSON array of arguments, or {\"args\": [...]}")
+        if let array = value.arrayValue { return .json(array) }
+        if let array = value["args"]?.arrayValue { return .json(array) }
+        if let argv = value["argv"]?.arrayValue {
+            let strings = argv.compactMap(\.stringValue)
+            guard strings.count == argv.count else {
+                throw MetanodeError(.invalidArgument, "\"argv\" must be an array of strings")
+            }
+            return .commandLine(strings)
+        }
+        throw MetanodeError(.invalidArgument,
+                            "the body must be a JSON array of arguments, {\"args\": [...]} or {\"argv\": [\"...\"]}")
     }
 
     static func pluginStatuses(_ state: NodeState) -> [JSONValue] {
@@ -154,7 +162,7 @@ enum HTTPAPI {
     static func errorResponse(_ error: MetanodeError) -> Response {
         let status: HTTPResponse.Status = switch error.code {
         case .notFound: .notFound
-        case .invalidArgument, .invalidJSON, .invalidConfig: .badRequest
+        case .invalidArgument, .invalidJSON, .invalidConfig, .invalidVersion: .badRequest
         case .limitExceeded: .contentTooLarge
         case .stopped: .serviceUnavailable
         case .denied: .forbidden

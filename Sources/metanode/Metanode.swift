@@ -104,7 +104,8 @@ enum RunningNode {
         let value = try? JSONValue.parse(response.body)
         if response.status >= 400 {
             let message = value?["error"]?["message"]?.stringValue ?? response.text
-            throw MetanodeError(.internal, message)
+            let code = value?["error"]?["code"]?.stringValue.flatMap(MetanodeError.Code.init(name:)) ?? .internal
+            throw MetanodeError(code, message)
         }
         guard let value else { throw MetanodeError(.invalidJSON, "the node answered \(path) with non-JSON") }
         return value

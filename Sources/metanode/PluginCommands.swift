@@ -211,7 +211,7 @@ struct PluginCommand: AsyncParsableCommand {
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
         @Argument(help: "Exported function name (see `metanode plugin info`).") var function: String
-        @Argument(parsing: .captureForPassthrough, help: "Arguments.") var arguments: [String] = []
+        @Argument(parsing: .allUnrecognized, help: "Arguments.") var arguments: [String] = []
 
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in

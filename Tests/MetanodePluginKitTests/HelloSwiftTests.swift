@@ -41,10 +41,10 @@ import Testing
         #expect(host.http(hello, "GET", "/count").text == "2")
     }
 
-    @Test func unknownPathIs404() throws {
+    @Test func unknownPathIs404AndOtherMethodsAre405() throws {
         let hello = try host.loadHelloSwift()
         #expect(host.http(hello, "GET", "/nope").status == 404)
-        #expect(host.http(hello, "DELETE", "/count").status == 404)
+        #expect(host.http(hello, "DELETE", "/count").status == 405)
     }
 
     @Test func pongIs404BeforeAnyPing() throws {

@@ -159,8 +159,9 @@ typedef struct mn_message {
 typedef int32_t (*mn_kv_visit_fn)(void *user_data, mn_bytes key, mn_bytes value);
 
 /**
- * The answer to a bus_request, called exactly once on the requester's executor thread: with MN_OK and the reply, or
- * with MN_ERR_TIMEOUT, MN_ERR_NO_RESPONDER or MN_ERR_STOPPED and an empty reply. `reply` is borrowed.
+ * The answer to a bus_request, called once on the requester's executor thread: with MN_OK and the reply, or with
+ * MN_ERR_TIMEOUT or MN_ERR_NO_RESPONDER and an empty reply. Not called at all if the requesting plugin stops first.
+ * `reply` is borrowed.
  */
 typedef void (*mn_bus_reply_fn)(void *user_data, mn_status status, mn_bytes reply);
 
@@ -294,9 +295,10 @@ typedef struct mn_host_api {
   mn_status (*bus_subscribe)(mn_host_ctx *ctx, mn_str topic, mn_subscription_id *out_subscription);
   mn_status (*bus_unsubscribe)(mn_host_ctx *ctx, mn_subscription_id subscription);
   /**
-   * Delivers `payload` to every subscriber of `topic` (including this plugin if it subscribes). Never blocks: a
-   * subscriber whose mailbox holds MN_MAILBOX_DEPTH_MAX events misses the message and the kernel counts it in
-   * metanode_bus_dropped_total. `*out_delivered` (nullable) receives how many subscribers got it.
+   * Delivers `payload` to every plugin subscribed to `topic` (including this one if it subscribes), once per plugin
+   * even when several of its subscriptions match. Never blocks: a subscriber whose mailbox holds
+   * MN_MAILBOX_DEPTH_MAX events misses the message and the kernel counts it in metanode_bus_dropped_total.
+   * `*out_delivered` (nullable) receives how many plugins got it.
    */
   mn_status (*bus_publish)(mn_host_ctx *ctx, mn_str topic, mn_bytes payload, uint32_t *out_delivered);
   /**
@@ -305,14 +307,17 @@ typedef struct mn_host_api {
    */
   mn_status (*bus_request)(mn_host_ctx *ctx, mn_str topic, mn_bytes payload, uint32_t timeout_ms,
                            mn_bus_reply_fn on_reply, void *user_data);
-  /** Answers a request received in on_message. Later replies to the same token return MN_ERR_NOT_FOUND. */
+  /**
+   * Answers a request received in on_message. Only a plugin the request was delivered to may answer; the first
+   * answer wins and later ones return MN_ERR_NOT_FOUND.
+   */
   mn_status (*bus_reply)(mn_host_ctx *ctx, mn_reply_token token, mn_bytes payload);
 
   /* --- capability "timer" -------------------------------------------------------------------------------------- */
 
   /**
    * Calls `fn` on the plugin's executor after `delay_ms`, then every `interval_ms` if that is non-zero, until
-   * cancelled or the plugin stops. `user_data` is plugin-owned and must outlive the timer.
+   * cancelled or the plugin stops. `user_data` is plugin-owned and must outlive the timer. `out_timer` is nullable.
    */
   mn_status (*timer_start)(mn_host_ctx *ctx, uint64_t delay_ms, uint64_t interval_ms, mn_timer_fn fn, void *user_data,
                            mn_timer_id *out_timer);
@@ -324,7 +329,8 @@ typedef struct mn_host_api {
   /**
    * Registers a handler for `method` ("GET", "POST", ... or "*" for any) and `path`, relative to /v1/plugins/<name>:
    * exact ("/count"), or a prefix when the last segment is "*" (path "/items/" + "*" matches "/items/7" and
-   * "/items/7/tags"). Exact routes win over prefixes, longer prefixes over shorter. "/call/" is reserved by the kernel.
+   * "/items/7/tags", not "/items"). Exact routes win over prefixes, longer prefixes over shorter, a named method over
+   * "*". A path with routes for other methods only answers 405. "/call/" is reserved by the kernel.
    * `user_data` is plugin-owned and must stay valid for the life of the process.
    */
   mn_status (*http_route)(mn_host_ctx *ctx, mn_str method, mn_str path, mn_http_handler_fn handler, void *user_data);
@@ -353,7 +359,7 @@ typedef struct mn_host_api {
   mn_status (*service_lookup)(mn_host_ctx *ctx, mn_str name, uint32_t major, uint32_t min_minor,
                               const void **out_table, uint32_t *out_minor, size_t *out_table_size);
 
-  /* --- capability "metrics": shown on the node's /metrics as metanode_plugin_<plugin>_<name> -------------------- */
+  /* --- capability "metrics": on the node's /metrics as metanode_plugin_<plugin>_<name>, '-' in <plugin> as '_' -- */
 
   /**
    * Registers a metric of `kind` (MN_METRIC_*). Histograms take `bucket_count` ascending upper bounds (borrowed);

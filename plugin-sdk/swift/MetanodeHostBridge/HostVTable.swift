@@ -124,16 +124,26 @@ enum HostVTable {
         t.pointee.kv_snapshot_open = { ctx, out in
             PluginHostContext.serve(ctx) { context throws(HostError) in
                 guard let out else { throw .invalid("out_snapshot is NULL") }
-                let open = context.handles.withLock { $0.snapshots.count }
-                guard open < Int(MN_KV_SNAPSHOTS_MAX) else {
-                    throw HostError(MN_ERR_LIMIT, "\(open) snapshots are open; the limit is \(MN_KV_SNAPSHOTS_MAX) — "
-                        + "release some with kv_snapshot_release")
+                // Reserve the slot first so concurrent opens cannot pass the limit together.
+                let reserved = context.handles.withLock { table -> UInt? in
+                    guard table.snapshots.count + table.snapshotsOpening < Int(MN_KV_SNAPSHOTS_MAX) else { return nil }
+                    table.snapshotsOpening += 1
+                    return table.allocate()
                 }
-                let snapshot = try context.backend.kvSnapshotOpen(context)
-                let handle = context.handles.withLock { table -> UInt in
-                    let handle = table.allocate()
+                guard let handle = reserved else {
+                    throw HostError(MN_ERR_LIMIT, "\(MN_KV_SNAPSHOTS_MAX) snapshots are open, the limit — release "
+                        + "some with kv_snapshot_release")
+                }
+                let snapshot: AnyObject
+                do throws(HostError) {
+                    snapshot = try context.backend.kvSnapshotOpen(context)
+                } catch {
+                    context.handles.withLock { $0.snapshotsOpening -= 1 }
+                    throw error
+                }
+                context.handles.withLock { table in
+                    table.snapshotsOpening -= 1
                     table.snapshots[handle] = snapshot
-                    return handle
                 }
                 out.pointee = OpaquePointer(bitPattern: handle)
             }
@@ -378,12 +388,14 @@ enum HostVTable {
             }
         }
         t.pointee.http_request_header = { ctx, request, name, out in
-            PluginHostContext.serve(ctx) { _ throws(HostError) in
-                guard let request, let box = request.pointee.host_private, let out else {
-                    throw .invalid("request or out_value is NULL")
-                }
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let request, let out else { throw .invalid("request or out_value is NULL") }
                 let name = try Validate.string(name, "name", max: 256).lowercased()
-                let headers = Unmanaged<HTTPRequestBox>.fromOpaque(box).takeUnretainedValue()
+                // Look the request up instead of trusting the pointer: a request kept past its handler is stale.
+                let key = UInt(bitPattern: request.pointee.host_private)
+                guard let headers = context.handles.withLock({ $0.requests[key] }) else {
+                    throw .invalid("not a live request (requests are valid only inside their handler)")
+                }
                 guard let value = headers.lowercasedHeaders[name] else { throw .notFound("no header '\(name)'") }
                 out.pointee = Buffers.view(value)
             }
@@ -548,7 +560,7 @@ extension PluginHostContext {
     }
 }
 
-/// Request headers, kept alive for the duration of a handler call; `host_private` points here. Values live in
+/// Request headers, kept alive for the duration of a handler call (`host_private` is its handle). Values live in
 /// memory this box owns so the views handed to the plugin stay put until the handler returns.
 final class HTTPRequestBox {
     private(set) var lowercasedHeaders: [String: UnsafeRawBufferPointer] = [:]

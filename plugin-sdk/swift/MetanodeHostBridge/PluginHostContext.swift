@@ -108,7 +108,10 @@ struct HandleTable {
     var nextHandle: UInt = 1
     var batches: [UInt: BatchState] = [:]
     var snapshots: [UInt: AnyObject] = [:]
+    var snapshotsOpening = 0
     var responses: [UInt: HTTPResponseBox] = [:]
+    /// In-flight HTTP requests by their `host_private` value.
+    var requests: [UInt: HTTPRequestBox] = [:]
 
     mutating func allocate() -> UInt {
         defer { nextHandle += 1 }

@@ -155,12 +155,18 @@ public final class PluginInstance: @unchecked Sendable {
         }
         let headers = HTTPRequestBox(headers: request.headers)
         let response = HTTPResponseBox()
-        let handle = context.handles.withLock { table -> UInt in
-            let handle = table.allocate()
+        let (handle, requestHandle) = context.handles.withLock { table -> (UInt, UInt) in
+            let handle = table.allocate(), requestHandle = table.allocate()
             table.responses[handle] = response
-            return handle
+            table.requests[requestHandle] = headers
+            return (handle, requestHandle)
         }
-        defer { _ = context.handles.withLock { $0.responses.removeValue(forKey: handle) } }
+        defer {
+            context.handles.withLock { table in
+                table.responses[handle] = nil
+                table.requests[requestHandle] = nil
+            }
+        }
 
         let method = Array(request.method.utf8), path = Array(request.path.utf8), query = Array(request.query.utf8)
         method.withUnsafeBytes { method in
@@ -170,13 +176,12 @@ public final class PluginInstance: @unchecked Sendable {
                         var raw = mn_http_request(
                             struct_size: UInt32(MemoryLayout<mn_http_request>.size), method: Buffers.view(method),
                             path: Buffers.view(path), query: Buffers.view(query), body: Buffers.view(body),
-                            host_private: UnsafeRawPointer(Unmanaged.passUnretained(headers).toOpaque()))
+                            host_private: UnsafeRawPointer(bitPattern: requestHandle))
                         guarded(.http) { handler.function(handler.userData, &raw, OpaquePointer(bitPattern: handle)) }
                     }
                 }
             }
         }
-        withExtendedLifetime(headers) {}
         guard var answer = response.response else {
             return HTTPResponseParts(
                 status: 500, contentType: "text/plain",

@@ -105,7 +105,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         var kv: [[UInt8]: [UInt8]] = [:]
         var failNextCommit: String?
         var timers: [mn_timer_id: TimerEntry] = [:]
-        var routes: [RouteEntry] = []
+        var routes = HTTPRouteTable()
         var metrics: [mn_metric_id: TestMetric] = [:]
     }
 
@@ -130,14 +130,6 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         var dueMs: UInt64
         var intervalMs: UInt64
         var callback: TimerCallback
-    }
-
-    struct RouteEntry {
-        var method: String
-        var path: String
-        var handler: HTTPHandler
-
-        var prefix: Substring? { path.hasSuffix("/*") ? path.dropLast() : nil }
     }
 
     struct ServiceEntry {
@@ -347,8 +339,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
 
     // MARK: - Driving plugins from a test
 
-    /// Sends an HTTP request to `plugin`'s routes, routed like the kernel: an exact path beats a "/…/*" prefix, a
-    /// longer prefix beats a shorter one, a named method beats "*"; no route answers 404. `path` may carry "?query".
+    /// Sends an HTTP request to `plugin`'s routes, routed by the kernel's rule (HTTPRouteTable): 404 without a
+    /// matching route, 405 when only other methods match. `path` may carry "?query".
     @discardableResult
     public func http(_ plugin: TestPlugin, _ method: String = "GET", _ path: String, body: [UInt8] = [],
                      headers: [(name: String, value: String)] = []) -> HTTPResponseParts {
@@ -359,8 +351,13 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
             path = String(path[..<mark])
         }
         let method = method.uppercased()
-        let handler = state.withLock { state in Self.route(state.plugins[state.owned(plugin)].routes, method, path) }
-        guard let handler else {
+        let handler: HTTPHandler
+        switch state.withLock({ $0.plugins[$0.owned(plugin)].routes.match(method: method, path: path) }) {
+        case .handler(let found): handler = found
+        case .methodNotAllowed:
+            return HTTPResponseParts(status: 405, contentType: "text/plain; charset=utf-8",
+                                     body: Array("no \(method) handler for \(path) in plugin \(plugin.name)\n".utf8))
+        case .notFound:
             return HTTPResponseParts(status: 404, contentType: "text/plain; charset=utf-8",
                                      body: Array("no route for \(method) \(path) in plugin \(plugin.name)\n".utf8))
         }
@@ -373,18 +370,6 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     public func http(_ plugin: TestPlugin, _ method: String = "GET", _ path: String, body: String,
                      headers: [(name: String, value: String)] = []) -> HTTPResponseParts {
         http(plugin, method, path, body: Array(body.utf8), headers: headers)
-    }
-
-    static func route(_ routes: [RouteEntry], _ method: String, _ path: String) -> HTTPHandler? {
-        let candidates = routes.filter { $0.method == method || $0.method == "*" }
-        let named = { (a: RouteEntry) in a.method == "*" ? 0 : 1 }
-        if let exact = candidates.filter({ $0.prefix == nil && $0.path == path }).max(by: { named($0) < named($1) }) {
-            return exact.handler
-        }
-        let prefixed = candidates.filter { route in route.prefix.map { path.hasPrefix($0) } ?? false }
-        return prefixed.max { a, b in
-            (a.path.count, named(a)) < (b.path.count, named(b))
-        }?.handler
     }
 
     /// Publishes as the test (sender "test"); returns how many plugins got it. Run the queue to deliver it.
@@ -464,7 +449,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
 
     /// `plugin`'s routes as "METHOD path".
     public func routes(_ plugin: TestPlugin) -> [String] {
-        state.withLock { state in state.plugins[state.owned(plugin)].routes.map { "\($0.method) \($0.path)" } }
+        state.withLock { state in state.plugins[state.owned(plugin)].routes.descriptions }
     }
 
     // MARK: - PluginHostBackend: always available
@@ -776,15 +761,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         throws(HostError)
     {
         try state.withLock { state throws(HostError) in
-            let routes = state.plugins[plugin.slot].routes
-            guard routes.count < Int(MN_HTTP_ROUTES_MAX) else {
-                throw HostError(MN_ERR_LIMIT, "plugin \(plugin.name) has \(routes.count) routes; the limit is "
-                    + "\(MN_HTTP_ROUTES_MAX)")
-            }
-            guard !routes.contains(where: { $0.method == method && $0.path == path }) else {
-                throw HostError(MN_ERR_EXISTS, "plugin \(plugin.name) already has a route for \(method) \(path)")
-            }
-            state.plugins[plugin.slot].routes.append(RouteEntry(method: method, path: path, handler: handler))
+            try state.plugins[plugin.slot].routes.add(method: method, path: path, handler: handler)
         }
     }
 

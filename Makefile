@@ -1,0 +1,61 @@
+# Metanode — the two commands:
+#   make run    install what is missing, build, initialise a dev node in ./.metanode, start it with every plugin
+#   make test   install what is missing, build, run every test
+#
+# Other targets: make build | bundle | release | bench | clean
+
+SHELL := /bin/bash
+SWIFT ?= swift
+CONFIG ?= debug
+DATA_DIR ?= $(CURDIR)/.metanode
+APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev zlib1g-dev pkg-config minisign
+
+BIN = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
+METANODE = $(BIN)/metanode
+BUNDLE = $(BIN)/metanode-plugins
+DEV_KEY = .build/dev-publisher
+
+.PHONY: run test build bundle deps release bench clean
+
+run: build
+	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
+	  "$(METANODE)" node init --dev --data-dir "$(DATA_DIR)" --bundled-plugins "$(BUNDLE)"; fi
+	exec "$(METANODE)" node start --data-dir "$(DATA_DIR)"
+
+test: build
+	$(SWIFT) test -c $(CONFIG)
+
+# Debian packages the build and tests need; installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
+
+build: deps
+	$(SWIFT) build -c $(CONFIG)
+	$(MAKE) bundle
+
+# Bundled plugins: each package (manifest + library) under $(BUNDLE), signed with a per-checkout dev publisher key
+# that `metanode node init --dev` trusts. The key stays in .build/, never in git.
+bundle:
+	$(MAKE) -C plugin-sdk/examples/hello-c
+	@mkdir -p "$(BUNDLE)/hello-c" "$(BUNDLE)/hello-swift"
+	@[ -f "$(DEV_KEY).key" ] || "$(METANODE)" plugin keygen --out "$(DEV_KEY)" >/dev/null
+	@cp "$(DEV_KEY).pub" "$(BUNDLE)/dev-publisher.pub"
+	@cp plugin-sdk/examples/hello-c/metanode-plugin.json plugin-sdk/examples/hello-c/libhello_c.so "$(BUNDLE)/hello-c/"
+	@cp plugin-sdk/examples/hello-swift/metanode-plugin.json "$(BIN)/libHelloSwift.so" "$(BUNDLE)/hello-swift/"
+	@for p in hello-c hello-swift; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
+	@echo "bundled plugins signed in $(BUNDLE)"
+
+release:
+	$(MAKE) build CONFIG=release
+
+bench: deps
+	cd Benchmarks && $(SWIFT) package benchmark
+
+clean:
+	$(SWIFT) package clean
+	$(MAKE) -C plugin-sdk/examples/hello-c clean

@@ -1,0 +1,169 @@
+import Foundation
+import MetanodeCore
+import Testing
+
+@Suite("Plugin lifecycle in a real node process", .serialized)
+struct LifecycleTests {
+    @Test("plugins start in dependency order and stop in reverse on SIGTERM")
+    func dependencyOrder() throws {
+        let node = try TestNode("deps")
+        // Installed and enabled leaf-first so each enable finds its dependency enabled.
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "dep-a"))
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "dep-b", dependencies: ["dep-a": "^1.0.0"]))
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "dep-c", dependencies: ["dep-b": "~1.0"]))
+        let process = try node.start()
+        #expect(try process.get("/v1/plugins/dep-c/hello").text == "hello from dep-c\n")
+        #expect(process.stop() == 0)
+        let order = process.log.split(separator: "\n").compactMap { line -> String? in
+            guard let range = line.range(of: "order: ") else { return nil }
+            return String(line[range.upperBound...])
+        }
+        #expect(order == ["start dep-a", "start dep-b", "start dep-c", "stop dep-c", "stop dep-b", "stop dep-a"])
+    }
+
+    @Test("enabling a plugin whose dependency is missing or too old names both plugins")
+    func missingAndIncompatibleDependencies() throws {
+        let node = try TestNode("baddeps")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "base", version: "1.4.0"))
+        let needsNewer = try Packages.testPlugin(in: node.scratch, name: "needs-newer", dependencies: ["base": "^2.0.0"])
+        try node.cli.ok("plugin", "sign", needsNewer, "--key", node.key + ".key")
+        try node.cli.ok("plugin", "install", needsNewer)
+        let incompatible = try node.cli.fails("plugin", "enable", "needs-newer")
+        #expect(incompatible.contains("'needs-newer' 1.0.0 needs 'base' ^2.0.0, but 'base' is 1.4.0"))
+
+        let needsGhost = try Packages.testPlugin(in: node.scratch, name: "needs-ghost", dependencies: ["ghost": "*"])
+        try node.cli.ok("plugin", "sign", needsGhost, "--key", node.key + ".key")
+        try node.cli.ok("plugin", "install", needsGhost)
+        #expect(try node.cli.fails("plugin", "enable", "needs-ghost").contains("needs 'ghost'"))
+    }
+
+    @Test("a dependency cycle keeps every plugin in it from starting, with the cycle in the reason")
+    func dependencyCycle() throws {
+        let node = try TestNode("cycle")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "loner"))
+        for (name, other) in [("cyc-x", "cyc-y"), ("cyc-y", "cyc-x")] {
+            let package = try Packages.testPlugin(in: node.scratch, name: name, dependencies: [other: "*"])
+            try node.cli.ok("plugin", "sign", package, "--key", node.key + ".key")
+            try node.cli.ok("plugin", "install", package)
+        }
+        // The CLI cannot enable a cycle one plugin at a time; an edited registry can. The node must cope.
+        let registryPath = node.data + "/plugins.json"
+        var registry = try JSONValue.parse(Array(try String(contentsOfFile: registryPath, encoding: .utf8).utf8))
+        if case .object(var root) = registry, case .object(var plugins) = root["plugins"]! {
+            for name in ["cyc-x", "cyc-y"] {
+                if case .object(var entry) = plugins[name]! {
+                    entry["enabled"] = .bool(true)
+                    plugins[name] = .object(entry)
+                }
+            }
+            root["plugins"] = .object(plugins)
+            registry = .object(root)
+        }
+        try registry.serialized(pretty: true).write(toFile: registryPath, atomically: true, encoding: .utf8)
+
+        let process = try node.start()
+        let plugins = try JSONValue.parse(try process.get("/v1/plugins").body).arrayValue ?? []
+        let x = try #require(plugins.first { $0["name"]?.stringValue == "cyc-x" })
+        #expect(x["status"]?.stringValue == "not started")
+        #expect(x["reason"]?.stringValue?.contains("dependency cycle: cyc-x -> cyc-y -> cyc-x") == true)
+        #expect(try process.get("/v1/plugins/loner/hello").status == 200)
+        process.stop()
+    }
+
+    @Test("a plugin that aborts inside a call is quarantined on the next start; the node keeps the others")
+    func crashQuarantine() throws {
+        let node = try TestNode("crash")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "crasher"))
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "steady"))
+        let first = try node.start()
+        _ = try? first.get("/v1/plugins/crasher/crash")
+        #expect(first.waitForExit(), "the node should have died with the plugin's abort()")
+        #expect(first.process.terminationReason == .uncaughtSignal)
+
+        let second = try node.start()
+        let plugins = try JSONValue.parse(try second.get("/v1/plugins").body).arrayValue ?? []
+        let crasher = try #require(plugins.first { $0["name"]?.stringValue == "crasher" })
+        #expect(crasher["status"]?.stringValue == "quarantined")
+        let reason = crasher["reason"]?.stringValue ?? ""
+        #expect(reason.contains("SIGABRT") && reason.contains("an HTTP handler of plugin crasher"), "\(reason)")
+        #expect(try second.get("/v1/plugins/steady/hello").text == "hello from steady\n")
+        #expect(try second.get("/v1/plugins/crasher/hello").status == 404)
+        second.stop()
+
+        let listed = try node.cli.json("plugin", "list").arrayValue ?? []
+        let entry = try #require(listed.first { $0["name"]?.stringValue == "crasher" })
+        #expect(entry["state"]?.stringValue == "quarantined")
+        #expect(entry["quarantine"]?["reason"]?.stringValue?.contains("SIGABRT") == true)
+
+        // Enabling it again clears the quarantine.
+        try node.cli.ok("plugin", "enable", "crasher")
+        let third = try node.start()
+        #expect(try third.get("/v1/plugins/crasher/hello").status == 200)
+        third.stop()
+    }
+
+    @Test("a segmentation fault inside a plugin is attributed to that plugin too")
+    func segfaultQuarantine() throws {
+        let node = try TestNode("segv")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "faulty"))
+        let first = try node.start()
+        _ = try? first.get("/v1/plugins/faulty/segv")
+        #expect(first.waitForExit())
+        let second = try node.start()
+        let status = try JSONValue.parse(try second.get("/v1/plugins/faulty").body)
+        #expect(status["status"]?.stringValue == "quarantined")
+        #expect(status["reason"]?.stringValue?.contains("SIGSEGV") == true)
+        second.stop()
+    }
+
+    @Test("a node killed with SIGKILL does not quarantine anything and keeps what was written")
+    func sigkillIsNotBlamedOnPlugins() throws {
+        let node = try TestNode("kill9")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "counter"))
+        let first = try node.start()
+        for _ in 0..<5 { _ = try first.post("/v1/plugins/counter/count") }
+        kill(first.process.processIdentifier, SIGKILL)
+        #expect(first.waitForExit())
+        let second = try node.start()
+        #expect(try second.get("/v1/plugins/counter/count").text == "5\n")
+        second.stop()
+    }
+
+    @Test("SIGTERM flushes storage: counts written before the signal survive the restart")
+    func sigtermKeepsData() throws {
+        let node = try TestNode("sigterm")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "counter"))
+        let first = try node.start()
+        for _ in 0..<7 { _ = try first.post("/v1/plugins/counter/count") }
+        #expect(first.stop() == 0)
+        #expect(first.log.contains("storage flushed and closed"))
+        let second = try node.start()
+        #expect(try second.get("/v1/plugins/counter/count").text == "7\n")
+        second.stop()
+    }
+
+    @Test("safe mode starts bundled plugins only")
+    func safeMode() throws {
+        let bundleScratch = try Scratch("bundle")
+        let bundle = bundleScratch.path
+        let bundled = try Packages.testPlugin(in: bundleScratch, name: "shipped")
+        let devKey = bundleScratch.file("dev")
+        try run(Repo.metanode, ["plugin", "keygen", "--out", devKey]).requireSuccess()
+        try run(Repo.metanode, ["plugin", "sign", bundled, "--key", devKey + ".key"]).requireSuccess()
+        try FileManager.default.copyItem(atPath: devKey + ".pub", toPath: bundle + "/dev-publisher.pub")
+
+        let node = try TestNode("safe", dev: true, bundled: bundle)
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "extra"))
+        let normal = try node.start()
+        #expect(try normal.get("/v1/plugins/shipped/hello").status == 200)
+        #expect(try normal.get("/v1/plugins/extra/hello").status == 200)
+        normal.stop()
+
+        let safe = try node.start("--safe-mode")
+        #expect(try safe.get("/v1/plugins/shipped/hello").status == 200)
+        let extra = try JSONValue.parse(try safe.get("/v1/plugins/extra").body)
+        #expect(extra["reason"]?.stringValue?.contains("safe mode") == true)
+        #expect(try JSONValue.parse(try safe.get("/v1/node").body)["safeMode"]?.boolValue == true)
+        safe.stop()
+    }
+}
