@@ -285,7 +285,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         do {
             return try store.snapshot()
         } catch {
-            throw HostError(MN_ERR_IO, error.message)
+            throw HostError(error.code == .stopped ? MN_ERR_STOPPED : MN_ERR_IO, error.message)
         }
     }
 

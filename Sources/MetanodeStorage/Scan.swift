@@ -28,7 +28,9 @@ extension Store {
             // RocksDB keeps a pointer to the bound, not a copy: it must outlive the iterator, so the whole iteration
             // runs inside withUnsafeBytes.
             try (upperBound ?? []).withBytes { (bound) throws(MetanodeError) in
-                if upperBound != nil { rocksdb_readoptions_set_iterate_upper_bound(readOptions, bound.cChars, bound.count) }
+                if upperBound != nil {
+                    rocksdb_readoptions_set_iterate_upper_bound(readOptions, bound.cChars, bound.count)
+                }
                 let iterator = rocksdb_create_iterator(read.db, readOptions)!
                 defer { rocksdb_iter_destroy(iterator) }
                 seek.withUnsafeBytes { rocksdb_iter_seek(iterator, $0.cChars, $0.count) }

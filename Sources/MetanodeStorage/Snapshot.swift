@@ -5,9 +5,9 @@ import Synchronization
 /// A consistent read view of a `Store`, from `Store.snapshot()`. Pass it to `get`, `getMalloced` or `scan`.
 ///
 /// Released by `release()` (idempotent) or when the last reference goes away; reads through a released snapshot throw
-/// `.invalidArgument`. `Store.close()` releases snapshots still open. Thread-safe: its handle is guarded by its own lock
-/// (reads share it; `release()` waits for reads in flight, after turning new ones away with a flag as `Store.close()`
-/// does), hence `@unchecked Sendable`.
+/// `.invalidArgument`. `Store.close()` releases snapshots still open. Thread-safe: its handle is guarded by its own
+/// lock (reads share it; `release()` waits for reads in flight, after turning new ones away with a flag as
+/// `Store.close()` does), hence `@unchecked Sendable`.
 public final class Snapshot: @unchecked Sendable {
     let store: Store
     private let lock = ReadWriteLock()

@@ -4,13 +4,13 @@ import Synchronization
 
 /// One RocksDB database: the node's key-value store, shared by all plugins (each in its own key prefix).
 ///
-/// **Threads.** A RocksDB handle is safe for concurrent reads and writes from any number of threads, and the readoptions
-/// and writeoptions objects are only ever read after `init`. The one mutable Swift state, the handle itself (nil once
-/// closed) and the set of open snapshots, is guarded by a reader-writer lock: every operation holds the read lock while
-/// it uses the handle, and `close()` takes the write lock, so it waits for operations in flight and every later
-/// operation throws `.stopped` instead of touching a destroyed handle. Hence `@unchecked Sendable`. glibc's rwlock
-/// prefers readers, so `close()` first raises a flag that turns new operations away; without it a steady stream of
-/// overlapping readers would keep the write lock from ever being granted.
+/// **Threads.** A RocksDB handle is safe for concurrent reads and writes from any number of threads, and the
+/// readoptions and writeoptions objects are only ever read after `init`. The mutable Swift state (the handle, nil
+/// once closed) is guarded by a reader-writer lock: every operation holds the read lock while it uses the handle, and
+/// `close()` takes the write lock, so it waits for operations in flight and every later operation throws `.stopped`
+/// instead of touching a destroyed handle. Hence `@unchecked Sendable`. glibc's rwlock prefers readers, so `close()`
+/// first raises a flag that turns new operations away; without it a steady stream of overlapping readers would keep
+/// the write lock from ever being granted.
 ///
 /// Do not call `close()` or release the snapshot being scanned from inside a `scan` visitor: the visitor runs under
 /// the read lock, and those wait for it.
@@ -109,7 +109,8 @@ public final class Store: @unchecked Sendable {
         defer { rocksdb_block_based_options_destroy(table) }  // the options keep a copy
         rocksdb_block_based_options_set_block_cache(table, cache)
         // set_filter_policy takes ownership of the policy.
-        rocksdb_block_based_options_set_filter_policy(table, rocksdb_filterpolicy_create_bloom_full(Self.bloomBitsPerKey))
+        rocksdb_block_based_options_set_filter_policy(
+            table, rocksdb_filterpolicy_create_bloom_full(Self.bloomBitsPerKey))
 
         let dbOptions = rocksdb_options_create()
         defer { rocksdb_options_destroy(dbOptions) }  // the database keeps a copy
