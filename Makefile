@@ -10,7 +10,7 @@ CONFIG ?= debug
 DATA_DIR ?= $(CURDIR)/.metanode
 APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev zlib1g-dev pkg-config minisign
 
-BIN = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
+BIN := $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
 DEV_KEY = .build/dev-publisher

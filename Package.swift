@@ -19,6 +19,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "metanode", targets: ["metanode"]),
+        .library(name: "MetanodeCore", targets: ["MetanodeCore"]),
+        .library(name: "MetanodeCrypto", targets: ["MetanodeCrypto"]),
+        .library(name: "MetanodeStorage", targets: ["MetanodeStorage"]),
         .library(name: "MetanodeKernel", targets: ["MetanodeKernel"]),
         .library(name: "MetanodeNode", targets: ["MetanodeNode"]),
         // Bundled Swift plugin: the SDK's hello-swift example, built here so `make run` ships it.
@@ -100,8 +103,14 @@ let package = Package(
             name: "MetanodeStorageTests", dependencies: ["MetanodeStorage"], path: "Tests/MetanodeStorageTests"),
         .testTarget(
             name: "MetanodeKernelTests",
-            dependencies: ["MetanodeKernel", .product(name: "MetanodeABI", package: "plugin-sdk")],
-            path: "Tests/MetanodeKernelTests"),
+            dependencies: [
+                "MetanodeKernel", "MetanodeCore", "MetanodeCrypto", "MetanodeStorage",
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
+                .product(name: "MetanodeHostBridge", package: "plugin-sdk"),
+                .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/MetanodeKernelTests", exclude: ["Fixtures"]),
         .testTarget(
             name: "MetanodePluginKitTests",
             dependencies: [

@@ -167,11 +167,14 @@ final class Bus: @unchecked Sendable {
     }
 
     func reply(from responder: PluginRuntime, token: mn_reply_token, payload: UnsafeRawBufferPointer) throws(HostError) {
-        let recipient = state.withLock { $0.pending[token]?.recipients.contains(responder.slot) }
-        guard let recipient else {
+        switch state.withLock({ $0.pending[token]?.recipients.contains(responder.slot) }) {
+        case nil:
             throw .notFound("no pending request for reply token \(token) (already answered, timed out, or never sent)")
+        case false?:
+            throw .invalid("reply token \(token) belongs to a request this plugin did not receive")
+        case true?:
+            break
         }
-        guard recipient else { throw .invalid("reply token \(token) belongs to a request this plugin did not receive") }
         guard finish(token: token, status: MN_OK, payload: Array(payload)) else {
             throw .notFound("no pending request for reply token \(token) (already answered or timed out)")
         }

@@ -32,6 +32,10 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     private let busDropped: Counter
     private let capabilityDenied: Counter
     private let httpRequests: Counter
+    /// Full metric names on the registry and who owns each ("" for the kernel). swift-prometheus stops the process
+    /// when a name is registered again with another type or help text, and plugin names map onto full names many to
+    /// one ("metric" + "x_total" and "metric-x" + "total"), so a taken name must be refused before the registry sees it.
+    private let metricOwners = HostLock([String: String]())
 
     struct ExportedService {
         let owner: String
@@ -47,15 +51,21 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         self.logger = logger
         self.crashGuard = crashGuard
         self.timerGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        busDropped = metricsRegistry.makeCounter(descriptor: MetricNameDescriptor(
+        let dropped = MetricNameDescriptor(
             namespace: "metanode", subsystem: "bus", metricName: "dropped", unitName: "total",
-            helpText: "Bus messages dropped because a subscriber's mailbox was full"))
-        capabilityDenied = metricsRegistry.makeCounter(descriptor: MetricNameDescriptor(
+            helpText: "Bus messages dropped because a subscriber's mailbox was full")
+        let denied = MetricNameDescriptor(
             namespace: "metanode", subsystem: "plugin", metricName: "capability_denied", unitName: "total",
-            helpText: "Host calls refused because the plugin lacks the capability"))
-        httpRequests = metricsRegistry.makeCounter(descriptor: MetricNameDescriptor(
+            helpText: "Host calls refused because the plugin lacks the capability")
+        let requests = MetricNameDescriptor(
             namespace: "metanode", subsystem: "http", metricName: "plugin_requests", unitName: "total",
-            helpText: "HTTP requests routed to plugins"))
+            helpText: "HTTP requests routed to plugins")
+        busDropped = metricsRegistry.makeCounter(descriptor: dropped)
+        capabilityDenied = metricsRegistry.makeCounter(descriptor: denied)
+        httpRequests = metricsRegistry.makeCounter(descriptor: requests)
+        metricOwners.withLock { owners in
+            for kernelMetric in [dropped, denied, requests] { owners[kernelMetric.name] = "" }
+        }
         bus = Bus(timerLoop: timerGroup.next(), runtime: { [unowned self] slot in self.runtime(slot: slot) },
                   onDrop: { [unowned self] _ in self.busDropped.increment() })
     }
@@ -476,6 +486,18 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
             guard !metrics.contains(where: { $0.name == name }) else {
                 return .failure(HostError(MN_ERR_EXISTS, "metric \(name) is already registered as \(fullName)"))
             }
+            // A histogram also writes <name>_bucket, _count and _sum series; those names are taken too.
+            let series = kind == .histogram ? ["", "_bucket", "_count", "_sum"].map { fullName + $0 } : [fullName]
+            let clash: (name: String, owner: String)? = metricOwners.withLock { owners in
+                if let taken = series.first(where: { owners[$0] != nil }) { return (taken, owners[taken]!) }
+                for name in series { owners[name] = runtime.name }
+                return nil
+            }
+            if let clash {
+                let holder = clash.owner.isEmpty ? "the kernel uses" : "plugin \(clash.owner) already registered"
+                return .failure(HostError(MN_ERR_EXISTS, "metric \(name) would write \(clash.name), which \(holder); "
+                    + "choose another name"))
+            }
             let descriptor = MetricNameDescriptor(
                 namespace: "metanode", subsystem: subsystem, metricName: name, unitName: "", helpText: help)
             switch kind {
@@ -522,6 +544,8 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
 
     public func denied(_ plugin: PluginHostContext, function: String, capability: String, count: Int) {
         capabilityDenied.increment()
+        // Every denial counts; the log says the first and then every 1000th, so a looping plugin cannot flood it.
+        guard count == 1 || count % 1000 == 0 else { return }
         let pluginLogger = pluginLoggers.withLock { $0[plugin.slot] } ?? logger
         pluginLogger.warning(
             Logger.Message(stringLiteral: "denied \(function): capability '\(capability)' was not granted (\(count) denied call(s) so far); grant "

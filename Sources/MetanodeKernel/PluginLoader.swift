@@ -53,7 +53,7 @@ extension Kernel {
             throw MetanodeError(.invalidManifest, "\(path) says it is plugin \(info.name) \(info.version), but its "
                 + "manifest says \(manifest.name) \(manifest.version)")
         }
-        guard info.abiMinor <= manifest.abi.minor || manifest.abi.major != info.abiMajor else {
+        guard info.abiMajor == manifest.abi.major, info.abiMinor <= manifest.abi.minor else {
             throw MetanodeError(.abi, "plugin \(manifest.name) was compiled against ABI \(info.abiMajor)."
                 + "\(info.abiMinor) but its manifest declares \(manifest.abi.major).\(manifest.abi.minor)")
         }

@@ -78,26 +78,31 @@ enum Scaffold {
 
     static func symbol(_ name: String) -> String { name.replacingOccurrences(of: "-", with: "_") }
 
+    /// The scaffold's manifest: the same plugin surface in either language.
+    static func manifestText(name: String, language: String, library: String) -> String {
+        """
+        {
+          "name": "\(name)",
+          "version": "0.1.0",
+          "abi": "1.0",
+          "description": "\(name): a Metanode plugin in \(language)",
+          "library": {"file": "\(library)"},
+          "capabilities": ["bus", "http", "kv"],
+          "dependencies": {},
+          "exports": [{"name": "add", "signature": "int64_t \(symbol(name))_add(int64_t a, int64_t b)"}],
+          "configSchema": {
+            "type": "object",
+            "properties": {"greeting": {"type": "string", "default": "hello"}},
+            "additionalProperties": false
+          }
+        }
+
+        """
+    }
+
     static func cProject(name: String, sdk: String) -> [String: String] {
         let sym = symbol(name)
-        let manifest = """
-            {
-              "name": "\(name)",
-              "version": "0.1.0",
-              "abi": "1.0",
-              "description": "\(name): a Metanode plugin in C",
-              "library": {"file": "lib\(sym).so"},
-              "capabilities": ["bus", "http", "kv"],
-              "dependencies": {},
-              "exports": [{"name": "add", "signature": "int64_t \(sym)_add(int64_t a, int64_t b)"}],
-              "configSchema": {
-                "type": "object",
-                "properties": {"greeting": {"type": "string", "default": "hello"}},
-                "additionalProperties": false
-              }
-            }
-
-            """
+        let manifest = manifestText(name: name, language: "C", library: "lib\(sym).so")
         let makefile = """
             # Builds lib\(sym).so next to metanode-plugin.json, so this directory is the plugin package.
             SDK ?= \(sdk)
@@ -295,24 +300,7 @@ extension Scaffold {
     static func swiftProject(name: String, sdk: String) -> [String: String] {
         let module = moduleName(name)
         let sym = symbol(name)
-        let manifest = """
-            {
-              "name": "\(name)",
-              "version": "0.1.0",
-              "abi": "1.0",
-              "description": "\(name): a Metanode plugin in Swift",
-              "library": {"file": "lib\(module).so"},
-              "capabilities": ["bus", "http", "kv"],
-              "dependencies": {},
-              "exports": [{"name": "add", "signature": "int64_t \(sym)_add(int64_t a, int64_t b)"}],
-              "configSchema": {
-                "type": "object",
-                "properties": {"greeting": {"type": "string", "default": "hello"}},
-                "additionalProperties": false
-              }
-            }
-
-            """
+        let manifest = manifestText(name: name, language: "Swift", library: "lib\(module).so")
         let package = """
             // swift-tools-version:6.1
             import PackageDescription

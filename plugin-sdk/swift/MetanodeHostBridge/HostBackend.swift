@@ -212,6 +212,7 @@ public protocol PluginHostBackend: AnyObject, Sendable {
     func metricGaugeSet(_ plugin: PluginHostContext, metric: mn_metric_id, value: Double) throws(HostError)
     func metricHistogramObserve(_ plugin: PluginHostContext, metric: mn_metric_id, value: Double) throws(HostError)
 
-    /// A plugin called a function of a capability it was not granted (called once per function, then every 1000th).
+    /// A plugin called a function of a capability it was not granted; `count` is how many times it called that
+    /// function so far. Called for every denial: throttle logging here.
     func denied(_ plugin: PluginHostContext, function: String, capability: String, count: Int)
 }

@@ -86,16 +86,16 @@ public final class PluginHostContext: @unchecked Sendable {
         }
     }
 
-    /// The body of every function of an ungranted capability.
+    /// The body of every function of an ungranted capability. Like every host function, it answers MN_ERR_STOPPED
+    /// outside the plugin's active life.
     static func deny(_ ctx: OpaquePointer?, _ function: String, _ capability: String) -> mn_status {
         guard let context = resolve(ctx) else { return MN_ERR_INVALID_ARGUMENT }
+        guard context.isActive else { return serve(ctx) { _ in } }
         let count = context.deniedCounts.withLock { counts -> Int in
             counts[function, default: 0] += 1
             return counts[function]!
         }
-        if count == 1 || count % 1000 == 0 {
-            context.backend.denied(context, function: function, capability: capability, count: count)
-        }
+        context.backend.denied(context, function: function, capability: capability, count: count)
         LastError.set(context, "\(function) needs capability '\(capability)', which plugin \(context.name) was not "
             + "granted; grant it with `metanode plugin enable \(context.name) --grant \(capability)`")
         return MN_ERR_DENIED
