@@ -28,7 +28,12 @@ final class Bus: @unchecked Sendable {
         var perPlugin: [Int: Int] = [:]
         var nextToken: mn_reply_token = 1
         var pending: [mn_reply_token: PendingRequest] = [:]
+        /// Subscribers by topic, as last resolved; cleared whenever a subscription changes.
+        var resolved: [String: [Int]] = [:]
     }
+
+    /// Topics whose subscribers are remembered at once; past it the cache starts over (topics can be unbounded).
+    static let resolvedTopicsMax = 4096
 
     private let state = HostLock(State())
     private let timerLoop: any EventLoop
@@ -63,6 +68,7 @@ final class Bus: @unchecked Sendable {
                 state.exact[pattern, default: []].append(subscription)
             }
             state.perPlugin[slot] = count + 1
+            state.resolved.removeAll(keepingCapacity: true)
             return .success(id)
         }
         return try result.get()
@@ -80,6 +86,7 @@ final class Bus: @unchecked Sendable {
                 return false
             }
             state.perPlugin[slot, default: 1] -= 1
+            state.resolved.removeAll(keepingCapacity: true)
             return true
         }
         guard removed else { throw .notFound("no subscription \(id) of this plugin") }
@@ -94,12 +101,14 @@ final class Bus: @unchecked Sendable {
                 state.exact[topic] = kept.isEmpty ? nil : kept
             }
             state.perPlugin[slot] = nil
+            state.resolved.removeAll(keepingCapacity: true)
         }
     }
 
-    /// Slots subscribed to `topic` (each once, even with several matching subscriptions).
+    /// Slots subscribed to `topic` (each once, even with several matching subscriptions), cached per topic.
     private func subscribers(of topic: String) -> [Int] {
         state.withLock { state in
+            if let cached = state.resolved[topic] { return cached }
             var slots: [Int] = []
             if let list = state.exact[topic] { for s in list where !slots.contains(s.subscriber) { slots.append(s.subscriber) } }
             for s in state.wildcards where !slots.contains(s.subscriber) {
@@ -107,36 +116,49 @@ final class Bus: @unchecked Sendable {
                     slots.append(s.subscriber)
                 }
             }
+            if state.resolved.count >= Self.resolvedTopicsMax { state.resolved.removeAll(keepingCapacity: true) }
+            state.resolved[topic] = slots
             return slots
         }
     }
 
-    /// Queues the message for every subscribing plugin; returns the slots that got it.
+    /// Queues the message for every subscribing plugin; returns how many got it.
     private func fanOut(topic: String, payload: UnsafeRawBufferPointer, sender: PluginRuntime, token: mn_reply_token)
-        -> [Int]
+        -> Int
     {
         let slots = subscribers(of: topic)
-        guard !slots.isEmpty else { return [] }
-        let topicBytes = Array(topic.utf8)
-        let payloadBytes = Array(payload)
-        var reached: [Int] = []
+        guard !slots.isEmpty else { return 0 }
+        // One buffer per message, shared by every subscriber: the topic, then the payload.
+        var topic = topic
+        let bytes = topic.withUTF8 { topicBytes in
+            [UInt8](unsafeUninitializedCapacity: topicBytes.count + payload.count) { buffer, count in
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(topicBytes))
+                if payload.count > 0 {
+                    UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[topicBytes.count...])
+                        .copyMemory(from: payload)
+                }
+                count = topicBytes.count + payload.count
+            }
+        }
+        let topicCount = bytes.count - payload.count
+        var reached = 0
         for slot in slots {
             guard let target = runtime(slot), target.isAcceptingMessages else { continue }
-            if target.executor.submitMessage(topic: topicBytes, payload: payloadBytes, sender: sender.nameUTF8,
+            if target.executor.submitMessage(bytes: bytes, topicCount: topicCount, sender: sender.nameBytes,
                                              replyToken: token) {
-                reached.append(slot)
+                reached += 1
             } else {
                 dropped.add(1, ordering: .relaxed)
                 onDrop(slot)
             }
         }
-        delivered.add(UInt64(reached.count), ordering: .relaxed)
+        delivered.add(UInt64(reached), ordering: .relaxed)
         return reached
     }
 
     func publish(from sender: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer) -> UInt32 {
         published.add(1, ordering: .relaxed)
-        return UInt32(fanOut(topic: topic, payload: payload, sender: sender, token: 0).count)
+        return UInt32(fanOut(topic: topic, payload: payload, sender: sender, token: 0))
     }
 
     func request(from requester: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer, timeoutMs: UInt32,
@@ -151,7 +173,7 @@ final class Bus: @unchecked Sendable {
         let slots = subscribers(of: topic)
         state.withLock { $0.pending[token]?.recipients = slots }
         let reached = fanOut(topic: topic, payload: payload, sender: requester, token: token)
-        if reached.isEmpty {
+        if reached == 0 {
             finish(token: token, status: MN_ERR_NO_RESPONDER, payload: [])
             return
         }

@@ -76,7 +76,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     func runtime(slot: Int) -> PluginRuntime? { slot < runtimes.count ? runtimes[slot] : nil }
 
     @inline(__always)
-    func runtime(_ plugin: PluginHostContext) -> PluginRuntime { runtimes[plugin.slot] }
+    func runtime(_ plugin: PluginHostContext) -> PluginRuntime { unsafeDowncast(plugin.hostObject!, to: PluginRuntime.self) }
 
     public func runtime(named name: String) -> PluginRuntime? { runtimes.first { $0.name == name } }
 

@@ -6,7 +6,9 @@ import Foundation
 /// work (init, start, stop, timers, replies, HTTP, exported calls) is never dropped.
 final class PluginExecutor: @unchecked Sendable {
     enum Job {
-        case message(topic: [UInt8], payload: [UInt8], sender: [UInt8], replyToken: UInt64)
+        /// `bytes` is the topic followed by the payload: one allocation per message. `sender` is the sending
+        /// plugin's name in memory that lives as long as the process, so queuing it costs no reference counting.
+        case message(bytes: [UInt8], topicCount: Int, sender: UnsafeRawBufferPointer, replyToken: UInt64)
         case work(() -> Void)
     }
 
@@ -39,14 +41,14 @@ final class PluginExecutor: @unchecked Sendable {
 
     /// Queues a bus message; false if the mailbox is full (the caller counts the drop).
     @inline(__always)
-    func submitMessage(topic: [UInt8], payload: [UInt8], sender: [UInt8], replyToken: UInt64) -> Bool {
+    func submitMessage(bytes: [UInt8], topicCount: Int, sender: UnsafeRawBufferPointer, replyToken: UInt64) -> Bool {
         pthread_mutex_lock(&mutex)
         guard queuedMessages < messageDepthMax else {
             pthread_mutex_unlock(&mutex)
             return false
         }
         queuedMessages += 1
-        pending.append(.message(topic: topic, payload: payload, sender: sender, replyToken: replyToken))
+        pending.append(.message(bytes: bytes, topicCount: topicCount, sender: sender, replyToken: replyToken))
         let wake = consumerWaiting
         pthread_mutex_unlock(&mutex)
         if wake { pthread_cond_signal(&condition) }
@@ -100,11 +102,10 @@ final class PluginExecutor: @unchecked Sendable {
             pthread_mutex_unlock(&mutex)
             for job in batch {
                 switch job {
-                case .message(let topic, let payload, let sender, let replyToken):
-                    topic.withUnsafeBytes { topic in
-                        payload.withUnsafeBytes { payload in
-                            sender.withUnsafeBytes { sender in deliver(topic, payload, sender, replyToken) }
-                        }
+                case .message(let bytes, let topicCount, let sender, let replyToken):
+                    bytes.withUnsafeBytes { bytes in
+                        deliver(UnsafeRawBufferPointer(rebasing: bytes[..<topicCount]),
+                                UnsafeRawBufferPointer(rebasing: bytes[topicCount...]), sender, replyToken)
                     }
                 case .work(let work):
                     work()

@@ -2,6 +2,7 @@ import Foundation
 import MetanodeABI
 import MetanodeCore
 import MetanodeHostBridge
+import MetanodeStorage
 
 /// What the kernel needs to load one plugin; produced by PluginPlanner.
 public struct LoadRequest: Sendable {
@@ -68,11 +69,46 @@ extension Kernel {
         }
 
         let runtime = PluginRuntime(slot: slot, package: request.package, grants: request.grants,
-                                    bundled: request.bundled, config: request.config)
+                                    bundled: request.bundled, config: request.config,
+                                    namespace: try namespacePrefix(for: manifest.name))
         runtime.exports = exports.mapValues { (address: $0.0, prototype: $0.1) }
-        let context = PluginHostContext(name: manifest.name, slot: slot, grants: request.grants, backend: self)
+        let context = PluginHostContext(name: manifest.name, slot: slot, grants: request.grants, backend: self,
+                                        hostObject: runtime)
         runtime.instance = PluginInstance(context: context, descriptor: descriptor!, observer: crashGuard)
         register(runtime)
         return runtime
+    }
+}
+
+extension Kernel {
+    /// The first byte of every key the kernel keeps for itself; plugin namespaces start with `pluginKeyPrefix`.
+    static let kernelKeyPrefix: UInt8 = 0x00
+    static let pluginKeyPrefix: UInt8 = 0x01
+    static let namespaceIDsMax = 1 << 24
+
+    /// The key prefix of `plugin`'s namespace: 0x01 and a 3-byte id assigned at its first load and kept in the
+    /// kernel's keyspace, so the namespace survives restarts and upgrades. A short binary prefix instead of the name
+    /// keeps keys small, which RocksDB compares on every lookup.
+    public func namespacePrefix(for plugin: String) throws(MetanodeError) -> [UInt8] {
+        let mappingKey = [Self.kernelKeyPrefix] + Array("namespace/\(plugin)".utf8)
+        if let id = try store.get(mappingKey) {
+            guard id.count == 3 else {
+                throw MetanodeError(.storage, "namespace id of plugin \(plugin) is \(id.count) bytes, not 3: the kernel "
+                    + "keyspace is corrupt")
+            }
+            return [Self.pluginKeyPrefix] + id
+        }
+        let counterKey = [Self.kernelKeyPrefix] + Array("namespace-next".utf8)
+        let next = try store.get(counterKey).map { $0.reduce(0) { $0 << 8 | Int($1) } } ?? 1
+        guard next < Self.namespaceIDsMax else {
+            throw MetanodeError(.limitExceeded, "all \(Self.namespaceIDsMax) plugin namespace ids are used")
+        }
+        let id = [UInt8(next >> 16 & 0xff), UInt8(next >> 8 & 0xff), UInt8(next & 0xff)]
+        let batch = WriteBatch()
+        batch.put(mappingKey, id)
+        batch.put(counterKey, [UInt8(truncatingIfNeeded: (next + 1) >> 16), UInt8(truncatingIfNeeded: (next + 1) >> 8),
+                               UInt8(truncatingIfNeeded: next + 1)])
+        try store.write(batch)
+        return [Self.pluginKeyPrefix] + id
     }
 }

@@ -35,13 +35,15 @@ public final class PluginRuntime: @unchecked Sendable {
 
     public let slot: Int
     public let name: String
-    let nameUTF8: [UInt8]
+    /// The name's UTF-8 bytes, allocated once and never freed (runtimes live as long as the process): bus messages
+    /// carry it as the sender without reference counting.
+    let nameBytes: UnsafeRawBufferPointer
     public let package: PluginPackage
     public let grants: HostCapabilities
     public let bundled: Bool
     /// The validated JSON config handed to on_init.
     public let config: [UInt8]
-    /// Key prefix of the plugin's namespace: "plugin/<name>/".
+    /// Key prefix of the plugin's namespace in RocksDB (see Kernel.namespacePrefix).
     let namespace: [UInt8]
     let executor: PluginExecutor
     private let instanceBox: InstanceBox
@@ -57,15 +59,19 @@ public final class PluginRuntime: @unchecked Sendable {
     let metrics = HostLock([PluginMetric]())
     let timers = HostLock(TimerTable())
 
-    init(slot: Int, package: PluginPackage, grants: HostCapabilities, bundled: Bool, config: [UInt8]) {
+    init(slot: Int, package: PluginPackage, grants: HostCapabilities, bundled: Bool, config: [UInt8],
+         namespace: [UInt8]) {
         self.slot = slot
         self.name = package.manifest.name
-        self.nameUTF8 = Array(name.utf8)
+        let utf8 = Array(package.manifest.name.utf8)
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(utf8.count, 1), alignment: 1)
+        storage.copyBytes(from: utf8)
+        self.nameBytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[..<utf8.count])
         self.package = package
         self.grants = grants
         self.bundled = bundled
         self.config = config
-        self.namespace = Array("plugin/\(package.manifest.name)/".utf8)
+        self.namespace = namespace
         let box = InstanceBox()
         self.instanceBox = box
         self.executor = PluginExecutor(name: package.manifest.name, messageDepthMax: Int(MN_MAILBOX_DEPTH_MAX)) {
@@ -76,15 +82,19 @@ public final class PluginRuntime: @unchecked Sendable {
 
     public var status: Status {
         get { statusLock.withLock { $0 } }
-        set { statusLock.withLock { $0 = newValue } }
-    }
-
-    var isAcceptingMessages: Bool {
-        switch status {
-        case .running, .starting: true
-        default: false
+        set {
+            statusLock.withLock { $0 = newValue }
+            switch newValue {
+            case .running, .starting: accepting.store(true, ordering: .releasing)
+            default: accepting.store(false, ordering: .releasing)
+            }
         }
     }
+
+    /// Whether bus messages are queued for it: read on every publish, so an atomic rather than the status lock.
+    private let accepting = Atomic<Bool>(false)
+
+    var isAcceptingMessages: Bool { accepting.load(ordering: .acquiring) }
 
     public var version: SemanticVersion { package.manifest.version }
 }

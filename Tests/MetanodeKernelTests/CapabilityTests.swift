@@ -43,7 +43,7 @@ struct CapabilityTests {
         }
     }
 
-    @Test("with the kv grant, kv_put succeeds and the value is stored under plugin/<name>/<key>")
+    @Test("with the kv grant, kv_put succeeds and the value is stored under the plugin's namespace prefix")
     func kvPutWithGrantIsNamespaced() async throws {
         try await withKernel("grant") { test in
             try await test.start(TestPackage(name: "writer", capabilities: ["kv"]), grants: ["kv"])

@@ -259,7 +259,8 @@ final class TestKernel: @unchecked Sendable {
 
     /// A key as the store holds it: in the plugin's namespace.
     func stored(_ plugin: String, _ key: String) throws -> String? {
-        try kernel.store.get(Array("plugin/\(plugin)/\(key)".utf8)).map { String(decoding: $0, as: UTF8.self) }
+        try kernel.store.get(kernel.namespacePrefix(for: plugin) + Array(key.utf8))
+            .map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Stops every plugin (reverse load order) and closes the kernel.

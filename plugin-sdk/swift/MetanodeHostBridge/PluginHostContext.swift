@@ -17,6 +17,9 @@ public final class PluginHostContext: @unchecked Sendable {
     public let slot: Int
     public let grants: HostCapabilities
     public let backend: any PluginHostBackend
+    /// The host's own record of this plugin (the kernel keeps its PluginRuntime here), so backends reach it
+    /// without a lookup on every call.
+    public let hostObject: AnyObject?
     /// The plugin's vtable; see HostVTable.swift.
     public private(set) var vtable: UnsafeMutablePointer<mn_host_api>!
     /// The `mn_host_ctx *` handed to the plugin.
@@ -33,12 +36,14 @@ public final class PluginHostContext: @unchecked Sendable {
         case created = 0, active = 1, stopped = 2
     }
 
-    public init(name: String, slot: Int, grants: HostCapabilities, backend: any PluginHostBackend) {
+    public init(name: String, slot: Int, grants: HostCapabilities, backend: any PluginHostBackend,
+                hostObject: AnyObject? = nil) {
         self.name = name
         self.nameUTF8 = Array(name.utf8)
         self.slot = slot
         self.grants = grants
         self.backend = backend
+        self.hostObject = hostObject
         self.vtable = HostVTable.make(grants: grants)
         self.opaque = OpaquePointer(Unmanaged.passRetained(self).toOpaque())
     }

@@ -34,19 +34,30 @@ enum Validate {
         return id
     }
 
-    /// Dot-separated segments of [A-Za-z0-9_-]; subscriptions may end in ".*".
+    /// Dot-separated segments of [A-Za-z0-9_-]; subscriptions may end in ".*". Checked byte by byte without
+    /// allocating: publish runs this on every message.
     static func topic(_ value: mn_str, allowWildcard: Bool) throws(HostError) -> String {
-        let topic = try string(value, "topic", max: MN_BUS_TOPIC_LEN_MAX)
-        var segments = topic.split(separator: ".", omittingEmptySubsequences: false)
-        if allowWildcard, segments.count > 1, segments.last == "*" { segments.removeLast() }
-        let valid = !segments.isEmpty && segments.allSatisfy { segment in
-            !segment.isEmpty && segment.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        let raw = try bytes(value, "topic", max: MN_BUS_TOPIC_LEN_MAX)
+        var body = raw
+        if allowWildcard, raw.count > 2, raw[raw.count - 2] == UInt8(ascii: "."), raw[raw.count - 1] == UInt8(ascii: "*") {
+            body = UnsafeRawBufferPointer(rebasing: raw[..<(raw.count - 2)])
         }
-        guard valid else {
-            throw .invalid("topic '\(topic)' is not dot-separated [A-Za-z0-9_-] segments"
+        var valid = !body.isEmpty
+        var segmentLength = 0
+        for byte in body where valid {
+            if byte == UInt8(ascii: ".") {
+                valid = segmentLength > 0
+                segmentLength = 0
+            } else {
+                valid = isAlphanumeric(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+                segmentLength += 1
+            }
+        }
+        guard valid, segmentLength > 0 else {
+            throw .invalid("topic '\(String(decoding: raw, as: UTF8.self))' is not dot-separated [A-Za-z0-9_-] segments"
                 + (allowWildcard ? " (optionally ending in '.*')" : ""))
         }
-        return topic
+        return String(decoding: raw, as: UTF8.self)  // ASCII, checked above
     }
 
     static let httpMethods: Set<String> = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "*"]
