@@ -53,8 +53,10 @@ bundle:
 release:
 	$(MAKE) build CONFIG=release
 
+# Benchmarks (package-benchmark) in release mode; the node-start benchmark spawns the release binary.
 bench: deps
-	cd Benchmarks && $(SWIFT) package benchmark
+	$(SWIFT) build -c release --product metanode
+	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
 clean:
 	$(SWIFT) package clean
