@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,13 @@ void mn_cg_leave(int64_t token) {
   cg_current_hook = (uint32_t)(token & 0xffffffff);
   if (f && cg_current_slot >= 0 && cg_current_slot < MN_CG_SLOTS_MAX)
     ((volatile uint32_t *)f->inflight)[cg_current_slot] = cg_current_hook;
+}
+
+int mn_thread_set_name(const char *name) {
+  char cut[16];
+  strncpy(cut, name, sizeof cut - 1);
+  cut[sizeof cut - 1] = 0;
+  return pthread_setname_np(pthread_self(), cut);
 }
 
 void mn_cg_mark_clean_exit(void) {

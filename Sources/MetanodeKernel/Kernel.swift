@@ -100,9 +100,14 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         let result: Result<Void, HostError> = await runtime.executor.run {
             do throws(HostError) {
                 try instance.initialize(config: config)
+            } catch {
+                return .failure(error)  // initialize already stopped serving the context
+            }
+            do throws(HostError) {
                 try instance.start()
                 return .success(())
             } catch {
+                instance.stop()  // on_init succeeded, so the plugin gets on_stop to release what it set up
                 return .failure(error)
             }
         }
@@ -549,7 +554,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         let pluginLogger = pluginLoggers.withLock { $0[plugin.slot] } ?? logger
         pluginLogger.warning(
             Logger.Message(stringLiteral: "denied \(function): capability '\(capability)' was not granted (\(count) denied call(s) so far); grant "
-                + "it with `metanode plugin enable \(plugin.name) --grant \(capability)`"))
+                + "it by disabling \(plugin.name) and enabling it again with --grant \(capability) and its other grants"))
     }
 }
 

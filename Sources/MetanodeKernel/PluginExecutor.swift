@@ -18,6 +18,8 @@ final class PluginExecutor: @unchecked Sendable {
     private var condition = pthread_cond_t()
     private var pending: [Job] = []
     private var queuedMessages = 0
+    /// Messages in the batch the executor is working through; they count against the depth until it finishes.
+    private var messagesInBatch = 0
     private var consumerWaiting = false
     private var thread: Thread?
     private let deliver: (_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer,
@@ -33,7 +35,6 @@ final class PluginExecutor: @unchecked Sendable {
         pthread_cond_init(&condition, nil)
         pending.reserveCapacity(1024)
         let thread = Thread { [unowned self] in self.runLoop() }
-        thread.name = "plugin-\(name)"
         thread.stackSize = 8 << 20
         self.thread = thread
         thread.start()
@@ -43,7 +44,7 @@ final class PluginExecutor: @unchecked Sendable {
     @inline(__always)
     func submitMessage(bytes: [UInt8], topicCount: Int, sender: UnsafeRawBufferPointer, replyToken: UInt64) -> Bool {
         pthread_mutex_lock(&mutex)
-        guard queuedMessages < messageDepthMax else {
+        guard queuedMessages + messagesInBatch < messageDepthMax else {
             pthread_mutex_unlock(&mutex)
             return false
         }
@@ -88,16 +89,19 @@ final class PluginExecutor: @unchecked Sendable {
 
     private func runLoop() {
         _ = mn_cg_thread_prepare()
+        _ = mn_thread_set_name("mn-\(name)")
         var batch: [Job] = []
         batch.reserveCapacity(1024)
         while true {
             pthread_mutex_lock(&mutex)
+            messagesInBatch = 0
             while pending.isEmpty {
                 consumerWaiting = true
                 pthread_cond_wait(&condition, &mutex)
             }
             consumerWaiting = false
             swap(&batch, &pending)
+            messagesInBatch = queuedMessages
             queuedMessages = 0
             pthread_mutex_unlock(&mutex)
             for job in batch {

@@ -105,16 +105,20 @@ public struct PluginManager: Sendable {
     public func verify(path: String, extraKeys: [MinisignPublicKey] = []) throws(MetanodeError)
         -> (PluginPackage, PluginPackage.Verification)
     {
-        let package = try openPackage(at: path)
-        let trusted = ((try? data.trustStore.keys()) ?? []) + extraKeys
-        return (package, try package.verify(trusted: trusted, allowUnsigned: false))
+        try withPackage(at: path) { package throws(MetanodeError) in
+            let trusted = ((try? data.trustStore.keys()) ?? []) + extraKeys
+            return (package, try package.verify(trusted: trusted, allowUnsigned: false))
+        }
     }
 
-    func openPackage(at path: String) throws(MetanodeError) -> PluginPackage {
-        if PackageArchive.isArchive(path) {
-            return try PluginPackage.open(PackageArchive.unpack(path, into: data.workDirectory))
-        }
-        return try PluginPackage.open(path)
+    /// Opens a package directory, or unpacks an archive into the work directory for the duration of `body`.
+    func withPackage<T>(at path: String, _ body: (PluginPackage) throws(MetanodeError) -> T) throws(MetanodeError)
+        -> T
+    {
+        guard PackageArchive.isArchive(path) else { return try body(PluginPackage.open(path)) }
+        let unpacked = try PackageArchive.unpack(path, into: data.workDirectory)
+        defer { try? FileIO.remove(unpacked) }
+        return try body(PluginPackage.open(unpacked))
     }
 
     // MARK: Changing
@@ -123,7 +127,14 @@ public struct PluginManager: Sendable {
     public func install(path: String, allowUnsigned: Bool) throws(MetanodeError) -> (PluginInfo, [String]) {
         try data.requireInitialized()
         var registry = try data.loadRegistry()
-        let package = try openPackage(at: path)
+        return try withPackage(at: path) { package throws(MetanodeError) in
+            try install(package, registry: &registry, allowUnsigned: allowUnsigned)
+        }
+    }
+
+    private func install(_ package: PluginPackage, registry: inout PluginRegistry, allowUnsigned: Bool)
+        throws(MetanodeError) -> (PluginInfo, [String])
+    {
         let name = package.manifest.name
         if let existing = registry.entries[name] {
             throw MetanodeError(.alreadyExists, "plugin \(name) is already installed (\(existing.source.rawValue), "

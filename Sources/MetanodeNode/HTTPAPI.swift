@@ -91,7 +91,11 @@ enum HTTPAPI {
 
     static func dispatchToPlugin(_ request: Request, context: BasicRequestContext, state: NodeState) async -> Response {
         let name = context.parameters.get("name") ?? ""
-        let path = "/" + context.parameters.getCatchAll().joined(separator: "/")
+        // The path after /v1/plugins/NAME exactly as received: trailing slashes and empty segments are the plugin's.
+        let prefix = pluginPrefix + name
+        let raw = request.uri.path
+        let path = raw.hasPrefix(prefix) && raw.count > prefix.count ? String(raw.dropFirst(prefix.count))
+            : "/" + context.parameters.getCatchAll().joined(separator: "/")
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Int(MN_HTTP_BODY_LEN_MAX))

@@ -66,8 +66,13 @@ enum OpenAPIDocument {
             {"$ref": "#/components/parameters/PluginName"},
             {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The rest of the path, matched against the plugin's routes"}
           ],
-          "get": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers; 404 with no matching route, 405 with no handler for the method, 503 if the plugin is not running, 504 if it does not answer in time"}}},
-          "post": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}}
+          "get": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers; 404 with no matching route, 405 with no handler for the method, 503 if the plugin is not running, 504 if it does not answer in 30 s"}}},
+          "post": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
+          "put": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
+          "delete": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
+          "patch": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
+          "head": {"summary": "Plugin-defined; falls back to the GET route", "responses": {"default": {"description": "What the plugin answers"}}},
+          "options": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}}
         },
         "/metrics": {
           "get": {

@@ -205,7 +205,7 @@ enum Scaffold {
             }
 
             // Called by `metanode plugin call \(name) add 2 40`.
-            EXPORT int64_t \(sym)_add(int64_t a, int64_t b) { return a + b; }
+            EXPORT int64_t \(sym)_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
 
             static mn_status on_init(const mn_host_api *h, mn_host_ctx *c, mn_bytes config, void **out_state) {
               host = h;
@@ -353,7 +353,7 @@ extension Scaffold {
                     self.context = context
                     let greeting = try context.decodeConfig(Config.self).greeting ?? "hello"
                     try context.http.route("GET", "/hello") { _ in .text("\\(greeting) from \(name)\\n") }
-                    try context.http.route("*", "/count") { [unowned self] request in
+                    try context.http.route("*", "/count") { request in
                         var count = UInt64(try context.kv.string("count") ?? "0") ?? 0
                         if request.method == "POST" {
                             count += 1

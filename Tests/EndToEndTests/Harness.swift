@@ -63,8 +63,8 @@ func run(_ executable: String, _ arguments: [String], in directory: String? = ni
     // Output goes to files: no pipe can fill up and block a chatty child.
     let outPath = NSTemporaryDirectory() + "metanode-out-\(UUID().uuidString)"
     let errPath = outPath + ".err"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: outPath)
         try? FileManager.default.removeItem(atPath: errPath)
@@ -123,7 +123,7 @@ final class NodeProcess {
     init(dataDirectory: String, arguments: [String] = [], logPath: String) throws {
         self.dataDirectory = dataDirectory
         self.logPath = logPath
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process.executableURL = URL(fileURLWithPath: Repo.metanode)

@@ -10,7 +10,7 @@ import Testing
 @Suite("ABI header")
 struct ABIHeaderTests {
     /// SHA-256 of plugin-sdk/include/metanode/plugin.h as last reviewed.
-    static let pinnedHeaderSHA256 = "fbd8062d530ccce8afcc59197737114f84941eb4501766bde673d7f0684aedbf"
+    static let pinnedHeaderSHA256 = "7293beaaf8d8a0b31dca7546580ea1c00768b9f9d1f2086abdf0569d871c587a"
 
     static func headerText() throws -> String { try String(contentsOfFile: Repo.header, encoding: .utf8) }
 

@@ -27,7 +27,7 @@ struct CapabilityTests {
             #expect(try await test.int32("nokv", "try_kv_put", "k", "v") == MN_ERR_DENIED)
             let warnings = test.log.messages.filter { $0.contains("denied kv_put") }
             #expect(warnings.count == 1, "\(warnings)")
-            #expect(warnings.first?.contains("metanode plugin enable nokv --grant kv") == true, "\(warnings)")
+            #expect(warnings.first?.contains("enabling it again with --grant kv") == true, "\(warnings)")
             #expect(test.kernel.metricsText().contains("metanode_plugin_capability_denied_total 1\n"),
                     "\(test.kernel.metricsText())")
         }

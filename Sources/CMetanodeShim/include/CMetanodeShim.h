@@ -62,6 +62,9 @@ void mn_cg_leave(int64_t token);
 /** Records a clean shutdown: the next start will not quarantine anything. */
 void mn_cg_mark_clean_exit(void);
 
+/** Names the calling thread (at most 15 bytes show on Linux), so crash reports and `top -H` say which plugin. */
+int mn_thread_set_name(const char *name);
+
 /* ---- libffi calls ----------------------------------------------------------------------------------------------- */
 
 #define MN_FFI_VOID 0

@@ -33,7 +33,9 @@
  *   host function added in a later minor, check `host->abi_minor` (or `struct_size`).
  * - Strings are UTF-8 and carried as `mn_str` (pointer + length, not NUL-terminated) unless the field is `const char *`.
  *
- * Sizes are bounded; the limits below are part of the ABI. Exceeding one returns MN_ERR_TOO_LARGE.
+ * Everything is bounded; the limits below are part of the ABI. A size over its limit returns MN_ERR_TOO_LARGE; a
+ * count limit (timers, subscriptions, routes, metrics, snapshots per plugin) returns MN_ERR_LIMIT; a value outside its
+ * range (a timeout, a delay) returns MN_ERR_INVALID_ARGUMENT. Log messages over the limit are cut, not refused.
  */
 #ifndef METANODE_PLUGIN_H
 #define METANODE_PLUGIN_H
@@ -66,7 +68,7 @@ extern "C" {
 #define MN_BUS_PAYLOAD_LEN_MAX 4194304u   /* 4 MiB                                                  */
 #define MN_BUS_SUBSCRIPTIONS_MAX 1024u    /* per plugin                                             */
 #define MN_BUS_REQUEST_TIMEOUT_MS_MAX 600000u
-#define MN_MAILBOX_DEPTH_MAX 65536u       /* undelivered events queued for one plugin               */
+#define MN_MAILBOX_DEPTH_MAX 65536u       /* undelivered bus messages queued for one plugin         */
 #define MN_TIMERS_MAX 4096u               /* live timers per plugin                                 */
 #define MN_TIMER_DELAY_MS_MAX 604800000u  /* 7 days                                                 */
 #define MN_HTTP_ROUTES_MAX 256u           /* per plugin                                             */
@@ -297,7 +299,7 @@ typedef struct mn_host_api {
   /**
    * Delivers `payload` to every plugin subscribed to `topic` (including this one if it subscribes), once per plugin
    * even when several of its subscriptions match. Never blocks: a subscriber whose mailbox holds
-   * MN_MAILBOX_DEPTH_MAX events misses the message and the kernel counts it in metanode_bus_dropped_total.
+   * MN_MAILBOX_DEPTH_MAX undelivered messages misses the message and the kernel counts it in metanode_bus_dropped_total.
    * `*out_delivered` (nullable) receives how many plugins got it.
    */
   mn_status (*bus_publish)(mn_host_ctx *ctx, mn_str topic, mn_bytes payload, uint32_t *out_delivered);
@@ -308,8 +310,8 @@ typedef struct mn_host_api {
   mn_status (*bus_request)(mn_host_ctx *ctx, mn_str topic, mn_bytes payload, uint32_t timeout_ms,
                            mn_bus_reply_fn on_reply, void *user_data);
   /**
-   * Answers a request received in on_message. Only a plugin the request was delivered to may answer; the first
-   * answer wins and later ones return MN_ERR_NOT_FOUND.
+   * Answers a request received in on_message. The first answer wins and later ones return MN_ERR_NOT_FOUND; a token
+   * of a request this plugin did not receive returns MN_ERR_INVALID_ARGUMENT.
    */
   mn_status (*bus_reply)(mn_host_ctx *ctx, mn_reply_token token, mn_bytes payload);
 
@@ -330,7 +332,8 @@ typedef struct mn_host_api {
    * Registers a handler for `method` ("GET", "POST", ... or "*" for any) and `path`, relative to /v1/plugins/<name>:
    * exact ("/count"), or a prefix when the last segment is "*" (path "/items/" + "*" matches "/items/7" and
    * "/items/7/tags", not "/items"). Exact routes win over prefixes, longer prefixes over shorter, a named method over
-   * "*". A path with routes for other methods only answers 405. "/call/" is reserved by the kernel.
+   * "*"; HEAD falls back to GET. A path with routes for other methods only answers 405; a handler that has not
+   * returned after 30 s answers 504. The path is matched as received (trailing slashes kept). "/call/" is reserved.
    * `user_data` is plugin-owned and must stay valid for the life of the process.
    */
   mn_status (*http_route)(mn_host_ctx *ctx, mn_str method, mn_str path, mn_http_handler_fn handler, void *user_data);

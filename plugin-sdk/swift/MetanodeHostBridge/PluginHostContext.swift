@@ -102,7 +102,8 @@ public final class PluginHostContext: @unchecked Sendable {
         }
         context.backend.denied(context, function: function, capability: capability, count: count)
         LastError.set(context, "\(function) needs capability '\(capability)', which plugin \(context.name) was not "
-            + "granted; grant it with `metanode plugin enable \(context.name) --grant \(capability)`")
+            + "granted; grant it with `metanode plugin disable \(context.name)` then `metanode plugin enable "
+            + "\(context.name) --grant \(capability) ...` listing every capability it should have")
         return MN_ERR_DENIED
     }
 }

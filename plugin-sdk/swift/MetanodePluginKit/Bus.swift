@@ -55,9 +55,9 @@ public struct Bus: Sendable {
         return Int(delivered)
     }
 
-    /// Sends a request to the subscribers of `topic`; the first reply wins. `completion` runs exactly once, on the
-    /// plugin's executor: with the reply, or with a PluginError whose status is MN_ERR_TIMEOUT, MN_ERR_NO_RESPONDER
-    /// or MN_ERR_STOPPED. Throws (and never calls `completion`) if the request could not be sent.
+    /// Sends a request to the subscribers of `topic`; the first reply wins. `completion` runs once, on the plugin's
+    /// executor: with the reply, or with a PluginError whose status is MN_ERR_TIMEOUT or MN_ERR_NO_RESPONDER. It is
+    /// not called if this plugin stops first. Throws (and never calls `completion`) if the request could not be sent.
     public func request(_ topic: String, _ payload: some ByteConvertible = [UInt8](), timeoutMs: UInt32 = 5000,
                         _ completion: @escaping (Result<[UInt8], PluginError>) -> Void) throws(PluginError) {
         let pending = PendingReply(topic: topic, timeoutMs: timeoutMs, completion: completion)

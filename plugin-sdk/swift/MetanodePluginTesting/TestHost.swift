@@ -678,9 +678,12 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     {
         let payload = Array(payload)
         try state.withLock { state throws(HostError) in
-            guard let request = state.requests[token], request.recipients.contains(plugin.slot) else {
-                throw .notFound("no open request with reply token \(token) for plugin \(plugin.name) (already "
-                    + "answered, timed out, or not sent to it)")
+            guard let request = state.requests[token] else {
+                throw .notFound("no open request with reply token \(token) (already answered, timed out, or never "
+                    + "sent)")
+            }
+            guard request.recipients.contains(plugin.slot) else {
+                throw .invalid("reply token \(token) belongs to a request plugin \(plugin.name) did not receive")
             }
             state.requests[token] = nil
             state.enqueue(.reply(request.requester, status: MN_OK, payload: payload))

@@ -52,7 +52,7 @@ public struct Denial: Sendable, Equatable {
     public var plugin: String
     public var function: String
     public var capability: String
-    /// How many times this plugin has called `function` without the grant (reported at 1, then every 1000th).
+    /// How many times this plugin has called `function` without the grant so far (every call is reported).
     public var count: Int
 
     public init(plugin: String, function: String, capability: String, count: Int) {
