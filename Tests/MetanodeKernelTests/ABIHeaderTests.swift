@@ -10,7 +10,7 @@ import Testing
 @Suite("ABI header")
 struct ABIHeaderTests {
     /// SHA-256 of plugin-sdk/include/metanode/plugin.h as last reviewed.
-    static let pinnedHeaderSHA256 = "7293beaaf8d8a0b31dca7546580ea1c00768b9f9d1f2086abdf0569d871c587a"
+    static let pinnedHeaderSHA256 = "4fe55bd3c78fb31ced3aa3ab5099cc6ecc93128cd1653b668384f9e5a0814f4d"
 
     static func headerText() throws -> String { try String(contentsOfFile: Repo.header, encoding: .utf8) }
 

@@ -98,5 +98,8 @@ import Testing
         expectRefused(PluginStatus.invalidArgument, "is reserved") {
             try probe.context.http.route("GET", "/call/x") { _ in .text("") }
         }
+        expectRefused(PluginStatus.invalidArgument, "kernel's status of the plugin") {
+            try probe.context.http.route("GET", "/") { _ in .text("") }
+        }
     }
 }

@@ -333,7 +333,7 @@ typedef struct mn_host_api {
    * exact ("/count"), or a prefix when the last segment is "*" (path "/items/" + "*" matches "/items/7" and
    * "/items/7/tags", not "/items"). Exact routes win over prefixes, longer prefixes over shorter, a named method over
    * "*"; HEAD falls back to GET. A path with routes for other methods only answers 405; a handler that has not
-   * returned after 30 s answers 504. The path is matched as received (trailing slashes kept). "/call/" is reserved.
+   * returned after 30 s answers 504. The path is matched as received (trailing slashes kept). "/" and "/call/" are reserved.
    * `user_data` is plugin-owned and must stay valid for the life of the process.
    */
   mn_status (*http_route)(mn_host_ctx *ctx, mn_str method, mn_str path, mn_http_handler_fn handler, void *user_data);

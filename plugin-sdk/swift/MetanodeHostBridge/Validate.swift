@@ -80,6 +80,10 @@ enum Validate {
         guard body.utf8.allSatisfy({ allowed.contains($0) }) else {
             throw .invalid("route path '\(path)' has characters outside the URL path set (a final '/*' is allowed)")
         }
+        guard path != "/" else {
+            throw .invalid("route path '/' is reserved: GET /v1/plugins/NAME/ is the kernel's status of the plugin; "
+                + "use a path such as /index")
+        }
         guard path != "/call", !path.hasPrefix("/call/") else {
             throw .invalid("route path '\(path)' is reserved: /v1/plugins/NAME/call/ invokes exported functions")
         }
