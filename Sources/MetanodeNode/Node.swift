@@ -32,18 +32,25 @@ public enum Node {
         let nodeKey = try data.loadNodeKey()
         let listen = try HostPort.parse(options.httpListen ?? config.httpListen)
         try FileIO.createDirectory(data.runDirectory)
-        try? FileIO.remove(data.httpAddressPath)
 
-        let manager = PluginManager(data)
-        try quarantineAfterCrash(data: data, manager: manager, logger: logger)
-        let crashGuard = try CrashGuard(path: data.crashGuardPath)
-
-        let added = try manager.syncBundled(config: config)
-        if !added.isEmpty { logger.info("registered bundled plugins: \(added.joined(separator: ", "))") }
-
+        // Storage first: its lock makes this the only node on the data directory, so nothing below can disturb
+        // a node that is already running there (its crash record, its address file).
         var storeOptions = Store.Options()
         storeOptions.syncWrites = config.storageSyncWrites
         let store = try Store(path: data.databasePath, options: storeOptions)
+        try? FileIO.remove(data.httpAddressPath)
+
+        let manager = PluginManager(data)
+        let crashGuard: CrashGuard
+        do {
+            try quarantineAfterCrash(data: data, manager: manager, logger: logger)
+            crashGuard = try CrashGuard(path: data.crashGuardPath)
+            let added = try manager.syncBundled(config: config)
+            if !added.isEmpty { logger.info("registered bundled plugins: \(added.joined(separator: ", "))") }
+        } catch {
+            store.close()
+            throw error
+        }
         let kernel = Kernel(store: store, nodeKey: nodeKey.keyPair, logger: logger, crashGuard: crashGuard)
 
         let plan: PluginPlan

@@ -142,6 +142,20 @@ struct LifecycleTests {
         second.stop()
     }
 
+    @Test("a second node on the same data directory is refused and the running one is left alone")
+    func secondNodeOnSameDataDirectory() throws {
+        let node = try TestNode("twice")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "solo"))
+        let first = try node.start()
+        let second = try run(Repo.metanode, ["node", "start", "--data-dir", node.data, "--http-listen", "127.0.0.1:0"])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("in use by another process"), "\(second.output)")
+        // The first node still serves and still advertises its address.
+        #expect(try first.get("/v1/plugins/solo/hello").status == 200)
+        #expect(FileManager.default.fileExists(atPath: node.data + "/run/http.addr"))
+        #expect(first.stop() == 0)
+    }
+
     @Test("safe mode starts bundled plugins only")
     func safeMode() throws {
         let bundleScratch = try Scratch("bundle")
