@@ -202,6 +202,15 @@ final class Bus: @unchecked Sendable {
         }
     }
 
+    /// Drops every pending request without answering (their requesters have stopped) and cancels the timeouts.
+    func cancelPendingRequests() {
+        let pending = state.withLock { state -> [PendingRequest] in
+            defer { state.pending.removeAll() }
+            return Array(state.pending.values)
+        }
+        for request in pending { request.timeout?.cancel() }
+    }
+
     /// Completes a request once: the first of reply, timeout or no-responder wins.
     @discardableResult
     private func finish(token: mn_reply_token, status: mn_status, payload: [UInt8]) -> Bool {

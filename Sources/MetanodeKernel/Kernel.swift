@@ -26,6 +26,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     public private(set) var runtimes: [PluginRuntime] = []
     private let services = HostLock([String: ExportedService]())
     private let pluginLoggers = HostLock([Int: Logger]())
+    private let busStopped = Atomic<Bool>(false)
     /// Plugin hooks (not one plugin's timeouts) get this long before an HTTP request answers 504.
     public var httpHandlerTimeoutMs: Int64 = 30_000
 
@@ -140,9 +141,17 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         services.withLock { services in services = services.filter { $0.value.owner != runtime.name } }
     }
 
-    /// Stops background threads and closes storage. Call after every plugin has stopped.
-    public func close() {
+    /// Stops the bus's clock: pending bus requests and plugin timers never fire again. Call after every plugin has
+    /// stopped. Idempotent.
+    public func stopBus() {
+        guard !busStopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        bus.cancelPendingRequests()
         try? timerGroup.syncShutdownGracefully()
+    }
+
+    /// Stops the bus (if still running) and closes storage. Call after every plugin has stopped.
+    public func close() {
+        stopBus()
         store.close()
     }
 

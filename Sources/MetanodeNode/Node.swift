@@ -126,7 +126,10 @@ public enum Node {
             try? FileIO.remove(data.pidPath)
             crashGuard.markCleanExit()
         }
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: storage)]
+        // Started in this order, shut down in reverse: HTTP, plugins (reverse dependency order), bus, storage.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: storage), .init(service: BusService(kernel: kernel)),
+        ]
         services += pluginServices.map { .init(service: $0) }
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(

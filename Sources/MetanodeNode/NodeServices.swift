@@ -24,6 +24,18 @@ struct StorageService: Service {
     }
 }
 
+/// The bus and the clock behind plugin timers and bus-request timeouts. Second in the group, so it shuts down after
+/// every plugin has stopped (no timer fires into a stopped plugin) and before storage closes.
+struct BusService: Service {
+    let kernel: Kernel
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        kernel.stopBus()
+        kernel.logger.info("bus stopped")
+    }
+}
+
 /// Settles once: whether a plugin started. Dependents wait on it.
 actor StartGate {
     private var outcome: Bool?

@@ -19,6 +19,12 @@ struct LifecycleTests {
             return String(line[range.upperBound...])
         }
         #expect(order == ["start dep-a", "start dep-b", "start dep-c", "stop dep-c", "stop dep-b", "stop dep-a"])
+        // Then the bus, then storage.
+        let log = process.log
+        let lastPluginStop = try #require(log.range(of: "plugin dep-a stopped"))
+        let busStop = try #require(log.range(of: "bus stopped"))
+        let storageClose = try #require(log.range(of: "storage flushed and closed"))
+        #expect(lastPluginStop.lowerBound < busStop.lowerBound && busStop.lowerBound < storageClose.lowerBound)
     }
 
     @Test("enabling a plugin whose dependency is missing or too old names both plugins")
@@ -154,6 +160,20 @@ struct LifecycleTests {
         #expect(try first.get("/v1/plugins/solo/hello").status == 200)
         #expect(FileManager.default.fileExists(atPath: node.data + "/run/http.addr"))
         #expect(first.stop() == 0)
+    }
+
+    @Test("a malformed config file stops the start with a message naming the file and the field")
+    func malformedConfig() throws {
+        let node = try TestNode("badconfig")
+        let path = node.data + "/config.json"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"http\"", with: "\"htp\"").write(toFile: path, atomically: true,
+                                                                               encoding: .utf8)
+        let refused = try run(Repo.metanode, ["node", "start", "--data-dir", node.data])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("config.json: unknown config field 'htp'"), "\(refused.output)")
+        try "{ nope".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try run(Repo.metanode, ["node", "start", "--data-dir", node.data]).stderr.contains("invalid JSON"))
     }
 
     @Test("safe mode starts bundled plugins only")

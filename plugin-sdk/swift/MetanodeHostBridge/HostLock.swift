@@ -18,7 +18,7 @@ public final class HostLock<Value>: @unchecked Sendable {
     deinit { pthread_mutex_destroy(&mutex) }
 
     @inline(__always)
-    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+    public func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         return try body(&value)

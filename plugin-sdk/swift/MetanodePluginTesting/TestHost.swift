@@ -36,7 +36,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     private let nodeSecretKey: [UInt8]
     private let randomSeed: [UInt8]
     private let startUnixMs: UInt64
-    private let state = StateLock(State())
+    private let state = HostLock(State())
 
     public init(nodeKeySeed: [UInt8] = TestHost.defaultNodeKeySeed, startUnixMs: UInt64 = TestHost.defaultStartUnixMs) {
         precondition(sodium_init() >= 0, "libsodium could not be initialized")

@@ -101,25 +101,6 @@ extension HTTPResponseParts {
     }
 }
 
-/// A value behind a pthread mutex, with typed throws so backend functions can throw `HostError` from inside.
-final class StateLock<Value>: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var value: Value
-
-    init(_ value: Value) {
-        self.value = value
-        pthread_mutex_init(&mutex, nil)
-    }
-
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    @inline(__always)
-    func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body(&value)
-    }
-}
 
 extension Array where Element == UInt8 {
     /// Byte-wise order, as the kv store sorts keys.
