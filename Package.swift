@@ -8,6 +8,7 @@
 //   MetanodeCrypto libsodium: hashes, Ed25519, minisign keys and signatures.
 //   MetanodeStorage RocksDB.
 //   MetanodeKernel the plugin host: loader, per-plugin host vtables, bus, timers, services, metrics, libffi calls.
+//   MetanodeNet    peer-to-peer transport: authenticated, encrypted TCP between nodes (SwiftNIO + libsodium).
 //   MetanodeNode   the daemon: data directory, HTTP API (Hummingbird), Services in one ServiceGroup.
 //   metanode       the command-line tool.
 import PackageDescription
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "MetanodeCrypto", targets: ["MetanodeCrypto"]),
         .library(name: "MetanodeStorage", targets: ["MetanodeStorage"]),
         .library(name: "MetanodeKernel", targets: ["MetanodeKernel"]),
+        .library(name: "MetanodeNet", targets: ["MetanodeNet"]),
         .library(name: "MetanodeNode", targets: ["MetanodeNode"]),
         // Bundled Swift plugin: the SDK's hello-swift example, built here so `make run` ships it.
         .library(name: "HelloSwift", type: .dynamic, targets: ["HelloSwift"]),
@@ -73,9 +75,20 @@ let package = Package(
             ],
             path: "Sources/MetanodeKernel", swiftSettings: strict),
         .target(
+            name: "MetanodeNet",
+            dependencies: [
+                "MetanodeCore", "MetanodeCrypto",
+                .product(name: "MetanodeHostBridge", package: "plugin-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/MetanodeNet", swiftSettings: strict),
+        .target(
             name: "MetanodeNode",
             dependencies: [
-                "MetanodeKernel",
+                "MetanodeKernel", "MetanodeNet",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,6 +114,18 @@ let package = Package(
             name: "MetanodeCryptoTests", dependencies: ["MetanodeCrypto"], path: "Tests/MetanodeCryptoTests"),
         .testTarget(
             name: "MetanodeStorageTests", dependencies: ["MetanodeStorage"], path: "Tests/MetanodeStorageTests"),
+        .testTarget(
+            name: "MetanodeNetTests",
+            dependencies: [
+                "MetanodeNet", "MetanodeCore", "MetanodeCrypto",
+                .product(name: "MetanodeHostBridge", package: "plugin-sdk"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Tests/MetanodeNetTests"),
         .testTarget(
             name: "MetanodeKernelTests",
             dependencies: [

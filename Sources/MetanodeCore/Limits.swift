@@ -3,7 +3,7 @@
 public enum Limits {
     // MARK: From the ABI header (MN_*)
     public static let abiMajor: UInt16 = 1
-    public static let abiMinor: UInt16 = 0
+    public static let abiMinor: UInt16 = 1
     /// MN_PLUGIN_NAME_LEN_MAX; names are ASCII, so bytes and characters agree.
     public static let pluginNameBytesMax = 63
     public static let logMessageBytesMax = 8192
@@ -25,6 +25,10 @@ public enum Limits {
     public static let metricNameBytesMax = 128
     public static let metricsMax = 1024
     public static let histogramBucketsMax = 64
+    /// MN_NET_* (ABI 1.1)
+    public static let netProtocolBytesMax = 64
+    public static let netMessageBytesMax = 4 * 1024 * 1024
+    public static let netProtocolsMax = 64
     public static let serviceNameBytesMax = 127
     public static let serviceTableBytesMax = 65536
     public static let randomBytesMax = 65536

@@ -46,7 +46,7 @@ public enum Capability: String, CaseIterable, Sendable, Comparable, CustomString
         case .http: "serve HTTP routes under /v1/plugins/NAME/"
         case .service: "export and look up typed service tables shared between plugins"
         case .metrics: "publish metrics on /metrics"
-        case .net: "peer-to-peer networking (reserved for a later ABI minor version)"
+        case .net: "send and receive messages to and from other nodes on its own protocols (ABI 1.1)"
         }
     }
 

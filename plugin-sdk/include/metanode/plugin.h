@@ -27,6 +27,7 @@
  * - Capabilities: a plugin declares the capabilities it needs in its manifest and the node operator grants them when
  *   enabling it. Functions of a capability that was not granted return MN_ERR_DENIED and the kernel logs the attempt.
  *   `log`, `config`, `last_error`, `buf_free` and the clock functions need no capability.
+ * - Versions: 1.0 is the first; 1.1 added the "net" capability at the end of mn_host_api.
  * - Compatibility: the ABI major version is in the entry symbol's name. Within a major version, structs carrying
  *   `struct_size` only grow at the end; a plugin compiled against minor N runs on any kernel with minor >= N. A kernel
  *   refuses a plugin with another major version or a newer minor, with a message naming both versions. Before using a
@@ -52,7 +53,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------------------------- */
 
 #define MN_ABI_VERSION_MAJOR 1
-#define MN_ABI_VERSION_MINOR 0
+#define MN_ABI_VERSION_MINOR 1
 
 /** The one symbol a plugin exports. Its type is `mn_plugin_entry_v1_fn`. */
 #define MN_PLUGIN_ENTRY_SYMBOL "metanode_plugin_entry_v1"
@@ -81,6 +82,10 @@ extern "C" {
 #define MN_SERVICE_TABLE_SIZE_MAX 65536u
 #define MN_RANDOM_LEN_MAX 65536u
 #define MN_KEY_ID_LEN_MAX 64u
+/* ABI 1.1 */
+#define MN_NET_PROTOCOL_LEN_MAX 64u       /* [a-z0-9_.-], the part after "<plugin>/"                 */
+#define MN_NET_MESSAGE_LEN_MAX 4194304u   /* 4 MiB per message to another node                      */
+#define MN_NET_PROTOCOLS_MAX 64u          /* registered protocols per plugin                        */
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* Status codes                                                                                                     */
@@ -169,6 +174,24 @@ typedef void (*mn_bus_reply_fn)(void *user_data, mn_status status, mn_bytes repl
 
 /** A timer fired. Called on the plugin's executor thread. */
 typedef void (*mn_timer_fn)(void *user_data, mn_timer_id timer);
+
+/** ABI 1.1: a message from another node on one of the plugin's protocols, called on the plugin's executor thread.
+ * `peer` is the sender's 32-byte Ed25519 node key, proven by the connection's handshake. Both are borrowed. */
+typedef void (*mn_net_receive_fn)(void *user_data, const uint8_t peer[32], mn_bytes message);
+
+#define MN_NET_PEER_UP 1    /* an authenticated connection to the peer is established */
+#define MN_NET_PEER_DOWN 2  /* the last connection to the peer closed                 */
+
+/** ABI 1.1: a peer connected or disconnected, called on the plugin's executor thread. `peer` is borrowed. */
+typedef void (*mn_net_peer_event_fn)(void *user_data, const uint8_t peer[32], int32_t event);
+
+/** ABI 1.1: one configured peer, as net_peers reports it. */
+typedef struct mn_net_peer {
+  uint32_t struct_size;
+  uint8_t public_key[32];  /* the peer's node key                                        */
+  int32_t connected;       /* 1 when an authenticated connection is up                   */
+  uint32_t rtt_us;         /* last measured round trip, 0 if unknown                     */
+} mn_net_peer;
 
 /** An HTTP request, passed to an mn_http_handler_fn. Borrowed for that call. */
 typedef struct mn_http_request {
@@ -373,6 +396,43 @@ typedef struct mn_host_api {
   mn_status (*metric_counter_add)(mn_host_ctx *ctx, mn_metric_id metric, uint64_t delta);
   mn_status (*metric_gauge_set)(mn_host_ctx *ctx, mn_metric_id metric, double value);
   mn_status (*metric_histogram_observe)(mn_host_ctx *ctx, mn_metric_id metric, double value);
+
+  /* === ABI 1.1 ====================================================================================================
+   * Check host->abi_minor >= 1 (or struct_size) before calling anything below. */
+
+  /* --- capability "net": messages to other nodes ------------------------------------------------------------------
+   * The kernel keeps authenticated, encrypted connections to the peers configured for this node (each identified by
+   * its Ed25519 node key). A plugin talks on protocols in its own namespace: protocol "consensus" of plugin "bpi" is
+   * "bpi/consensus" on the wire and reaches plugin "bpi" on the other node. Messages between two nodes arrive in the
+   * order they were sent on the same connection; nothing is delivered twice; a message is lost if the connection
+   * drops before it is delivered (plugins that need delivery guarantees acknowledge at their own level). */
+
+  /**
+   * Starts receiving messages on `protocol` ([a-z0-9_.-], at most MN_NET_PROTOCOL_LEN_MAX bytes). `user_data` is
+   * plugin-owned and must stay valid for the life of the process. MN_ERR_EXISTS if already registered.
+   */
+  mn_status (*net_register)(mn_host_ctx *ctx, mn_str protocol, mn_net_receive_fn on_receive, void *user_data);
+  /**
+   * Queues `message` for `peer` on `protocol`; returns once it is queued, not when it is delivered. MN_ERR_NOT_FOUND
+   * if the peer is not connected, MN_ERR_LIMIT if its send queue is full (the message is dropped and counted in
+   * metanode_net_send_dropped_total; the queue's bounds are in the node's config), MN_ERR_TOO_LARGE over
+   * MN_NET_MESSAGE_LEN_MAX.
+   */
+  mn_status (*net_send)(mn_host_ctx *ctx, const uint8_t peer[32], mn_str protocol, mn_bytes message);
+  /** Queues `message` for every connected peer. `*out_sent` (nullable) receives how many queued it. */
+  mn_status (*net_broadcast)(mn_host_ctx *ctx, mn_str protocol, mn_bytes message, uint32_t *out_sent);
+  /**
+   * Fills `out` with up to `capacity` configured peers (set each element's struct_size first; the kernel writes at
+   * most that many bytes of it) and sets `*out_count` to how many peers there are, which may exceed `capacity`.
+   */
+  mn_status (*net_peers)(mn_host_ctx *ctx, mn_net_peer *out, size_t capacity, size_t *out_count);
+  /**
+   * Calls `on_event` whenever a peer connects or disconnects, starting with MN_NET_PEER_UP for every peer already
+   * connected. One watcher per plugin; a second call replaces the first. `user_data` as for net_register.
+   */
+  mn_status (*net_watch_peers)(mn_host_ctx *ctx, mn_net_peer_event_fn on_event, void *user_data);
+  /** This node's own 32-byte key, as its peers know it. */
+  mn_status (*net_local_key)(mn_host_ctx *ctx, uint8_t out_public_key[32]);
 } mn_host_api;
 
 /* ---------------------------------------------------------------------------------------------------------------- */

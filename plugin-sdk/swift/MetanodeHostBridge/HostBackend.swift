@@ -63,13 +63,15 @@ public struct HostCapabilities: OptionSet, Sendable, Hashable {
     public static let http = HostCapabilities(rawValue: 1 << 5)
     public static let service = HostCapabilities(rawValue: 1 << 6)
     public static let metrics = HostCapabilities(rawValue: 1 << 7)
+    /// ABI 1.1.
+    public static let net = HostCapabilities(rawValue: 1 << 8)
 
-    public static let all: HostCapabilities = [.kv, .crypto, .sign, .bus, .timer, .http, .service, .metrics]
+    public static let all: HostCapabilities = [.kv, .crypto, .sign, .bus, .timer, .http, .service, .metrics, .net]
 
     /// The manifest spelling of each single capability.
     public static let names: [(String, HostCapabilities)] = [
         ("kv", .kv), ("crypto", .crypto), ("sign", .sign), ("bus", .bus), ("timer", .timer), ("http", .http),
-        ("service", .service), ("metrics", .metrics),
+        ("service", .service), ("metrics", .metrics), ("net", .net),
     ]
 
     /// Parses manifest names; names this ABI version does not know are ignored (they grant nothing here).
@@ -211,6 +213,17 @@ public protocol PluginHostBackend: AnyObject, Sendable {
     func metricCounterAdd(_ plugin: PluginHostContext, metric: mn_metric_id, delta: UInt64) throws(HostError)
     func metricGaugeSet(_ plugin: PluginHostContext, metric: mn_metric_id, value: Double) throws(HostError)
     func metricHistogramObserve(_ plugin: PluginHostContext, metric: mn_metric_id, value: Double) throws(HostError)
+
+    // net (ABI 1.1) — `protocol` is validated; the host prefixes "<plugin>/" (see NetProtocolTable, NetEnvelope).
+    func netRegister(_ plugin: PluginHostContext, protocol name: String, callback: NetReceiveCallback) throws(HostError)
+    func netSend(_ plugin: PluginHostContext, to peer: PeerID, protocol name: String, message: UnsafeRawBufferPointer)
+        throws(HostError)
+    func netBroadcast(_ plugin: PluginHostContext, protocol name: String, message: UnsafeRawBufferPointer)
+        throws(HostError) -> UInt32
+    func netPeers(_ plugin: PluginHostContext) throws(HostError) -> [PeerStatus]
+    /// Replaces the plugin's watcher; the backend then reports every connected peer as up.
+    func netWatchPeers(_ plugin: PluginHostContext, callback: NetPeerEventCallback) throws(HostError)
+    func netLocalKey(_ plugin: PluginHostContext) throws(HostError) -> PeerID
 
     /// A plugin called a function of a capability it was not granted; `count` is how many times it called that
     /// function so far. Called for every denial: throttle logging here.

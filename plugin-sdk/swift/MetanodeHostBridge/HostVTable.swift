@@ -24,6 +24,7 @@ enum HostVTable {
         if grants.contains(.http) { installHTTP(table) } else { denyHTTP(table) }
         if grants.contains(.service) { installService(table) } else { denyService(table) }
         if grants.contains(.metrics) { installMetrics(table) } else { denyMetrics(table) }
+        if grants.contains(.net) { installNet(table) } else { denyNet(table) }
         return table
     }
 
@@ -521,6 +522,85 @@ enum HostVTable {
         t.pointee.metric_histogram_observe = { ctx, _, _ in
             PluginHostContext.deny(ctx, "metric_histogram_observe", "metrics")
         }
+    }
+}
+
+extension HostVTable {
+    // MARK: net (ABI 1.1)
+
+    fileprivate static func installNet(_ t: UnsafeMutablePointer<mn_host_api>) {
+        t.pointee.net_register = { ctx, name, onReceive, userData in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                let name = try Validate.netProtocol(name)
+                guard let onReceive else { throw .invalid("on_receive is NULL") }
+                try context.backend.netRegister(
+                    context, protocol: name, callback: NetReceiveCallback(function: onReceive, userData: userData))
+            }
+        }
+        t.pointee.net_send = { ctx, peer, name, message in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let peer else { throw .invalid("peer is NULL") }
+                let name = try Validate.netProtocol(name)
+                let message = try Validate.bytes(message, "message", max: MN_NET_MESSAGE_LEN_MAX)
+                try context.backend.netSend(context, to: PeerID(pointer: peer), protocol: name, message: message)
+            }
+        }
+        t.pointee.net_broadcast = { ctx, name, message, outSent in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                let name = try Validate.netProtocol(name)
+                let message = try Validate.bytes(message, "message", max: MN_NET_MESSAGE_LEN_MAX)
+                let sent = try context.backend.netBroadcast(context, protocol: name, message: message)
+                outSent?.pointee = sent
+            }
+        }
+        t.pointee.net_peers = { ctx, out, capacity, outCount in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let outCount else { throw .invalid("out_count is NULL") }
+                guard capacity == 0 || out != nil else { throw .invalid("out is NULL with capacity \(capacity)") }
+                let peers = try context.backend.netPeers(context)
+                outCount.pointee = peers.count
+                for (index, peer) in peers.prefix(capacity).enumerated() {
+                    let element = out! + index
+                    // Write no more than the plugin's own struct_size of each element (it may be an older, smaller struct).
+                    let room = Int(element.pointee.struct_size)
+                    var value = mn_net_peer()
+                    value.struct_size = UInt32(MemoryLayout<mn_net_peer>.size)
+                    withUnsafeMutableBytes(of: &value.public_key) { $0.copyBytes(from: peer.id.bytes) }
+                    value.connected = peer.state == .connected ? 1 : 0
+                    value.rtt_us = peer.rttMicros ?? 0
+                    guard room >= MemoryLayout<UInt32>.size else {
+                        throw .invalid("out[\(index)].struct_size is \(room); set it to sizeof(mn_net_peer)")
+                    }
+                    withUnsafeBytes(of: &value) { source in
+                        UnsafeMutableRawPointer(element).copyMemory(
+                            from: source.baseAddress!, byteCount: min(room, source.count))
+                    }
+                }
+            }
+        }
+        t.pointee.net_watch_peers = { ctx, onEvent, userData in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let onEvent else { throw .invalid("on_event is NULL") }
+                try context.backend.netWatchPeers(
+                    context, callback: NetPeerEventCallback(function: onEvent, userData: userData))
+            }
+        }
+        t.pointee.net_local_key = { ctx, out in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let out else { throw .invalid("out_public_key is NULL") }
+                let key = try context.backend.netLocalKey(context)
+                key.bytes.withUnsafeBufferPointer { out.initialize(from: $0.baseAddress!, count: 32) }
+            }
+        }
+    }
+
+    fileprivate static func denyNet(_ t: UnsafeMutablePointer<mn_host_api>) {
+        t.pointee.net_register = { ctx, _, _, _ in PluginHostContext.deny(ctx, "net_register", "net") }
+        t.pointee.net_send = { ctx, _, _, _ in PluginHostContext.deny(ctx, "net_send", "net") }
+        t.pointee.net_broadcast = { ctx, _, _, _ in PluginHostContext.deny(ctx, "net_broadcast", "net") }
+        t.pointee.net_peers = { ctx, _, _, _ in PluginHostContext.deny(ctx, "net_peers", "net") }
+        t.pointee.net_watch_peers = { ctx, _, _ in PluginHostContext.deny(ctx, "net_watch_peers", "net") }
+        t.pointee.net_local_key = { ctx, _ in PluginHostContext.deny(ctx, "net_local_key", "net") }
     }
 }
 

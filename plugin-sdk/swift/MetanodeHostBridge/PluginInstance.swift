@@ -2,7 +2,7 @@ import MetanodeABI
 
 /// Which plugin code is running, for crash attribution (the kernel's crash guard records it).
 public enum PluginHook: UInt32, Sendable, CaseIterable {
-    case entry = 1, initialize, start, stop, message, timer, busReply, http, exportedFunction
+    case entry = 1, initialize, start, stop, message, timer, busReply, http, exportedFunction, netMessage, peerEvent
 
     /// The name shown in logs and in `metanode plugin list` after a crash.
     public var name: String {
@@ -16,6 +16,8 @@ public enum PluginHook: UInt32, Sendable, CaseIterable {
         case .busReply: "a bus reply callback"
         case .http: "an HTTP handler"
         case .exportedFunction: "an exported function"
+        case .netMessage: "a network receive callback"
+        case .peerEvent: "a peer event callback"
         }
     }
 }
@@ -145,6 +147,24 @@ public final class PluginInstance: @unchecked Sendable {
     public func deliverReply(_ reply: BusReplyCallback, status: mn_status, payload: UnsafeRawBufferPointer) {
         guard context.isActive else { return }
         guarded(.busReply) { reply.function(reply.userData, status, Buffers.view(payload)) }
+    }
+
+    /// Delivers a message from another node to a plugin's net_register callback. Views are borrowed for the call.
+    public func deliverNet(_ callback: NetReceiveCallback, from peer: UnsafeRawBufferPointer,
+                           message: UnsafeRawBufferPointer) {
+        guard context.isActive else { return }
+        guarded(.netMessage) {
+            callback.function(callback.userData, peer.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                              Buffers.view(message))
+        }
+    }
+
+    /// Tells a plugin's net_watch_peers callback that `peer` went up or down.
+    public func deliverPeerEvent(_ callback: NetPeerEventCallback, peer: PeerID, up: Bool) {
+        guard context.isActive else { return }
+        peer.bytes.withUnsafeBufferPointer { key in
+            guarded(.peerEvent) { callback.function(callback.userData, key.baseAddress, up ? MN_NET_PEER_UP : MN_NET_PEER_DOWN) }
+        }
     }
 
     /// Runs an HTTP handler and returns what it answered (500 if it set nothing).

@@ -60,6 +60,17 @@ enum Validate {
         return String(decoding: raw, as: UTF8.self)  // ASCII, checked above
     }
 
+    /// A plugin's network protocol name: [a-z0-9_.-], 1...MN_NET_PROTOCOL_LEN_MAX bytes.
+    static func netProtocol(_ value: mn_str) throws(HostError) -> String {
+        let name = try string(value, "protocol", max: MN_NET_PROTOCOL_LEN_MAX)
+        guard !name.isEmpty, name.utf8.allSatisfy({ isLowercaseLetter($0) || isDigit($0) || $0 == UInt8(ascii: "_")
+            || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") })
+        else {
+            throw .invalid("protocol '\(name)' must be 1...\(MN_NET_PROTOCOL_LEN_MAX) characters of [a-z0-9_.-]")
+        }
+        return name
+    }
+
     static let httpMethods: Set<String> = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "*"]
 
     static func httpMethod(_ value: mn_str) throws(HostError) -> String {

@@ -36,7 +36,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     private let nodeSecretKey: [UInt8]
     private let randomSeed: [UInt8]
     private let startUnixMs: UInt64
-    private let state = HostLock(State())
+    let state = HostLock(State())
 
     public init(nodeKeySeed: [UInt8] = TestHost.defaultNodeKeySeed, startUnixMs: UInt64 = TestHost.defaultStartUnixMs) {
         precondition(sodium_init() >= 0, "libsodium could not be initialized")
@@ -72,6 +72,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         var logs: [LogLine] = []
         var denials: [Denial] = []
         var droppedMessages = 0
+        var netProtocols = NetProtocolTable()
+        var peerWatchers: [Int: NetPeerEventCallback] = [:]
 
         var queued: Int { queue.count - queueHead }
 
