@@ -19,9 +19,11 @@ let package = Package(
         .systemLibrary(
             name: "CSodium", path: "swift/CSodium", pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]),
-        .target(name: "MetanodePluginKit", dependencies: ["MetanodeABI"], path: "swift/MetanodePluginKit"),
+        // PeerID, shared by the plugin side and the host side so both mean one type.
+        .target(name: "MetanodePeer", path: "swift/MetanodePeer"),
+        .target(name: "MetanodePluginKit", dependencies: ["MetanodeABI", "MetanodePeer"], path: "swift/MetanodePluginKit"),
         // The host side of the ABI, shared by the kernel and MetanodePluginTesting so both enforce one contract.
-        .target(name: "MetanodeHostBridge", dependencies: ["MetanodeABI"], path: "swift/MetanodeHostBridge"),
+        .target(name: "MetanodeHostBridge", dependencies: ["MetanodeABI", "MetanodePeer"], path: "swift/MetanodeHostBridge"),
         .target(
             name: "MetanodePluginTesting",
             dependencies: ["MetanodePluginKit", "MetanodeHostBridge", "MetanodeABI", "CSodium"],

@@ -1,6 +1,7 @@
 import Foundation
 import MetanodeCore
 import MetanodeCrypto
+import MetanodeHostBridge
 
 /// Where a node keeps everything. One directory, so `rm -rf` resets a dev node and a backup is one copy.
 ///
@@ -97,6 +98,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var bundledPluginsDirectory: String?
     /// Per-plugin configuration, validated against each manifest's configSchema before on_init.
     public var pluginConfigs: [String: JSONValue]
+    /// Peer-to-peer networking; nil for a node that talks to no other node.
+    public var net: NetSettings?
 
     public static let fileBytesMax = 1 << 20
     public static let defaultHTTPListen = "127.0.0.1:7700"
@@ -121,7 +124,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
     }
 
-    static let knownKeys: Set<String> = ["node", "http", "storage", "bundledPluginsDir", "plugins"]
+    static let knownKeys: Set<String> = ["node", "http", "storage", "bundledPluginsDir", "plugins", "net"]
 
     public static func parse(_ bytes: [UInt8]) throws(MetanodeError) -> NodeConfig {
         let json = try JSONValue.parse(bytes)
@@ -157,6 +160,7 @@ public struct NodeConfig: Sendable, Equatable {
             }
             config.pluginConfigs = map
         }
+        if let net = object["net"] { config.net = try NetSettings.parse(net) }
         return config
     }
 
@@ -167,7 +171,97 @@ public struct NodeConfig: Sendable, Equatable {
             "storage": .object(["syncWrites": .bool(storageSyncWrites)]),
             "plugins": .object(pluginConfigs),
         ]
+        if let net { object["net"] = net.json }
         if let bundledPluginsDirectory { object["bundledPluginsDir"] = .string(bundledPluginsDirectory) }
         return JSONValue.object(object).serializedBytes(pretty: true) + [0x0a]
+    }
+}
+
+/// The `net` section of config.json: where this node listens and which peers it talks to.
+///
+///     "net": {"listen": "127.0.0.1:7800",
+///             "peers": [{"address": "127.0.0.1:7801", "key": "<64 hex digits>"}],
+///             "allowUnlisted": false, "keepaliveMs": 1000, "deadPeerMs": 5000}
+public struct NetSettings: Sendable, Equatable {
+    public struct Peer: Sendable, Equatable {
+        public var address: HostPort
+        public var key: PeerID
+
+        public init(address: HostPort, key: PeerID) {
+            self.address = address
+            self.key = key
+        }
+    }
+
+    public var listen: HostPort?
+    public var peers: [Peer] = []
+    public var allowUnlisted = false
+    public var keepaliveMs: Int64?
+    public var deadPeerMs: Int64?
+    public var sendQueueMessagesMax: Int?
+
+    public static let peersMax = 1024
+
+    public init(listen: HostPort?) { self.listen = listen }
+
+    static let knownKeys: Set<String> = ["listen", "peers", "allowUnlisted", "keepaliveMs", "deadPeerMs",
+                                         "sendQueueMessagesMax"]
+
+    static func parse(_ value: JSONValue) throws(MetanodeError) -> NetSettings {
+        guard let object = value.objectValue else {
+            throw MetanodeError(.invalidConfig, "config field 'net' must be an object")
+        }
+        for key in object.keys where !knownKeys.contains(key) {
+            throw MetanodeError(.invalidConfig, "unknown config field 'net.\(key)' — known fields are "
+                + knownKeys.sorted().joined(separator: ", "))
+        }
+        var settings = NetSettings(listen: nil)
+        if let listen = object["listen"] {
+            guard let text = listen.stringValue else {
+                throw MetanodeError(.invalidConfig, "config field 'net.listen' must be \"host:port\"")
+            }
+            settings.listen = try HostPort.parse(text)
+        }
+        if let peers = object["peers"] {
+            guard let list = peers.arrayValue, list.count <= peersMax else {
+                throw MetanodeError(.invalidConfig, "config field 'net.peers' must be a list of at most \(peersMax) "
+                    + "{\"address\", \"key\"} objects")
+            }
+            for (index, peer) in list.enumerated() {
+                guard let address = peer["address"]?.stringValue, let keyText = peer["key"]?.stringValue else {
+                    throw MetanodeError(.invalidConfig, "net.peers[\(index)] needs \"address\" (host:port) and "
+                        + "\"key\" (64 hex digits)")
+                }
+                guard let key = PeerID(hex: keyText) else {
+                    throw MetanodeError(.invalidConfig, "net.peers[\(index)].key '\(keyText)' is not 64 hex digits "
+                        + "(an Ed25519 node key, as `metanode node id` prints it)")
+                }
+                settings.peers.append(Peer(address: try HostPort.parse(address), key: key))
+            }
+        }
+        settings.allowUnlisted = object["allowUnlisted"]?.boolValue ?? false
+        func positive(_ name: String) throws(MetanodeError) -> Int64? {
+            guard let value = object[name] else { return nil }
+            guard let number = value.intValue, number > 0 else {
+                throw MetanodeError(.invalidConfig, "config field 'net.\(name)' must be a positive integer")
+            }
+            return number
+        }
+        settings.keepaliveMs = try positive("keepaliveMs")
+        settings.deadPeerMs = try positive("deadPeerMs")
+        settings.sendQueueMessagesMax = try positive("sendQueueMessagesMax").map(Int.init)
+        return settings
+    }
+
+    var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "peers": .array(peers.map { .object(["address": .string($0.address.description), "key": .string($0.key.hex)]) }),
+            "allowUnlisted": .bool(allowUnlisted),
+        ]
+        if let listen { object["listen"] = .string(listen.description) }
+        if let keepaliveMs { object["keepaliveMs"] = .int(keepaliveMs) }
+        if let deadPeerMs { object["deadPeerMs"] = .int(deadPeerMs) }
+        if let sendQueueMessagesMax { object["sendQueueMessagesMax"] = .int(Int64(sendQueueMessagesMax)) }
+        return .object(object)
     }
 }

@@ -27,6 +27,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     private let services = HostLock([String: ExportedService]())
     private let pluginLoggers = HostLock([Int: Logger]())
     private let busStopped = Atomic<Bool>(false)
+    let net: KernelNet
     /// Plugin hooks (not one plugin's timeouts) get this long before an HTTP request answers 504.
     public var httpHandlerTimeoutMs: Int64 = 30_000
 
@@ -52,6 +53,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         self.logger = logger
         self.crashGuard = crashGuard
         self.timerGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.net = KernelNet(metrics: metricsRegistry)
         let dropped = MetricNameDescriptor(
             namespace: "metanode", subsystem: "bus", metricName: "dropped", unitName: "total",
             helpText: "Bus messages dropped because a subscriber's mailbox was full")
@@ -138,6 +140,7 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         bus.removeAll(slot: runtime.slot)
         cancelTimers(runtime)
         runtime.routes.withLock { $0.removeAll() }
+        net.removeAll(slot: runtime.slot)
         services.withLock { services in services = services.filter { $0.value.owner != runtime.name } }
     }
 

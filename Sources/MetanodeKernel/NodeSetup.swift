@@ -17,7 +17,9 @@ public enum NodeSetup {
     public static let devPublisherKeyFile = "dev-publisher.pub"
 
     public static func initialize(_ data: DataDirectory, dev: Bool, bundledPluginsDirectory: String?,
-                                  httpListen: String?, nodeName: String?) throws(MetanodeError) -> Result {
+                                  httpListen: String?, nodeName: String?, netListen: String? = nil)
+        throws(MetanodeError) -> Result
+    {
         guard !FileIO.exists(data.configPath), !FileIO.exists(data.nodeKeyPath) else {
             throw MetanodeError(.alreadyExists, "\(data.root) is already initialised; use it as it is, or remove it "
                 + "to start a new node there")
@@ -36,6 +38,7 @@ public enum NodeSetup {
             config.httpListen = httpListen
         }
         config.bundledPluginsDirectory = bundledPluginsDirectory.map(FileIO.absolute)
+        if let netListen { config.net = NetSettings(listen: try HostPort.parse(netListen)) }
         try data.saveConfig(config)
         try data.saveRegistry(PluginRegistry())
 

@@ -1,5 +1,6 @@
 import CMetanodeShim
 import Foundation
+import MetanodeHostBridge
 
 /// One plugin's executor: a thread that runs the plugin's hooks one at a time, in arrival order (the ABI's threading
 /// promise). Bus messages go through a bounded mailbox and are dropped, never blocked on, when it is full; control
@@ -9,6 +10,9 @@ final class PluginExecutor: @unchecked Sendable {
         /// `bytes` is the topic followed by the payload: one allocation per message. `sender` is the sending
         /// plugin's name in memory that lives as long as the process, so queuing it costs no reference counting.
         case message(bytes: [UInt8], topicCount: Int, sender: UnsafeRawBufferPointer, replyToken: UInt64)
+        /// A message from another node: `bytes` is the whole transport message, the plugin's part starts at
+        /// `bodyStart`. Counted against the mailbox depth like bus messages.
+        case net(bytes: [UInt8], bodyStart: Int, peer: PeerID, callback: NetReceiveCallback)
         case work(() -> Void)
     }
 
@@ -24,13 +28,17 @@ final class PluginExecutor: @unchecked Sendable {
     private var thread: Thread?
     private let deliver: (_ topic: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer,
                           _ sender: UnsafeRawBufferPointer, _ replyToken: UInt64) -> Void
+    private let deliverNet: (_ callback: NetReceiveCallback, _ peer: UnsafeRawBufferPointer,
+                             _ message: UnsafeRawBufferPointer) -> Void
 
     /// `deliver` runs on the executor thread for each message job.
     init(name: String, messageDepthMax: Int,
-         deliver: @escaping (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UInt64) -> Void) {
+         deliver: @escaping (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer, UInt64) -> Void,
+         deliverNet: @escaping (NetReceiveCallback, UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
         self.name = name
         self.messageDepthMax = messageDepthMax
         self.deliver = deliver
+        self.deliverNet = deliverNet
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&condition, nil)
         pending.reserveCapacity(1024)
@@ -50,6 +58,21 @@ final class PluginExecutor: @unchecked Sendable {
         }
         queuedMessages += 1
         pending.append(.message(bytes: bytes, topicCount: topicCount, sender: sender, replyToken: replyToken))
+        let wake = consumerWaiting
+        pthread_mutex_unlock(&mutex)
+        if wake { pthread_cond_signal(&condition) }
+        return true
+    }
+
+    /// Queues a message from another node; false if the mailbox is full (the caller counts the drop).
+    func submitNet(bytes: [UInt8], bodyStart: Int, peer: PeerID, callback: NetReceiveCallback) -> Bool {
+        pthread_mutex_lock(&mutex)
+        guard queuedMessages + messagesInBatch < messageDepthMax else {
+            pthread_mutex_unlock(&mutex)
+            return false
+        }
+        queuedMessages += 1
+        pending.append(.net(bytes: bytes, bodyStart: bodyStart, peer: peer, callback: callback))
         let wake = consumerWaiting
         pthread_mutex_unlock(&mutex)
         if wake { pthread_cond_signal(&condition) }
@@ -110,6 +133,12 @@ final class PluginExecutor: @unchecked Sendable {
                     bytes.withUnsafeBytes { bytes in
                         deliver(UnsafeRawBufferPointer(rebasing: bytes[..<topicCount]),
                                 UnsafeRawBufferPointer(rebasing: bytes[topicCount...]), sender, replyToken)
+                    }
+                case .net(let bytes, let bodyStart, let peer, let callback):
+                    bytes.withUnsafeBytes { bytes in
+                        peer.bytes.withUnsafeBytes { key in
+                            deliverNet(callback, key, UnsafeRawBufferPointer(rebasing: bytes[bodyStart...]))
+                        }
                     }
                 case .work(let work):
                     work()

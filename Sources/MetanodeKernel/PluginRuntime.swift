@@ -74,10 +74,14 @@ public final class PluginRuntime: @unchecked Sendable {
         self.namespace = namespace
         let box = InstanceBox()
         self.instanceBox = box
-        self.executor = PluginExecutor(name: package.manifest.name, messageDepthMax: Int(MN_MAILBOX_DEPTH_MAX)) {
-            topic, payload, sender, replyToken in
-            box.instance?.deliver(topic: topic, payload: payload, sender: sender, replyToken: replyToken)
-        }
+        self.executor = PluginExecutor(
+            name: package.manifest.name, messageDepthMax: Int(MN_MAILBOX_DEPTH_MAX),
+            deliver: { topic, payload, sender, replyToken in
+                box.instance?.deliver(topic: topic, payload: payload, sender: sender, replyToken: replyToken)
+            },
+            deliverNet: { callback, peer, message in
+                box.instance?.deliverNet(callback, from: peer, message: message)
+            })
     }
 
     public var status: Status {

@@ -71,6 +71,24 @@ enum HTTPAPI {
             }
         }
 
+        router.get("/v1/net/peers") { _, _ -> Response in
+            let peers = state.kernel.peerTransport?.peerStatus() ?? []
+            return json(.ok, .array(peers.map(peerJSON)))
+        }
+
+        router.get("/v1/net") { _, _ -> Response in
+            guard let transport = state.kernel.peerTransport else {
+                return json(.ok, .object(["enabled": .bool(false)]))
+            }
+            let peers = transport.peerStatus()
+            return json(.ok, .object([
+                "enabled": .bool(true), "nodeKey": .string(transport.localID.hex),
+                "listen": (state.config.net?.listen?.description).map(JSONValue.string) ?? .null,
+                "peers": .int(Int64(peers.count)),
+                "connected": .int(Int64(peers.filter { $0.state == .connected }.count)),
+            ]))
+        }
+
         router.get("/metrics") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: state.kernel.metricsText())))
@@ -130,6 +148,18 @@ enum HTTPAPI {
         }
         throw MetanodeError(.invalidArgument,
                             "the body must be a JSON array of arguments, {\"args\": [...]} or {\"argv\": [\"...\"]}")
+    }
+
+    static func peerJSON(_ peer: PeerStatus) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "key": .string(peer.id.hex), "address": .string(peer.address), "state": .string(peer.state.rawValue),
+            "messagesSent": .int(Int64(clamping: peer.messagesSent)), "messagesReceived": .int(Int64(clamping: peer.messagesReceived)),
+            "bytesSent": .int(Int64(clamping: peer.bytesSent)), "bytesReceived": .int(Int64(clamping: peer.bytesReceived)),
+            "queuedMessages": .int(Int64(peer.queuedMessages)), "droppedMessages": .int(Int64(clamping: peer.droppedMessages)),
+        ]
+        if let rtt = peer.rttMicros { object["rttMicros"] = .int(Int64(rtt)) }
+        if let error = peer.lastError { object["lastError"] = .string(error) }
+        return .object(object)
     }
 
     static func pluginStatuses(_ state: NodeState) -> [JSONValue] {

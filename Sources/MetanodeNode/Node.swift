@@ -5,6 +5,7 @@ import MetanodeCore
 import MetanodeCrypto
 import MetanodeHostBridge
 import MetanodeKernel
+import MetanodeNet
 import MetanodeStorage
 import NIOCore
 import ServiceLifecycle
@@ -52,6 +53,30 @@ public enum Node {
             throw error
         }
         let kernel = Kernel(store: store, nodeKey: nodeKey.keyPair, logger: logger, crashGuard: crashGuard)
+
+        var transport: NIOPeerTransport?
+        if let net = config.net {
+            var netConfig = NetConfig(listen: net.listen,
+                                      peers: net.peers.map { NetConfig.Peer(address: $0.address, key: $0.key) })
+            netConfig.allowUnlisted = net.allowUnlisted
+            if let keepalive = net.keepaliveMs { netConfig.keepaliveIntervalMs = keepalive }
+            if let dead = net.deadPeerMs { netConfig.deadPeerTimeoutMs = dead }
+            if let queue = net.sendQueueMessagesMax { netConfig.sendQueueMessagesMax = queue }
+            let peerTransport = NIOPeerTransport(identity: nodeKey.keyPair, config: netConfig, logger: logger,
+                                                 metrics: kernel.metricsRegistry)
+            kernel.attach(peerTransport)
+            do {
+                try await peerTransport.start()
+            } catch {
+                kernel.close()
+                throw error
+            }
+            logger.info("""
+                network: node key \(peerTransport.localID.hex), listening on \
+                \(peerTransport.boundAddress?.description ?? "nothing (dial only)"), \(net.peers.count) peer(s) configured
+                """)
+            transport = peerTransport
+        }
 
         let plan: PluginPlan
         do {
@@ -130,6 +155,7 @@ public enum Node {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: storage), .init(service: BusService(kernel: kernel)),
         ]
+        if let transport { services.append(.init(service: NetService(transport: transport, logger: logger))) }
         services += pluginServices.map { .init(service: $0) }
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(

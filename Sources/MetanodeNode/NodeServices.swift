@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MetanodeCore
 import MetanodeKernel
+import MetanodeNet
 import ServiceLifecycle
 
 /// Opens nothing (storage is opened before the group starts, so plugins can rely on it) but owns closing it: it is
@@ -33,6 +34,19 @@ struct BusService: Service {
         try? await gracefulShutdown()
         kernel.stopBus()
         kernel.logger.info("bus stopped")
+    }
+}
+
+/// The peer-to-peer transport. Its listener is bound before the group starts (so a port in use fails the start);
+/// placed after the bus and before the plugins, it closes its connections once every plugin has stopped.
+struct NetService: Service {
+    let transport: NIOPeerTransport
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await transport.shutdown()
+        logger.info("network stopped")
     }
 }
 

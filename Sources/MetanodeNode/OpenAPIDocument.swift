@@ -74,6 +74,18 @@ enum OpenAPIDocument {
           "head": {"summary": "Plugin-defined; falls back to the GET route", "responses": {"default": {"description": "What the plugin answers"}}},
           "options": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}}
         },
+        "/v1/net": {
+          "get": {
+            "summary": "Peer-to-peer networking: this node's key, where it listens, how many peers are configured and connected",
+            "responses": {"200": {"description": "Network summary ({\"enabled\": false} without a net section in config.json)", "content": {"application/json": {}}}}
+          }
+        },
+        "/v1/net/peers": {
+          "get": {
+            "summary": "Every configured peer: key, address, state (connected, connecting, disconnected), round trip, counters, queue depth, drops, last error",
+            "responses": {"200": {"description": "Peers", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}}}}}
+          }
+        },
         "/metrics": {
           "get": {
             "summary": "Prometheus text exposition: kernel metrics and every plugin's metrics (metanode_plugin_<plugin>_<name>)",
@@ -108,6 +120,17 @@ enum OpenAPIDocument {
               "grants": {"type": "array", "items": {"type": "string"}}, "exports": {"type": "array", "items": {"type": "string"}}
             },
             "required": ["name", "status"]
+          },
+          "Peer": {
+            "type": "object",
+            "properties": {
+              "key": {"type": "string", "description": "Ed25519 node key, 64 hex digits"}, "address": {"type": "string"},
+              "state": {"type": "string", "enum": ["connected", "connecting", "disconnected"]},
+              "rttMicros": {"type": "integer"}, "messagesSent": {"type": "integer"}, "messagesReceived": {"type": "integer"},
+              "bytesSent": {"type": "integer"}, "bytesReceived": {"type": "integer"}, "queuedMessages": {"type": "integer"},
+              "droppedMessages": {"type": "integer"}, "lastError": {"type": "string"}
+            },
+            "required": ["key", "address", "state"]
           },
           "Error": {
             "type": "object",

@@ -8,7 +8,7 @@ import MetanodeNode
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Create, run and inspect a node.",
-        subcommands: [Init.self, Start.self, Status.self])
+        subcommands: [Init.self, Start.self, Status.self, Id.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -26,12 +26,14 @@ struct NodeCommand: AsyncParsableCommand {
         @Option(name: .customLong("http-listen"), help: "host:port for the HTTP API (default 127.0.0.1:7700).")
         var httpListen: String?
         @Option(help: "A name for this node.") var name: String?
+        @Option(name: .customLong("net-listen"), help: "host:port to accept peer connections on (default: none).")
+        var netListen: String?
 
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let bundled = bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory()
                 let result = try NodeSetup.initialize(options.dataDirectory, dev: dev, bundledPluginsDirectory: bundled,
-                                                      httpListen: httpListen, nodeName: name)
+                                                      httpListen: httpListen, nodeName: name, netListen: netListen)
                 var lines = [
                     "initialised \(result.root)",
                     "  node key   \(result.nodePublicKey.keyIDHex) (\(options.dataDirectory.nodeKeyPath), mode 0600)",
@@ -84,6 +86,23 @@ struct NodeCommand: AsyncParsableCommand {
             try await Output.run(options) { () throws(MetanodeError) in
                 try await Node.run(Node.Options(dataDirectory: options.dataDirectory, safeMode: safeMode,
                                                 httpListen: httpListen), logger: logger)
+            }
+        }
+    }
+
+    struct Id: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "This node's key: give it to peers (`metanode net add-peer ADDRESS KEY`).")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let key = try options.dataDirectory.loadNodeKey().publicKey
+                let listen = try options.dataDirectory.loadConfig().net?.listen
+                Output.emit(options, json: .object([
+                    "key": .string(key.key.hex), "keyId": .string(key.keyIDHex),
+                    "netListen": listen.map { .string($0.description) } ?? .null,
+                ]), text: key.key.hex)
             }
         }
     }

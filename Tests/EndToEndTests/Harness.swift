@@ -216,21 +216,23 @@ enum Packages {
         try #require(result.status == 0, "cc failed: \(result.output)")
     }
 
-    /// A package directory holding the fixture test plugin under `name`.
+    /// A package directory holding a fixture plugin (testplugin.c by default) under `name`.
     static func testPlugin(in scratch: Scratch, name: String, version: String = "1.0.0", abi: String = "1.0",
                            dependencies: [String: String] = [:], capabilities: [String] = ["http", "kv"],
-                           defines: [String: String] = [:]) throws -> String {
+                           defines: [String: String] = [:], source: String = "testplugin.c",
+                           exports: [(name: String, signature: String)] = []) throws -> String {
         let directory = scratch.file("pkg-\(name)")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let library = "lib\(name.replacingOccurrences(of: "-", with: "_")).so"
         var allDefines = ["PLUGIN_NAME": "\"\(name)\"", "PLUGIN_VERSION": "\"\(version)\""]
         allDefines.merge(defines) { $1 }
-        try compileC(Repo.fixtures + "/testplugin.c", output: "\(directory)/\(library)", defines: allDefines)
+        try compileC(Repo.fixtures + "/" + source, output: "\(directory)/\(library)", defines: allDefines)
         let manifest: JSONValue = .object([
             "name": .string(name), "version": .string(version), "abi": .string(abi),
             "library": .object(["file": .string(library)]),
             "capabilities": .array(capabilities.map(JSONValue.string)),
             "dependencies": .object(dependencies.mapValues(JSONValue.string)),
+            "exports": .array(exports.map { .object(["name": .string($0.name), "signature": .string($0.signature)]) }),
         ])
         try manifest.serialized(pretty: true).write(toFile: "\(directory)/metanode-plugin.json", atomically: true,
                                                     encoding: .utf8)
@@ -283,4 +285,24 @@ extension CommandResult {
     func requireSuccess(sourceLocation: SourceLocation = #_sourceLocation) throws {
         try #require(status == 0, "command failed (\(status)): \(output)", sourceLocation: sourceLocation)
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it; the socket is closed again).
+func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    try #require(bound == 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -7,7 +7,7 @@ import MetanodeHostBridge
 import MetanodeKernel
 import MetanodeStorage
 
-// The issue's three figures:
+// Issue 2's figures:
 //   kv put/get through the host vtable vs the same calls straight to RocksDB (goal: <= 10% overhead)
 //   in-process bus publish -> deliver (goal: >= 1,000,000 messages/s)
 //   `metanode node start` to ready with six trivial plugins (goal: <= 300 ms)
@@ -55,6 +55,21 @@ let benchmarks: @Sendable () -> Void = {
         let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
             + Double((ContinuousClock.now - started).components.seconds)
         benchmark.measurement(Fixture.messagesPerSecond, Int(Double(batch) / seconds))
+    }
+
+    // Issue 3: two node processes on loopback, through the encrypted transport and the plugin ABI both ways.
+    Benchmark("net bulk, 64 KiB messages between two nodes",
+              configuration: .init(metrics: [.wallClock, NetFixture.bytesPerSecond, NetFixture.messagesPerSecond,
+                                             NetFixture.cpuPerMessage],
+                                   timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(20),
+                                   maxIterations: 20)) { benchmark in
+        NetFixture.shared.transfer(benchmark, count: 4096, size: 64 * 1024)  // 256 MiB per sample
+    }
+    Benchmark("net messages, 256 bytes between two nodes",
+              configuration: .init(metrics: [.wallClock, NetFixture.messagesPerSecond, NetFixture.cpuPerMessage],
+                                   timeUnits: .milliseconds, warmupIterations: 1, maxDuration: .seconds(20),
+                                   maxIterations: 20)) { benchmark in
+        NetFixture.shared.transfer(benchmark, count: 200_000, size: 256)
     }
 
     // node start: spawn the real binary with six signed, installed, enabled plugins; time until it writes

@@ -26,6 +26,8 @@ public final class PluginContext: @unchecked Sendable {
     public let http: HTTPRoutes
     public let services: Services
     public let metrics: Metrics
+    /// Messages to other nodes (ABI 1.1).
+    public let net: NetChannel
 
     let host: Host
 
@@ -42,6 +44,7 @@ public final class PluginContext: @unchecked Sendable {
         self.http = HTTPRoutes(host: host)
         self.services = Services(host: host)
         self.metrics = Metrics(host: host)
+        self.net = NetChannel(host: host)
     }
 
     /// The config as text.

@@ -15,6 +15,8 @@ import Darwin
 /// kernel); this type is the backend behind them. Everything runs on the test's thread: bus deliveries, replies and
 /// timer callbacks are queued and run by `runUntilIdle()` or `advance(byMs:)`, and time moves only when a test moves
 /// it. Signatures are made with a fixed node key and `random_bytes` is a seeded stream, so runs are reproducible.
+/// Plugins that talk to other nodes get a network from `attach(_:)`; a `Simulation` runs several hosts on a
+/// SimulatedNetwork under one clock.
 ///
 ///     let host = TestHost()
 ///     let hello = try host.load(metanodePluginEntry(), config: #"{"greeting":"hi"}"#)
@@ -38,7 +40,10 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     private let startUnixMs: UInt64
     let state = HostLock(State())
 
-    public init(nodeKeySeed: [UInt8] = TestHost.defaultNodeKeySeed, startUnixMs: UInt64 = TestHost.defaultStartUnixMs) {
+    /// `randomSeed` (any length) seeds `random_bytes`; by default it is derived from `nodeKeySeed`. A simulation gives a
+    /// restarted node a new one, as a real restart gets fresh randomness.
+    public init(nodeKeySeed: [UInt8] = TestHost.defaultNodeKeySeed, startUnixMs: UInt64 = TestHost.defaultStartUnixMs,
+                randomSeed: [UInt8]? = nil) {
         precondition(sodium_init() >= 0, "libsodium could not be initialized")
         precondition(nodeKeySeed.count == Int(crypto_sign_SEEDBYTES), "the node key seed must be 32 bytes")
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
@@ -48,7 +53,7 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         self.nodePublicKey = publicKey
         self.nodeSecretKey = secretKey
         var seed = [UInt8](repeating: 0, count: 32)
-        let tag = Array("metanode-test-host-random".utf8) + nodeKeySeed
+        let tag = Array("metanode-test-host-random".utf8) + (randomSeed ?? nodeKeySeed)
         _ = crypto_generichash(&seed, 32, tag, UInt64(tag.count), nil, 0)
         self.randomSeed = seed
         self.startUnixMs = startUnixMs
@@ -74,6 +79,9 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         var droppedMessages = 0
         var netProtocols = NetProtocolTable()
         var peerWatchers: [Int: NetPeerEventCallback] = [:]
+        /// The network this host's plugins talk on (see `attach(_:)` in TestHost+Net.swift).
+        var transport: (any PeerTransport)?
+        var netCounters = NetCounters()
 
         var queued: Int { queue.count - queueHead }
 
@@ -147,10 +155,14 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         case message(slot: Int, topic: String, payload: [UInt8], sender: String, token: mn_reply_token)
         case reply(Requester, status: mn_status, payload: [UInt8])
         case timer(slot: Int, callback: TimerCallback, id: mn_timer_id)
+        /// A message from another node for a plugin's net_register callback (TestHost+Net.swift).
+        case net(slot: Int, callback: NetReceiveCallback, peer: PeerID, message: [UInt8])
+        case peerEvent(slot: Int, callback: NetPeerEventCallback, peer: PeerID, up: Bool)
 
         var slot: Int? {
             switch self {
             case .message(let slot, _, _, _, _), .timer(let slot, _, _): slot
+            case .net(let slot, _, _, _), .peerEvent(let slot, _, _, _): slot
             case .reply(.plugin(let slot, _), _, _): slot
             case .reply(.test, _, _): nil
             }
@@ -224,6 +236,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         plugin.instance.stop()
         state.withLock { state in
             state.subscriptions.removeAll { $0.slot == plugin.slot }
+            state.netProtocols.removeAll(slot: plugin.slot)
+            state.peerWatchers[plugin.slot] = nil
             state.plugins[state.owned(plugin)].timers.removeAll()
             for (token, request) in state.requests {
                 if case .plugin(let slot, _) = request.requester, slot == plugin.slot { state.requests[token] = nil }
@@ -268,6 +282,18 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         }
         state.withLock { $0.nowMs = targetMs }
         return ran
+    }
+
+    /// When the next timer or request timeout is due (nil if none): the next time `advance` has work, besides the
+    /// queue. A simulation steps every host to the earliest of these.
+    public var nextDueMs: UInt64? { state.withLock { Self.nextDeadline($0) } }
+
+    /// Moves the clock forward to `targetMs` (not backwards), like `advance(byMs:)`. Returns how many events ran.
+    @discardableResult
+    public func advance(toMs targetMs: UInt64) -> Int {
+        let nowMs = self.nowMs
+        precondition(targetMs >= nowMs, "TestHost.advance(toMs: \(targetMs)) would move the clock back from \(nowMs)")
+        return advance(byMs: targetMs - nowMs)
     }
 
     private static func nextDeadline(_ state: State) -> UInt64? {
@@ -330,6 +356,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
             case .timer(let slot, let callback, let id):
                 guard let instance = instance(slot) else { continue }
                 instance.fire(callback, id: id)
+            case .net, .peerEvent:
+                deliverNetEvent(event)
             }
         }
         return ran
