@@ -15,7 +15,7 @@ METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
 DEV_KEY = .build/dev-publisher
 
-.PHONY: run test build bundle deps release bench clean
+.PHONY: run test build bundle deps release bench fuzz clean
 
 run: build
 	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
@@ -57,6 +57,13 @@ release:
 bench: deps
 	$(SWIFT) build -c release --product metanode
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+# The network frame decoder under libFuzzer (FUZZ_RUNS inputs, default 1,000,000). Not part of make test.
+FUZZ_RUNS ?= 1000000
+fuzz: deps
+	cd Fuzz && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product NetFrameFuzzer
+	mkdir -p .build/fuzz-corpus && cp Fuzz/Corpus/NetFrameFuzzer/* .build/fuzz-corpus/
+	Fuzz/.build/release/NetFrameFuzzer -runs=$(FUZZ_RUNS) -print_final_stats=1 .build/fuzz-corpus
 
 clean:
 	$(SWIFT) package clean

@@ -13,7 +13,6 @@ final class KernelNet: @unchecked Sendable {
     let watchers = HostLock([Int: NetPeerEventCallback]())
     let unroutable: Counter
     let mailboxDrops: Counter
-    let sendDrops: Counter
 
     init(metrics: PrometheusCollectorRegistry) {
         unroutable = metrics.makeCounter(descriptor: MetricNameDescriptor(
@@ -22,9 +21,6 @@ final class KernelNet: @unchecked Sendable {
         mailboxDrops = metrics.makeCounter(descriptor: MetricNameDescriptor(
             namespace: "metanode", subsystem: "net", metricName: "mailbox_dropped", unitName: "total",
             helpText: "Messages from peers dropped because the receiving plugin's mailbox was full"))
-        sendDrops = metrics.makeCounter(descriptor: MetricNameDescriptor(
-            namespace: "metanode", subsystem: "net", metricName: "send_dropped", unitName: "total",
-            helpText: "Messages plugins sent that were dropped because the peer's send queue was full"))
     }
 
     func attach(_ transport: any PeerTransport) {
@@ -100,8 +96,7 @@ extension Kernel: PeerTransportDelegate {
         switch result {
         case .queued: return
         case .notConnected: throw .notFound("peer \(peer.short) is not connected")
-        case .queueFull:
-            net.sendDrops.increment()
+        case .queueFull:  // the transport counts it in metanode_net_send_dropped_total
             throw HostError(MN_ERR_LIMIT, "the send queue to peer \(peer.short) is full; the message was dropped")
         case .tooLarge: throw .tooLarge("message", message.count, max: MN_NET_MESSAGE_LEN_MAX)
         }
@@ -116,8 +111,7 @@ extension Kernel: PeerTransportDelegate {
             for peer in transport.connectedPeers() {
                 switch transport.send(header: header, body: message, to: peer) {
                 case .queued: sent += 1
-                case .queueFull: net.sendDrops.increment()
-                case .notConnected, .tooLarge: break
+                case .queueFull, .notConnected, .tooLarge: break
                 }
             }
         }

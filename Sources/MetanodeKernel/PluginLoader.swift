@@ -54,7 +54,10 @@ extension Kernel {
             throw MetanodeError(.invalidManifest, "\(path) says it is plugin \(info.name) \(info.version), but its "
                 + "manifest says \(manifest.name) \(manifest.version)")
         }
-        guard info.abiMajor == manifest.abi.major, info.abiMinor <= manifest.abi.minor else {
+        // The descriptor's minor is the header the library was compiled against, which may be newer than the
+        // minor its manifest needs (a plugin built with the 1.1 SDK that uses only 1.0 functions); `inspect` has
+        // already refused a minor newer than this kernel's. The major must agree.
+        guard info.abiMajor == manifest.abi.major else {
             throw MetanodeError(.abi, "plugin \(manifest.name) was compiled against ABI \(info.abiMajor)."
                 + "\(info.abiMinor) but its manifest declares \(manifest.abi.major).\(manifest.abi.minor)")
         }

@@ -25,7 +25,7 @@ public struct NetConfig: Sendable, Equatable {
     public var keepaliveIntervalMs: Int64 = 1000
     /// A connection that has received nothing for this long is dead and is closed.
     public var deadPeerTimeoutMs: Int64 = 5000
-    /// TCP connect plus handshake must finish within this.
+    /// The TCP connect, and then the handshake, must each finish within this.
     public var handshakeTimeoutMs: Int64 = 3000
     /// Reconnect delay: base × 2^attempt, capped, with random jitter of up to half the delay.
     public var reconnectBaseMs: Int64 = 100
@@ -35,6 +35,9 @@ public struct NetConfig: Sendable, Equatable {
     public var sendQueueBytesMax = 64 << 20
     /// The largest encrypted frame accepted (a 4 MiB message plus headers); anything longer closes the connection.
     public var frameBytesMax = (4 << 20) + 1024
+
+    /// The largest message `send` accepts (header and body together): what fits in a frame of `frameBytesMax`.
+    public var messageBytesMax: Int { frameBytesMax - NetWire.frameOverheadBytes }
 
     public init(listen: HostPort?, peers: [Peer]) {
         self.listen = listen

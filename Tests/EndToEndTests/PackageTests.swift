@@ -7,7 +7,7 @@ struct PackageTests {
     @Test("a plugin built for another ABI major is refused at load with both versions named")
     func wrongMajorRefusedAtLoad() throws {
         let node = try TestNode("abi2")
-        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "future", defines: ["ABI_MAJOR": "2"]))
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "future", defines: ["ABI_MAJOR": "2", "ABI_MINOR": "0"]))
         let process = try node.start()
         let status = try JSONValue.parse(try process.get("/v1/plugins/future").body)
         #expect(status["status"]?.stringValue == "not started")

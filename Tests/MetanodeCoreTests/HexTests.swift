@@ -38,7 +38,7 @@ import Testing
         #expect(Limits.busPayloadBytesMax == 4_194_304)
         #expect(Limits.httpBodyBytesMax == 8_388_608)
         #expect(Limits.ffiArgumentsMax == 16)
-        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 0))
+        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 1))
     }
 
     @Test func boundKernelInputs() {

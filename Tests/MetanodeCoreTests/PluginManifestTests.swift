@@ -93,7 +93,7 @@ import Testing
             capabilities: [.kv, .bus, .kv])
         let expected = """
             {
-              "abi": "1.0",
+              "abi": "\(ABIVersion.current)",
               "capabilities": [
                 "kv",
                 "bus"
@@ -122,7 +122,7 @@ import Testing
         #expect(Capability.allCases.count == 9)
         #expect(Capability.allCases.allSatisfy { !$0.summary.isEmpty })
         #expect(Capability.kv.summary == "read and write the plugin's own storage namespace")
-        #expect(Capability.net.summary.contains("reserved"))
+        #expect(Capability.net.summary.contains("other nodes"))
     }
 
     @Test func unknownFieldIsRefusedWithASuggestionAndTheKnownFields() throws {

@@ -10,7 +10,7 @@ import Testing
 @Suite("ABI header")
 struct ABIHeaderTests {
     /// SHA-256 of plugin-sdk/include/metanode/plugin.h as last reviewed.
-    static let pinnedHeaderSHA256 = "4fe55bd3c78fb31ced3aa3ab5099cc6ecc93128cd1653b668384f9e5a0814f4d"
+    static let pinnedHeaderSHA256 = "174fcdbd9dac05fff1a6c9f54063898d2b222b301a64dad9513478b83bc5e786"
 
     static func headerText() throws -> String { try String(contentsOfFile: Repo.header, encoding: .utf8) }
 

@@ -143,7 +143,7 @@ import Testing
         try probes[0].context.net.send("12345", to: sim.key(1), on: "ping")
         sim.runUntilIdle()
         let status = try #require(sim.network.endpoint(0).peerStatus().first)
-        #expect(PeerID(status.id) == sim.key(1))
+        #expect(status.id == sim.key(1))
         #expect(status.state == .connected)
         #expect(status.messagesSent == 1 && status.messagesReceived == 1)
         #expect(status.bytesSent == 19 && status.bytesReceived == 19, "1 + 'netprobe/ping' + 5 bytes each way")
