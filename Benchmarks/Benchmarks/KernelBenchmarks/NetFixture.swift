@@ -81,6 +81,8 @@ final class NetFixture: @unchecked Sendable {
         }
         sender = start(prepared[0].0, key: prepared[0].1)
         receiver = start(prepared[1].0, key: prepared[1].1)
+        ChildProcesses.stopAtExit(sender.process)
+        ChildProcesses.stopAtExit(receiver.process)
         let deadline = Date().addingTimeInterval(10)
         while !connected(sender, to: receiver.key) {
             precondition(Date() < deadline, "the two nodes did not connect within 10 s")
@@ -88,9 +90,6 @@ final class NetFixture: @unchecked Sendable {
         }
     }
 
-    deinit {
-        for node in [sender, receiver] { node.process.terminate() }
-    }
 
     private func connected(_ node: Node, to key: String) -> Bool {
         guard let response = try? LoopbackHTTPClient.request("GET", node.address, "/v1/net/peers"),
@@ -149,5 +148,21 @@ final class NetFixture: @unchecked Sendable {
         benchmark.measurement(Self.messagesPerSecond, Int(Double(count) / seconds))
         benchmark.measurement(Self.bytesPerSecond, Int(Double(count * size) / seconds / 1_000_000))
         benchmark.measurement(Self.cpuPerMessage, Int(cpu / Int64(count)))
+    }
+}
+
+/// Node processes the benchmarks started, stopped with SIGTERM when the benchmark process exits (the shared
+/// fixtures are never deinitialised, and a node left running would outlive the run).
+enum ChildProcesses {
+    nonisolated(unsafe) private static var pids: [pid_t] = []
+    private static let registered: Void = {
+        atexit {
+            for pid in ChildProcesses.pids { kill(pid, SIGTERM) }
+        }
+    }()
+
+    static func stopAtExit(_ process: Process) {
+        _ = registered
+        pids.append(process.processIdentifier)
     }
 }
