@@ -195,6 +195,9 @@ public struct NetSettings: Sendable, Equatable {
 
     public var listen: HostPort?
     public var peers: [Peer] = []
+    /// A network's genesis file whose "peers" list ({"address", "key"} objects, the same form as here) is added
+    /// to `peers` at start, so every node of a network can share one file.
+    public var genesisFile: String?
     public var allowUnlisted = false
     public var keepaliveMs: Int64?
     public var deadPeerMs: Int64?
@@ -204,7 +207,7 @@ public struct NetSettings: Sendable, Equatable {
 
     public init(listen: HostPort?) { self.listen = listen }
 
-    static let knownKeys: Set<String> = ["listen", "peers", "allowUnlisted", "keepaliveMs", "deadPeerMs",
+    static let knownKeys: Set<String> = ["listen", "peers", "genesisFile", "allowUnlisted", "keepaliveMs", "deadPeerMs",
                                          "sendQueueMessagesMax"]
 
     static func parse(_ value: JSONValue) throws(MetanodeError) -> NetSettings {
@@ -222,22 +225,12 @@ public struct NetSettings: Sendable, Equatable {
             }
             settings.listen = try HostPort.parse(text)
         }
-        if let peers = object["peers"] {
-            guard let list = peers.arrayValue, list.count <= peersMax else {
-                throw MetanodeError(.invalidConfig, "config field 'net.peers' must be a list of at most \(peersMax) "
-                    + "{\"address\", \"key\"} objects")
+        if let peers = object["peers"] { settings.peers = try parsePeers(peers, field: "net.peers") }
+        if let genesis = object["genesisFile"] {
+            guard let path = genesis.stringValue, !path.isEmpty else {
+                throw MetanodeError(.invalidConfig, "config field 'net.genesisFile' must be a path")
             }
-            for (index, peer) in list.enumerated() {
-                guard let address = peer["address"]?.stringValue, let keyText = peer["key"]?.stringValue else {
-                    throw MetanodeError(.invalidConfig, "net.peers[\(index)] needs \"address\" (host:port) and "
-                        + "\"key\" (64 hex digits)")
-                }
-                guard let key = PeerID(hex: keyText) else {
-                    throw MetanodeError(.invalidConfig, "net.peers[\(index)].key '\(keyText)' is not 64 hex digits "
-                        + "(an Ed25519 node key, as `metanode node id` prints it)")
-                }
-                settings.peers.append(Peer(address: try HostPort.parse(address), key: key))
-            }
+            settings.genesisFile = path
         }
         settings.allowUnlisted = object["allowUnlisted"]?.boolValue ?? false
         func positive(_ name: String) throws(MetanodeError) -> Int64? {
@@ -253,12 +246,57 @@ public struct NetSettings: Sendable, Equatable {
         return settings
     }
 
+    /// A list of {"address": "host:port", "key": "<64 hex digits>"} objects.
+    static func parsePeers(_ value: JSONValue, field: String) throws(MetanodeError) -> [Peer] {
+        guard let list = value.arrayValue, list.count <= peersMax else {
+            throw MetanodeError(.invalidConfig, "'\(field)' must be a list of at most \(peersMax) "
+                + "{\"address\", \"key\"} objects")
+        }
+        var peers: [Peer] = []
+        for (index, peer) in list.enumerated() {
+            guard let address = peer["address"]?.stringValue, let keyText = peer["key"]?.stringValue else {
+                throw MetanodeError(.invalidConfig, "\(field)[\(index)] needs \"address\" (host:port) and "
+                    + "\"key\" (64 hex digits)")
+            }
+            guard let key = PeerID(hex: keyText) else {
+                throw MetanodeError(.invalidConfig, "\(field)[\(index)].key '\(keyText)' is not 64 hex digits "
+                    + "(an Ed25519 node key, as `metanode node id` prints it)")
+            }
+            peers.append(Peer(address: try HostPort.parse(address), key: key))
+        }
+        return peers
+    }
+
+    /// The configured peers plus the genesis file's, without this node and without repeating a key (the config's
+    /// entry wins).
+    public func allPeers(excluding own: PeerID) throws(MetanodeError) -> [Peer] {
+        var peers = self.peers
+        if let genesisFile {
+            let bytes = try FileIO.read(genesisFile, limit: NodeConfig.fileBytesMax, what: "genesis file")
+            let genesis: JSONValue
+            do {
+                genesis = try JSONValue.parse(bytes)
+            } catch {
+                throw MetanodeError(.invalidConfig, "genesis file \(genesisFile): \(error.message)")
+            }
+            guard let listed = genesis["peers"] else {
+                throw MetanodeError(.invalidConfig, "genesis file \(genesisFile) has no \"peers\" list")
+            }
+            for peer in try Self.parsePeers(listed, field: "\(genesisFile): peers")
+            where !peers.contains(where: { $0.key == peer.key }) {
+                peers.append(peer)
+            }
+        }
+        return peers.filter { $0.key != own }
+    }
+
     var json: JSONValue {
         var object: [String: JSONValue] = [
             "peers": .array(peers.map { .object(["address": .string($0.address.description), "key": .string($0.key.hex)]) }),
             "allowUnlisted": .bool(allowUnlisted),
         ]
         if let listen { object["listen"] = .string(listen.description) }
+        if let genesisFile { object["genesisFile"] = .string(genesisFile) }
         if let keepaliveMs { object["keepaliveMs"] = .int(keepaliveMs) }
         if let deadPeerMs { object["deadPeerMs"] = .int(deadPeerMs) }
         if let sendQueueMessagesMax { object["sendQueueMessagesMax"] = .int(Int64(sendQueueMessagesMax)) }

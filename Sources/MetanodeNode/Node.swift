@@ -56,8 +56,16 @@ public enum Node {
 
         var transport: NIOPeerTransport?
         if let net = config.net {
+            let own = PeerID(bytes: nodeKey.keyPair.publicKey.bytes)!
+            let peers: [NetSettings.Peer]
+            do {
+                peers = try net.allPeers(excluding: own)
+            } catch {
+                kernel.close()
+                throw error
+            }
             var netConfig = NetConfig(listen: net.listen,
-                                      peers: net.peers.map { NetConfig.Peer(address: $0.address, key: $0.key) })
+                                      peers: peers.map { NetConfig.Peer(address: $0.address, key: $0.key) })
             netConfig.allowUnlisted = net.allowUnlisted
             if let keepalive = net.keepaliveMs { netConfig.keepaliveIntervalMs = keepalive }
             if let dead = net.deadPeerMs { netConfig.deadPeerTimeoutMs = dead }
@@ -73,7 +81,7 @@ public enum Node {
             }
             logger.info("""
                 network: node key \(peerTransport.localID.hex), listening on \
-                \(peerTransport.boundAddress?.description ?? "nothing (dial only)"), \(net.peers.count) peer(s) configured
+                \(peerTransport.boundAddress?.description ?? "nothing (dial only)"), \(peers.count) peer(s) configured
                 """)
             transport = peerTransport
         }

@@ -11,7 +11,7 @@ struct NetCommand: AsyncParsableCommand {
             Peers are identified by their node key (`metanode node id` prints it). Only configured peers may \
             connect. Changes to the configuration apply when the node restarts.
             """,
-        subcommands: [Peers.self, AddPeer.self, RemovePeer.self, Listen.self])
+        subcommands: [Peers.self, AddPeer.self, RemovePeer.self, Listen.self, Genesis.self])
 
     struct Peers: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -83,6 +83,31 @@ struct NetCommand: AsyncParsableCommand {
                 try data.saveConfig(config)
                 Output.emit(options, json: .object(["removed": .string(key.lowercased())]),
                             text: "removed peer \(key.prefix(16))" + PluginCommand.restartHint(data))
+            }
+        }
+    }
+
+    struct Genesis: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Use a network's genesis file: its \"peers\" list ({address, key}) joins the configured peers.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "Path to the genesis file, or none.") var path: String
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let data = options.dataDirectory
+                var config = try data.loadConfig()
+                var net = config.net ?? NetSettings(listen: nil)
+                net.genesisFile = path == "none" ? nil : FileIO.absolute(path)
+                if net.genesisFile != nil {
+                    let own = PeerID(bytes: try data.loadNodeKey().publicKey.key.bytes)!
+                    _ = try net.allPeers(excluding: own)  // refuse a file the node could not start with
+                }
+                config.net = net
+                try data.saveConfig(config)
+                Output.emit(options, json: .object(["genesisFile": net.genesisFile.map(JSONValue.string) ?? .null]),
+                            text: net.genesisFile.map { "peers also come from \($0)" } ?? "no genesis file"
+                                + PluginCommand.restartHint(data))
             }
         }
     }

@@ -136,6 +136,31 @@ struct NetworkTests {
         #expect(try first.post("/v1/plugins/netter/send?to=\(impostorKey)&proto=alpha", "x").text == "MN_ERR_NOT_FOUND")
     }
 
+    @Test("peers listed only in a shared genesis file connect; a malformed genesis file is refused")
+    func peersFromGenesisFile() throws {
+        var members: [Member] = []
+        for index in 0..<2 {
+            let node = try TestNode("genesis\(index)")
+            let port = try freeLoopbackPort()
+            try node.cli.ok("net", "listen", "127.0.0.1:\(port)")
+            members.append(Member(node: node, key: try #require(try node.cli.json("node", "id")["key"]?.stringValue),
+                                  port: port))
+        }
+        let genesis = members[0].node.scratch.file("genesis.json")
+        let peers = members.map { #"{"address": "127.0.0.1:\#($0.port)", "key": "\#($0.key)"}"# }
+        try #"{"chainId": "test", "peers": [\#(peers.joined(separator: ", "))]}"#
+            .write(toFile: genesis, atomically: true, encoding: .utf8)
+        for member in members { try member.node.cli.ok("net", "genesis", genesis) }
+        let processes = try members.map { try $0.node.start() }
+        defer { for process in processes { process.stop() } }
+        #expect(try Self.waitUntil { try Self.connectedPeers(processes[0]) == [members[1].key] })
+        #expect(try Self.waitUntil { try Self.connectedPeers(processes[1]) == [members[0].key] })
+
+        let broken = members[0].node.scratch.file("broken.json")
+        try #"{"peers": [{"address": "127.0.0.1:1"}]}"#.write(toFile: broken, atomically: true, encoding: .utf8)
+        #expect(try members[0].node.cli.fails("net", "genesis", broken).contains("needs \"address\""))
+    }
+
     @Test("a node with no net section reports no peers and plugin sends find no one")
     func noNetwork() throws {
         let node = try TestNode("nonet")
