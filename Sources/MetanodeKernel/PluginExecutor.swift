@@ -51,28 +51,24 @@ final class PluginExecutor: @unchecked Sendable {
     /// Queues a bus message; false if the mailbox is full (the caller counts the drop).
     @inline(__always)
     func submitMessage(bytes: [UInt8], topicCount: Int, sender: UnsafeRawBufferPointer, replyToken: UInt64) -> Bool {
-        pthread_mutex_lock(&mutex)
-        guard queuedMessages + messagesInBatch < messageDepthMax else {
-            pthread_mutex_unlock(&mutex)
-            return false
-        }
-        queuedMessages += 1
-        pending.append(.message(bytes: bytes, topicCount: topicCount, sender: sender, replyToken: replyToken))
-        let wake = consumerWaiting
-        pthread_mutex_unlock(&mutex)
-        if wake { pthread_cond_signal(&condition) }
-        return true
+        submitCounted(.message(bytes: bytes, topicCount: topicCount, sender: sender, replyToken: replyToken))
     }
 
     /// Queues a message from another node; false if the mailbox is full (the caller counts the drop).
     func submitNet(bytes: [UInt8], bodyStart: Int, peer: PeerID, callback: NetReceiveCallback) -> Bool {
+        submitCounted(.net(bytes: bytes, bodyStart: bodyStart, peer: peer, callback: callback))
+    }
+
+    /// Queues a job that counts against the mailbox depth (bus and net messages), unless the mailbox is full.
+    @inline(__always)
+    private func submitCounted(_ job: Job) -> Bool {
         pthread_mutex_lock(&mutex)
         guard queuedMessages + messagesInBatch < messageDepthMax else {
             pthread_mutex_unlock(&mutex)
             return false
         }
         queuedMessages += 1
-        pending.append(.net(bytes: bytes, bodyStart: bodyStart, peer: peer, callback: callback))
+        pending.append(job)
         let wake = consumerWaiting
         pthread_mutex_unlock(&mutex)
         if wake { pthread_cond_signal(&condition) }
