@@ -74,6 +74,9 @@ final class TestNode: Sendable {
         var config = NetConfig(listen: HostPort(host: "127.0.0.1", port: port), peers: peers)
         config.reconnectBaseMs = 20
         config.reconnectCapMs = 200
+        // Generous unless a test is about dead peers: on a loaded 2-core machine a silent raw peer in a test can go
+        // seconds between steps.
+        config.deadPeerTimeoutMs = 30_000
         configure(&config)
         transport = NIOPeerTransport(
             identity: key, config: config, logger: logs.logger, metrics: metrics, group: group)
