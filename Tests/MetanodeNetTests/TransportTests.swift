@@ -184,10 +184,9 @@ import Testing
         let raw = try await RawPeer.connect(to: node.address)
         _ = try await raw.handshake(as: silentKey, expecting: node.id)
         await eventually("up") { node.transport.connectedPeers() == [peerID(silentKey)] }
-        // The raw peer reads the pings but never answers and sends nothing.
-        let closedAt = ContinuousClock.now
+        // The raw peer reads the pings but never answers and sends nothing. (How long the close took is not asserted:
+        // on a loaded machine this task may see "up" late. The reason and the log line show it was the timeout.)
         await raw.waitUntilClosed()
-        #expect(ContinuousClock.now - closedAt >= .milliseconds(150))
         #expect(node.metric("metanode_net_connections_closed_total{reason=\"dead_peer\"}") == 1)
         #expect(node.delegate.events == ["up \(peerID(silentKey).short)", "down \(peerID(silentKey).short)"])
         #expect(node.logs.all.contains { $0.contains("nothing received for 200 ms") })
