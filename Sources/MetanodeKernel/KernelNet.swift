@@ -10,7 +10,14 @@ final class KernelNet: @unchecked Sendable {
     /// Set once by `Kernel.attach(_:)` before any plugin starts.
     private(set) var transport: (any PeerTransport)?
     let protocols = HostLock(NetProtocolTable())
-    let watchers = HostLock([Int: NetPeerEventCallback]())
+    /// Each watching plugin's callback and the peers it has been told are up. Events are decided and queued under
+    /// this lock, so a watcher registered while a peer connects hears about it exactly once, in order.
+    let watchers = HostLock([Int: Watcher]())
+
+    struct Watcher {
+        var callback: NetPeerEventCallback
+        var up: Set<PeerID>
+    }
     let unroutable: Counter
     let mailboxDrops: Counter
 
@@ -63,9 +70,15 @@ extension Kernel: PeerTransportDelegate {
     public func peerTransport(peerDown peer: PeerID) { announce(peer, up: false) }
 
     private func announce(_ peer: PeerID, up: Bool) {
-        for (slot, callback) in net.watchers.withLock({ $0 }) {
-            guard let runtime = runtime(slot: slot), let instance = runtime.instance else { continue }
-            runtime.executor.submit { instance.deliverPeerEvent(callback, peer: peer, up: up) }
+        net.watchers.withLock { watchers in
+            for (slot, watcher) in watchers {
+                // The transport reports each change once, but a watcher registered in between may already have it.
+                guard up ? watchers[slot]!.up.insert(peer).inserted : watchers[slot]!.up.remove(peer) != nil,
+                      let runtime = runtime(slot: slot), let instance = runtime.instance
+                else { continue }
+                let callback = watcher.callback
+                runtime.executor.submit { instance.deliverPeerEvent(callback, peer: peer, up: up) }
+            }
         }
     }
 
@@ -141,11 +154,14 @@ extension Kernel: PeerTransportDelegate {
     }
 
     public func netWatchPeers(_ plugin: PluginHostContext, callback: NetPeerEventCallback) throws(HostError) {
-        net.watchers.withLock { $0[plugin.slot] = callback }
         let runtime = runtime(plugin)
-        guard let instance = runtime.instance else { return }
-        for peer in net.transport?.connectedPeers() ?? [] {
-            runtime.executor.submit { instance.deliverPeerEvent(callback, peer: peer, up: true) }
+        net.watchers.withLock { watchers in
+            let connected = net.transport?.connectedPeers() ?? []
+            watchers[plugin.slot] = KernelNet.Watcher(callback: callback, up: Set(connected))
+            guard let instance = runtime.instance else { return }
+            for peer in connected.sorted() {
+                runtime.executor.submit { instance.deliverPeerEvent(callback, peer: peer, up: true) }
+            }
         }
     }
 
