@@ -172,3 +172,14 @@ func freePorts(_ count: Int) async throws -> [Int] {
 func shutdownAll(_ nodes: [TestNode]) async {
     for node in nodes { await node.transport.shutdown() }
 }
+
+/// Runs `body`; if it throws, records the node's log with the error so a rare failure explains itself.
+func withNodeLogs<T>(_ node: TestNode, sourceLocation: SourceLocation = #_sourceLocation,
+                     _ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        Issue.record("\(error); the node's log:\n\(node.logs.all.joined(separator: "\n"))", sourceLocation: sourceLocation)
+        throw error
+    }
+}

@@ -280,7 +280,7 @@ import Testing
         var sealer = RawSealer(try await first.handshake(as: peerKey, expecting: node.id))
         await eventually("up") { node.transport.connectedPeers() == [peerID(peerKey)] }
         // The peer says it keeps another connection, and that one arrives a moment later.
-        try await first.write(sealer.frame(.close(.duplicate, "keeping the other one")))
+        try await withNodeLogs(node) { try await first.write(sealer.frame(.close(.duplicate, "keeping the other one"))) }
         await eventually("first closed") { node.transport.connectedPeers().isEmpty }
         let second = try await RawPeer.connect(to: node.address)
         _ = try await second.handshake(as: peerKey, expecting: node.id)
@@ -300,7 +300,7 @@ import Testing
         let raw = try await RawPeer.connect(to: node.address)
         var sealer = RawSealer(try await raw.handshake(as: peerKey, expecting: node.id))
         await eventually("up") { node.transport.connectedPeers() == [peerID(peerKey)] }
-        try await raw.write(sealer.frame(.close(.duplicate, "keeping the other one")))
+        try await withNodeLogs(node) { try await raw.write(sealer.frame(.close(.duplicate, "keeping the other one"))) }
         await eventually("down after the grace period", timeoutMs: 15_000) {
             node.delegate.events == ["up \(peerID(peerKey).short)", "down \(peerID(peerKey).short)"]
         }

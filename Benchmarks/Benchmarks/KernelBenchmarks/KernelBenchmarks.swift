@@ -32,6 +32,38 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same comparison interleaved: each sample alternates blocks of 100 direct and 100 vtable operations, so
+    // machine noise hits both alike; reports ns/op of each and the vtable's overhead in percent.
+    for (name, vtable, direct) in [("kv get overhead, interleaved", \Fixture.getVtable, \Fixture.getDirect),
+                                   ("kv put overhead, interleaved", \Fixture.putVtable, \Fixture.putDirect)] {
+        Benchmark(name, configuration: .init(metrics: [Fixture.vtableNs, Fixture.directNs, Fixture.overheadPercent],
+                                             maxIterations: 100)) { benchmark in
+            let fixture = Fixture.shared
+            let viaVtable = fixture[keyPath: vtable], straight = fixture[keyPath: direct]
+            var key = UInt64.random(in: 0..<1_000_000_000)
+            var vtableTime = Duration.zero, directTime = Duration.zero
+            for _ in 0..<20 {
+                for (call, total) in [(straight, 0), (viaVtable, 1)] {
+                    let started = ContinuousClock.now
+                    for _ in 0..<100 {
+                        key &+= 1
+                        let status = call(key % Fixture.keySpace)
+                        precondition(status == 0 || status == 3, "\(name) failed with status \(status)")
+                    }
+                    let elapsed = ContinuousClock.now - started
+                    if total == 0 { directTime += elapsed } else { vtableTime += elapsed }
+                }
+            }
+            let vtableNs = Double(vtableTime.components.attoseconds) / 1e9 / 2000
+                + Double(vtableTime.components.seconds) * 1e9 / 2000
+            let directNs = Double(directTime.components.attoseconds) / 1e9 / 2000
+                + Double(directTime.components.seconds) * 1e9 / 2000
+            benchmark.measurement(Fixture.vtableNs, Int(vtableNs))
+            benchmark.measurement(Fixture.directNs, Int(directNs))
+            benchmark.measurement(Fixture.overheadPercent, Int((vtableNs / directNs - 1) * 100))
+        }
+    }
+
     // bus: one sample publishes 50,000 messages from plugin bench-pub and waits until plugin bench-sub's on_message
     // has seen every one: publish, the subscriber's mailbox and its executor thread. Reported as messages/s.
     Benchmark("bus publish->deliver, 50k x 64-byte messages",
