@@ -249,11 +249,11 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
     private func withNamespacedKey<T>(_ plugin: PluginHostContext, _ key: UnsafeRawBufferPointer,
                                       _ body: (UnsafeRawBufferPointer) throws(MetanodeError) -> T) throws(HostError) -> T
     {
-        let namespace = runtime(plugin).namespace
+        let namespace = runtime(plugin).namespaceBytes
         let result: Result<T, MetanodeError> = withUnsafeTemporaryAllocation(
             byteCount: namespace.count + key.count, alignment: 1
         ) { buffer in
-            namespace.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            buffer.copyMemory(from: namespace)
             if key.count > 0 {
                 UnsafeMutableRawBufferPointer(rebasing: buffer[namespace.count...]).copyMemory(from: key)
             }

@@ -45,6 +45,8 @@ public final class PluginRuntime: @unchecked Sendable {
     public let config: [UInt8]
     /// Key prefix of the plugin's namespace in RocksDB (see Kernel.namespacePrefix).
     let namespace: [UInt8]
+    /// The same bytes in memory that is never freed, for the kv hot path (no reference counting per call).
+    let namespaceBytes: UnsafeRawBufferPointer
     let executor: PluginExecutor
     private let instanceBox: InstanceBox
     public internal(set) var instance: PluginInstance? {
@@ -72,6 +74,9 @@ public final class PluginRuntime: @unchecked Sendable {
         self.bundled = bundled
         self.config = config
         self.namespace = namespace
+        let prefix = UnsafeMutableRawBufferPointer.allocate(byteCount: max(namespace.count, 1), alignment: 1)
+        prefix.copyBytes(from: namespace)
+        self.namespaceBytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(prefix)[..<namespace.count])
         let box = InstanceBox()
         self.instanceBox = box
         self.executor = PluginExecutor(

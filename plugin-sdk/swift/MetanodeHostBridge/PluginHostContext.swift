@@ -75,7 +75,17 @@ public final class PluginHostContext: @unchecked Sendable {
     /// Runs a host function body: validates the lifecycle, funnels `HostError` into a status plus last_error.
     @inline(__always)
     static func serve(_ ctx: OpaquePointer?, _ body: (PluginHostContext) throws(HostError) -> Void) -> mn_status {
-        guard let context = resolve(ctx) else { return MN_ERR_INVALID_ARGUMENT }
+        guard let ctx else { return MN_ERR_INVALID_ARGUMENT }
+        // Contexts are never freed, so the call may borrow it without retaining it (this is every host call's path).
+        return Unmanaged<PluginHostContext>.fromOpaque(UnsafeRawPointer(ctx))._withUnsafeGuaranteedRef { context in
+            serve(context, body)
+        }
+    }
+
+    @inline(__always)
+    private static func serve(_ context: PluginHostContext, _ body: (PluginHostContext) throws(HostError) -> Void)
+        -> mn_status
+    {
         guard context.isActive else {
             LastError.set(context, context.isStopped
                 ? "plugin \(context.name) is stopped; the host no longer serves it"
