@@ -36,6 +36,18 @@ struct NetCommand: AsyncParsableCommand {
         }
     }
 
+    /// Loads config.json, applies `change` to its net section (created if absent) and saves it.
+    static func updateNet(_ data: DataDirectory, _ change: (inout NetSettings) throws(MetanodeError) -> Void)
+        throws(MetanodeError) -> NetSettings
+    {
+        var config = try data.loadConfig()
+        var net = config.net ?? NetSettings(listen: nil)
+        try change(&net)
+        config.net = net
+        try data.saveConfig(config)
+        return net
+    }
+
     struct AddPeer: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add-peer",
                                                         abstract: "Add a peer: its address and node key.")
@@ -46,21 +58,20 @@ struct NetCommand: AsyncParsableCommand {
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let data = options.dataDirectory
-                var config = try data.loadConfig()
                 guard let id = PeerID(hex: key) else {
                     throw MetanodeError(.invalidArgument, "'\(key)' is not a node key (64 hex digits)")
                 }
                 let hostPort = try HostPort.parse(address)
-                var net = config.net ?? NetSettings(listen: nil)
-                if let existing = net.peers.first(where: { $0.key == id }) {
-                    throw MetanodeError(.alreadyExists, "peer \(id.short) is already configured at \(existing.address)")
-                }
                 guard id.bytes != (try data.loadNodeKey()).publicKey.key.bytes else {
                     throw MetanodeError(.invalidArgument, "that is this node's own key")
                 }
-                net.peers.append(NetSettings.Peer(address: hostPort, key: id))
-                config.net = net
-                try data.saveConfig(config)
+                _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in
+                    if let existing = net.peers.first(where: { $0.key == id }) {
+                        throw MetanodeError(.alreadyExists, "peer \(id.short) is already configured at "
+                            + "\(existing.address)")
+                    }
+                    net.peers.append(NetSettings.Peer(address: hostPort, key: id))
+                }
                 Output.emit(options, json: .object(["address": .string(hostPort.description), "key": .string(id.hex)]),
                             text: "added peer \(id.short) at \(hostPort)" + PluginCommand.restartHint(data))
             }
@@ -75,12 +86,12 @@ struct NetCommand: AsyncParsableCommand {
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let data = options.dataDirectory
-                var config = try data.loadConfig()
-                guard var net = config.net, let index = net.peers.firstIndex(where: { $0.key.hex == key.lowercased() })
-                else { throw MetanodeError(.notFound, "no peer with key \(key) is configured") }
-                net.peers.remove(at: index)
-                config.net = net
-                try data.saveConfig(config)
+                _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in
+                    guard let index = net.peers.firstIndex(where: { $0.key.hex == key.lowercased() }) else {
+                        throw MetanodeError(.notFound, "no peer with key \(key) is configured")
+                    }
+                    net.peers.remove(at: index)
+                }
                 Output.emit(options, json: .object(["removed": .string(key.lowercased())]),
                             text: "removed peer \(key.prefix(16))" + PluginCommand.restartHint(data))
             }
@@ -96,18 +107,14 @@ struct NetCommand: AsyncParsableCommand {
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let data = options.dataDirectory
-                var config = try data.loadConfig()
-                var net = config.net ?? NetSettings(listen: nil)
-                net.genesisFile = path == "none" ? nil : FileIO.absolute(path)
-                if net.genesisFile != nil {
-                    let own = PeerID(bytes: try data.loadNodeKey().publicKey.key.bytes)!
+                let own = PeerID(bytes: try data.loadNodeKey().publicKey.key.bytes)!
+                let net = try NetCommand.updateNet(data) { net throws(MetanodeError) in
+                    net.genesisFile = path == "none" ? nil : FileIO.absolute(path)
                     _ = try net.allPeers(excluding: own)  // refuse a file the node could not start with
                 }
-                config.net = net
-                try data.saveConfig(config)
+                let summary = net.genesisFile.map { "peers also come from \($0)" } ?? "no genesis file"
                 Output.emit(options, json: .object(["genesisFile": net.genesisFile.map(JSONValue.string) ?? .null]),
-                            text: net.genesisFile.map { "peers also come from \($0)" } ?? "no genesis file"
-                                + PluginCommand.restartHint(data))
+                            text: summary + PluginCommand.restartHint(data))
             }
         }
     }
@@ -121,11 +128,8 @@ struct NetCommand: AsyncParsableCommand {
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let data = options.dataDirectory
-                var config = try data.loadConfig()
-                var net = config.net ?? NetSettings(listen: nil)
-                net.listen = address == "none" ? nil : try HostPort.parse(address)
-                config.net = net
-                try data.saveConfig(config)
+                let listen = address == "none" ? nil : try HostPort.parse(address)
+                let net = try NetCommand.updateNet(data) { $0.listen = listen }
                 Output.emit(options, json: .object(["listen": net.listen.map { .string($0.description) } ?? .null]),
                             text: "peer connections: \(net.listen.map { "listening on \($0)" } ?? "dial only")"
                                 + PluginCommand.restartHint(data))
