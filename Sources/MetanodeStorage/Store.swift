@@ -71,10 +71,9 @@ public final class Store: @unchecked Sendable {
     public let path: String
     public let options: Options
 
-    private let lock = ReadWriteLock()
-    /// Set by `close()` before it waits for the write lock, so new operations throw instead of queueing ahead of it.
-    private let closing = Atomic<Bool>(false)
-    /// nil once closed. Read under `lock`'s read lock, written under its write lock.
+    /// Operations pass through it; `close()` closes it and waits for those in flight.
+    private let gate = UseGate()
+    /// nil once closed. Read only inside the gate; written only by `close()` once the gate is empty.
     private var db: OpaquePointer?
     /// Created once and shared by all non-snapshot reads and all writes: RocksDB only reads them.
     private let readOptions: OpaquePointer
@@ -230,13 +229,12 @@ public final class Store: @unchecked Sendable {
 
     /// Called by `Snapshot.release()`.
     func release(_ snapshot: Snapshot) {
-        lock.withReadLock {
-            // Waits for reads in flight through this snapshot, then makes later ones throw.
-            guard let handle = snapshot.takeHandle() else { return }
-            guard let db else { return }  // close() released it already
-            openSnapshots.withLock { _ = $0.remove(UInt(bitPattern: Int(bitPattern: handle))) }
-            rocksdb_release_snapshot(db, handle)
-        }
+        guard gate.enter() else { return }  // closing: close() releases every open snapshot
+        defer { gate.exit() }
+        // Waits for reads in flight through this snapshot, then makes later ones throw.
+        guard let handle = snapshot.takeHandle(), let db else { return }
+        openSnapshots.withLock { _ = $0.remove(UInt(bitPattern: Int(bitPattern: handle))) }
+        rocksdb_release_snapshot(db, handle)
     }
 
     // MARK: Maintenance
@@ -271,29 +269,25 @@ public final class Store: @unchecked Sendable {
     /// Releases snapshots still open and fsyncs the write-ahead log first (best effort: call `flush()` before to see
     /// errors). Idempotent.
     public func close() {
-        closing.store(true, ordering: .relaxed)  // the lock and `db` give correctness; this only turns newcomers away
-        lock.withWriteLock {
-            guard let db else { return }
-            for address in openSnapshots.withLock({ $0 }) {
-                rocksdb_release_snapshot(db, OpaquePointer(bitPattern: address)!)
-            }
-            openSnapshots.withLock { $0.removeAll() }
-            _ = try? rocksdbCall("flush WAL", path: path) { rocksdb_flush_wal(db, 1, $0) }
-            rocksdb_close(db)
-            self.db = nil
+        guard gate.close(), let db else { return }  // only the first close; every operation has left the gate
+        for address in openSnapshots.withLock({ $0 }) {
+            rocksdb_release_snapshot(db, OpaquePointer(bitPattern: address)!)
         }
+        openSnapshots.withLock { $0.removeAll() }
+        _ = try? rocksdbCall("flush WAL", path: path) { rocksdb_flush_wal(db, 1, $0) }
+        rocksdb_close(db)
+        self.db = nil
     }
 
     // MARK: Internals
 
-    /// Runs `body` with the open handle, holding the read lock so `close()` waits for it.
+    /// Runs `body` with the open handle inside the gate, so `close()` waits for it.
     @inline(__always)
     func withDB<R>(_ body: (OpaquePointer) throws(MetanodeError) -> R) throws(MetanodeError) -> R {
-        guard !closing.load(ordering: .relaxed) else { throw closedError() }
-        return try lock.withReadLock { () throws(MetanodeError) -> R in
-            guard let db else { throw closedError() }
-            return try body(db)
-        }
+        guard gate.enter() else { throw closedError() }
+        defer { gate.exit() }
+        guard let db else { throw closedError() }
+        return try body(db)
     }
 
     private func closedError() -> MetanodeError {

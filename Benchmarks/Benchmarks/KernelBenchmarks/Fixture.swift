@@ -54,8 +54,7 @@ final class Fixture: @unchecked Sendable {
                                                           useScalingFactor: false)
     static let vtableNs = BenchmarkMetric.custom("vtable ns/op", polarity: .prefersSmaller, useScalingFactor: false)
     static let directNs = BenchmarkMetric.custom("direct ns/op", polarity: .prefersSmaller, useScalingFactor: false)
-    static let overheadPercent = BenchmarkMetric.custom("vtable overhead %", polarity: .prefersSmaller,
-                                                        useScalingFactor: false)
+
 
     typealias Op = @convention(c) (UInt64) -> Int32
     let putVtable: Op, putDirect: Op, getVtable: Op, getDirect: Op

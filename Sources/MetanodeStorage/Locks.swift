@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -38,5 +40,36 @@ final class ReadWriteLock: @unchecked Sendable {
         precondition(rc == 0, "pthread_rwlock_wrlock failed: \(rc)")
         defer { pthread_rwlock_unlock(raw) }
         return try body()
+    }
+}
+
+/// Admission for a store's operations, cheaper than a reader-writer lock on the hot path: an operation counts itself
+/// in and checks the closing flag; `close()` raises the flag and waits until the count drains. Both steps use
+/// sequentially consistent atomics, so either the operation sees the flag and backs out, or `close()` sees the
+/// operation and waits for it. Operations nest (a scan's visitor may `get`). `close()` must not be called from
+/// inside an operation: it would wait for itself.
+final class UseGate: @unchecked Sendable {
+    private let inUse = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
+
+    /// False once closing; on true, the caller must call `exit()`.
+    @inline(__always)
+    func enter() -> Bool {
+        inUse.add(1, ordering: .sequentiallyConsistent)
+        guard !closing.load(ordering: .sequentiallyConsistent) else {
+            inUse.subtract(1, ordering: .sequentiallyConsistent)
+            return false
+        }
+        return true
+    }
+
+    @inline(__always)
+    func exit() { inUse.subtract(1, ordering: .releasing) }
+
+    /// Closes the gate and waits for every operation inside to leave. False if it was already closed.
+    func close() -> Bool {
+        guard !closing.exchange(true, ordering: .sequentiallyConsistent) else { return false }
+        while inUse.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
+        return true
     }
 }
