@@ -15,7 +15,7 @@ METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
 DEV_KEY = .build/dev-publisher
 
-.PHONY: run test build bundle deps release bench fuzz clean
+.PHONY: run test build bundle deps release bench fuzz sim clean
 
 run: build
 	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
@@ -65,6 +65,12 @@ bench: deps
 
 # The network frame decoder under libFuzzer (FUZZ_RUNS inputs, default 1,000,000). Not part of make test.
 FUZZ_RUNS ?= 1000000
+# Consensus simulation sweep: SEEDS seeds per scenario (make test runs 12). A failure prints the seed and the
+# command that replays it alone (METANODE_SIM_SEED=N).
+SEEDS ?= 1000
+sim: deps
+	METANODE_SIM_SEEDS=$(SEEDS) $(SWIFT) test -c release --filter QBFTSimulationTests
+
 fuzz: deps
 	cd Fuzz && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product NetFrameFuzzer
 	mkdir -p .build/fuzz-corpus && cp Fuzz/Corpus/NetFrameFuzzer/* .build/fuzz-corpus/

@@ -144,6 +144,21 @@ let package = Package(
                 .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
             ],
             path: "Tests/MetanodePluginKitTests"),
+        .testTarget(
+            name: "MetanodeWireTests", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Tests/MetanodeWireTests"),
+        // MARK: First-party plugins
+        // BPI's pure parts: blocks, validator sets, QBFT as a state machine. No I/O; the plugin wires it to a host.
+        .target(
+            name: "BPICore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Plugins/BPI/Core", swiftSettings: strict),
+        .testTarget(
+            name: "BPICoreTests",
+            dependencies: [
+                "BPICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
+            ],
+            path: "Tests/BPICoreTests"),
         // Starts real `metanode` processes; needs `swift build` first (make test does it).
         .testTarget(
             name: "EndToEndTests", dependencies: ["MetanodeKernel", "MetanodeCrypto", "MetanodeCore"],

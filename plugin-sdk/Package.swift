@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MetanodePluginTesting", targets: ["MetanodePluginTesting"]),
         .library(name: "MetanodeHostBridge", targets: ["MetanodeHostBridge"]),
         .library(name: "CSodium", targets: ["CSodium"]),
+        .library(name: "MetanodeWire", targets: ["MetanodeWire"]),
     ],
     targets: [
         .systemLibrary(name: "MetanodeABI", path: "include"),
@@ -21,6 +22,9 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]),
         // PeerID, shared by the plugin side and the host side so both mean one type.
         .target(name: "MetanodePeer", path: "swift/MetanodePeer"),
+        // The wire encoding (docs/wire.md) and the transaction envelope, with the libsodium primitives they need:
+        // pure code that plugins, wallets and offline checkers share.
+        .target(name: "MetanodeWire", dependencies: ["CSodium"], path: "swift/MetanodeWire"),
         .target(name: "MetanodePluginKit", dependencies: ["MetanodeABI", "MetanodePeer"], path: "swift/MetanodePluginKit"),
         // The host side of the ABI, shared by the kernel and MetanodePluginTesting so both enforce one contract.
         .target(name: "MetanodeHostBridge", dependencies: ["MetanodeABI", "MetanodePeer"], path: "swift/MetanodeHostBridge"),

@@ -1,0 +1,87 @@
+import MetanodeWire
+import Testing
+
+@Suite("Transaction envelope")
+struct TransactionTests {
+    static let signer = Ed25519Signer(seed: Array(0..<32))
+
+    static func transfer(nonce: UInt64 = 7) throws -> Transaction {
+        try Transaction.signed(chainID: "metanode-dev", signer: signer, nonce: nonce, fee: 1_000, kind: "bpci/transfer",
+                               payload: Array("hello".utf8))
+    }
+
+    @Test("a signed transaction decodes to itself and its signature verifies")
+    func roundTrip() throws {
+        let transaction = try Self.transfer()
+        let decoded = try Transaction.decode(transaction.encoded)
+        #expect(decoded == transaction)
+        #expect(decoded.hasValidSignature)
+        #expect(decoded.module == "bpci")
+    }
+
+    @Test("changing any signed field breaks the signature; the id ignores the signature")
+    func tampering() throws {
+        let transaction = try Self.transfer()
+        var changed = transaction
+        changed.nonce += 1
+        #expect(!changed.hasValidSignature)
+        changed = transaction
+        changed.chainID = "other"
+        #expect(!changed.hasValidSignature)
+        changed = transaction
+        changed.payload[0] ^= 1
+        #expect(!changed.hasValidSignature)
+        changed = transaction
+        changed.signature[10] ^= 1
+        #expect(!changed.hasValidSignature)
+        #expect(changed.id == transaction.id)
+    }
+
+    /// The golden vector in plugin-sdk/docs/wire.md: a C implementation must produce these exact bytes.
+    @Test("golden vector: seed 00..1f, chain metanode-dev, nonce 7, fee 1000, bpci/transfer, payload 'hello'")
+    func goldenVector() throws {
+        let transaction = try Self.transfer()
+        #expect(hex(transaction.body) == "01000c6d6574616e6f64652d646576"
+            + "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+            + "0000000000000007" + "00000000000003e8" + "000d627063692f7472616e73666572" + "0000000568656c6c6f")
+        #expect(hex(transaction.signature) == Self.goldenSignature)
+        #expect(hex(transaction.id) == Self.goldenID)
+    }
+
+    static let goldenSignature = "f72c183a88aa98a0b5be43fde28100d0443903af9957f680335cf7660898ea7c"
+        + "75089e85f0bfe78028dde9ae65a8759613d079a35fd03f9a64062383148b460d"
+    static let goldenID = "f817b19eb295f2ea4f949126d7c20cf5ec9c750ec96e5537423229df9dc2df7e"
+
+    @Test("bad bytes are refused with the field named", arguments: [
+        (Array<UInt8>([2]), "transaction version 2 is unknown; this node reads version 1"),
+        ([1, 0], "transaction ends inside chainID length: needs 2 byte(s), 1 left"),
+        ([1, 0, 65] + [UInt8](repeating: 0x61, count: 65), "transaction.chainID is 65 bytes; at most 64"),
+    ])
+    func badBytes(bytes: [UInt8], message: String) {
+        #expect(throws: WireError.self) { try Transaction.decode(bytes) }
+        do { _ = try Transaction.decode(bytes) } catch { #expect(error.message == message) }
+    }
+
+    @Test("a payload over 64 KiB, a kind without a module, an upper-case chain id, or trailing bytes are refused")
+    func badFields() throws {
+        #expect(throws: WireError(.invalidValue, "transaction.kind 'transfer' must be '<module>/<type>' in a-z, 0-9, "
+            + "'-', '_' or '.', at most 64 characters")) {
+            try Transaction.signed(chainID: "dev", signer: Self.signer, nonce: 0, fee: 0, kind: "transfer", payload: [])
+        }
+        #expect(throws: WireError.self) {
+            try Transaction.signed(chainID: "Dev", signer: Self.signer, nonce: 0, fee: 0, kind: "a/b", payload: [])
+        }
+        var big = try Self.transfer()
+        big.payload = [UInt8](repeating: 0, count: Transaction.payloadBytesMax + 1)
+        #expect(throws: WireError(.tooLong, "transaction.payload is 65537 bytes; at most 65536")) {
+            try Transaction.decode(big.encoded)
+        }
+        #expect(throws: WireError(.trailingBytes, "transaction has 1 byte(s) after its last field")) {
+            try Transaction.decode(try Self.transfer().encoded + [0])
+        }
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+}

@@ -1,0 +1,87 @@
+import CSodium
+
+/// The hashing and signature primitives the wire format uses, straight from libsodium, for code that runs without
+/// a host (consensus cores, simulations, wallets, offline proof checks). Inside a node, plugins sign with the node key
+/// through the host's `ed25519_sign`, which produces exactly `NodeSignature.signingBytes(plugin:message:)` signed.
+public enum WireCrypto {
+    public static let hashBytes = 32
+    public static let publicKeyBytes = 32
+    public static let signatureBytes = 64
+    public static let seedBytes = 32
+
+    private static let initResult: Int32 = sodium_init()
+
+    @inline(__always)
+    static func ensureInitialized() {
+        precondition(initResult >= 0, "libsodium could not be initialized (sodium_init returned \(initResult))")
+    }
+
+    /// BLAKE2b-256 of `parts`, concatenated.
+    public static func blake2b256(_ parts: [UInt8]...) -> [UInt8] { blake2b256(parts: parts) }
+
+    public static func blake2b256(parts: [[UInt8]]) -> [UInt8] {
+        ensureInitialized()
+        let input = parts.count == 1 ? parts[0] : parts.flatMap { $0 }
+        var out = [UInt8](repeating: 0, count: hashBytes)
+        precondition(crypto_generichash(&out, hashBytes, input, UInt64(input.count), nil, 0) == 0,
+                     "crypto_generichash failed")
+        return out
+    }
+
+    /// BLAKE2b-256 of `domain`, a zero byte, then `message`: every hash that names something carries its purpose.
+    public static func domainHash(_ domain: String, _ message: [UInt8]) -> [UInt8] {
+        blake2b256(Array(domain.utf8), [0], message)
+    }
+
+    /// Whether `signature` is `publicKey`'s Ed25519 signature of `message` (libsodium's strict checks: canonical
+    /// encodings, no small-order keys). Wrong lengths are simply invalid.
+    public static func verify(signature: [UInt8], publicKey: [UInt8], message: [UInt8]) -> Bool {
+        ensureInitialized()
+        guard signature.count == signatureBytes, publicKey.count == publicKeyBytes else { return false }
+        return crypto_sign_verify_detached(signature, message, UInt64(message.count), publicKey) == 0
+    }
+}
+
+/// An Ed25519 key held in this process (wallets, simulations, tests). The secret is wiped when the last copy goes.
+public final class Ed25519Signer: @unchecked Sendable {
+    public let publicKey: [UInt8]
+    private let secretKey: UnsafeMutablePointer<UInt8>
+
+    /// The key pair RFC 8032 derives from a 32-byte seed.
+    public init(seed: [UInt8]) {
+        precondition(seed.count == WireCrypto.seedBytes, "an Ed25519 seed is 32 bytes, not \(seed.count)")
+        WireCrypto.ensureInitialized()
+        secretKey = .allocate(capacity: 64)
+        var publicKey = [UInt8](repeating: 0, count: WireCrypto.publicKeyBytes)
+        precondition(crypto_sign_seed_keypair(&publicKey, secretKey, seed) == 0, "crypto_sign_seed_keypair failed")
+        self.publicKey = publicKey
+    }
+
+    deinit {
+        sodium_memzero(secretKey, 64)
+        secretKey.deallocate()
+    }
+
+    public func sign(_ message: [UInt8]) -> [UInt8] {
+        var signature = [UInt8](repeating: 0, count: WireCrypto.signatureBytes)
+        precondition(crypto_sign_detached(&signature, nil, message, UInt64(message.count), secretKey) == 0,
+                     "crypto_sign_detached failed")
+        return signature
+    }
+}
+
+/// What the host's `ed25519_sign` signs for a plugin: `"metanode/plugin-sig/v1" 0 <plugin> 0 <message>`, so one
+/// plugin cannot make the node key sign another plugin's messages. Code that holds a node key outside a host (a
+/// simulation) signs these bytes to produce the same signatures.
+public enum NodeSignature {
+    public static let domain = "metanode/plugin-sig/v1"
+
+    public static func signingBytes(plugin: String, message: [UInt8]) -> [UInt8] {
+        Array(domain.utf8) + [0] + Array(plugin.utf8) + [0] + message
+    }
+
+    public static func verify(signature: [UInt8], nodeKey: [UInt8], plugin: String, message: [UInt8]) -> Bool {
+        WireCrypto.verify(signature: signature, publicKey: nodeKey,
+                          message: signingBytes(plugin: plugin, message: message))
+    }
+}

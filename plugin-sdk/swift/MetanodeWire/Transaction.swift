@@ -1,0 +1,127 @@
+/// A signed transaction: the envelope every module's transactions travel in (plugin-sdk/docs/wire.md).
+///
+///     u8 version (1) | string16 chainID | [32] sender | u64 nonce | u64 fee | string16 kind | bytes32 payload
+///     | [64] signature
+///
+/// The sender signs `"metanode/tx/v1" 0 <body>`, where the body is every field before the signature. The transaction
+/// id is BLAKE2b-256 of `"metanode/txid/v1" 0 <body>`: it leaves out the signature, since Ed25519 lets a signer make
+/// many valid signatures of one body, and one body must be one transaction.
+public struct Transaction: Sendable, Hashable {
+    public static let version: UInt8 = 1
+    public static let signingDomain = "metanode/tx/v1"
+    public static let idDomain = "metanode/txid/v1"
+    public static let chainIDBytesMax = 64
+    public static let kindBytesMax = 64
+    public static let payloadBytesMax = 64 * 1024
+    /// The largest encoded transaction.
+    public static let encodedBytesMax = 1 + 2 + chainIDBytesMax + 32 + 8 + 8 + 2 + kindBytesMax + 4 + payloadBytesMax
+        + 64
+
+    public var chainID: String
+    /// The sender's Ed25519 public key.
+    public var sender: [UInt8]
+    /// The sender's sequence number: 0 for its first transaction, then one more each time.
+    public var nonce: UInt64
+    /// The most the sender pays for inclusion, in the fee denomination's smallest unit.
+    public var fee: UInt64
+    /// `<module>/<type>`, e.g. "bpci/transfer": which module handles the payload.
+    public var kind: String
+    public var payload: [UInt8]
+    public var signature: [UInt8]
+
+    public init(chainID: String, sender: [UInt8], nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8],
+                signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
+        self.chainID = chainID
+        self.sender = sender
+        self.nonce = nonce
+        self.fee = fee
+        self.kind = kind
+        self.payload = payload
+        self.signature = signature
+    }
+
+    /// A transaction signed by `signer`, whose public key becomes the sender.
+    public static func signed(chainID: String, signer: Ed25519Signer, nonce: UInt64, fee: UInt64, kind: String,
+                              payload: [UInt8]) throws(WireError) -> Transaction {
+        var transaction = Transaction(chainID: chainID, sender: signer.publicKey, nonce: nonce, fee: fee, kind: kind,
+                                      payload: payload)
+        try transaction.checkFields()
+        transaction.signature = signer.sign(transaction.signingBytes)
+        return transaction
+    }
+
+    /// Every field before the signature, encoded.
+    public var body: [UInt8] {
+        var writer = WireWriter(capacity: 128 + payload.count)
+        writer.u8(Self.version)
+        writer.string16(chainID)
+        writer.fixed(sender, count: 32)
+        writer.u64(nonce)
+        writer.u64(fee)
+        writer.string16(kind)
+        writer.bytes32(payload)
+        return writer.bytes
+    }
+
+    public var signingBytes: [UInt8] { Array(Self.signingDomain.utf8) + [0] + body }
+
+    public var id: [UInt8] { WireCrypto.domainHash(Self.idDomain, body) }
+
+    public var encoded: [UInt8] { body + signature }
+
+    public var hasValidSignature: Bool {
+        WireCrypto.verify(signature: signature, publicKey: sender, message: signingBytes)
+    }
+
+    /// The module part of `kind` ("bpci" for "bpci/transfer").
+    public var module: Substring { kind.split(separator: "/", maxSplits: 1).first ?? "" }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> Transaction {
+        guard bytes.count <= encodedBytesMax else {
+            throw WireError(.tooLong, "a transaction is \(bytes.count) bytes; at most \(encodedBytesMax)")
+        }
+        var reader = WireReader(bytes, context: "transaction")
+        let version = try reader.u8("version")
+        guard version == Self.version else {
+            throw WireError(.invalidValue, "transaction version \(version) is unknown; this node reads version 1")
+        }
+        let transaction = Transaction(
+            chainID: try reader.string16("chainID", max: chainIDBytesMax), sender: try reader.fixed(32, "sender"),
+            nonce: try reader.u64("nonce"), fee: try reader.u64("fee"),
+            kind: try reader.string16("kind", max: kindBytesMax),
+            payload: try reader.bytes32("payload", max: payloadBytesMax), signature: try reader.fixed(64, "signature"))
+        try reader.finish()
+        try transaction.checkFields()
+        return transaction
+    }
+
+    /// The rules on field contents beyond their lengths: a chain id and a kind are lowercase names, the kind has a
+    /// module part and a type part.
+    public func checkFields() throws(WireError) {
+        guard Self.isName(chainID, max: Self.chainIDBytesMax, allowingSlash: false) else {
+            throw WireError(.invalidValue, "transaction.chainID '\(chainID)' must be 1-\(Self.chainIDBytesMax) "
+                + "characters of a-z, 0-9, '-', '_' or '.'")
+        }
+        let parts = kind.split(separator: "/", omittingEmptySubsequences: false)
+        guard Self.isName(kind, max: Self.kindBytesMax, allowingSlash: true), parts.count == 2,
+              !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw WireError(.invalidValue, "transaction.kind '\(kind)' must be '<module>/<type>' in a-z, 0-9, '-', "
+                + "'_' or '.', at most \(Self.kindBytesMax) characters")
+        }
+        guard sender.count == 32 else {
+            throw WireError(.invalidValue, "transaction.sender is \(sender.count) bytes; an Ed25519 key is 32")
+        }
+        guard payload.count <= Self.payloadBytesMax else {
+            throw WireError(.tooLong, "transaction.payload is \(payload.count) bytes; at most \(Self.payloadBytesMax)")
+        }
+    }
+
+    static func isName(_ text: String, max: Int, allowingSlash: Bool) -> Bool {
+        let utf8 = text.utf8
+        guard !utf8.isEmpty, utf8.count <= max else { return false }
+        return utf8.allSatisfy { byte in
+            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F
+                || byte == 0x2E || (allowingSlash && byte == 0x2F)
+        }
+    }
+}
