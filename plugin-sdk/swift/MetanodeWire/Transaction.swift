@@ -116,7 +116,7 @@ public struct Transaction: Sendable, Hashable {
         }
     }
 
-    static func isName(_ text: String, max: Int, allowingSlash: Bool) -> Bool {
+    public static func isName(_ text: String, max: Int, allowingSlash: Bool) -> Bool {
         let utf8 = text.utf8
         guard !utf8.isEmpty, utf8.count <= max else { return false }
         return utf8.allSatisfy { byte in

@@ -1,0 +1,127 @@
+import MetanodeWire
+
+/// How a block is built and checked against its parent, shared by the proposer and every validator so both compute
+/// the same roots. Pure: ledger state comes in as a nonce lookup.
+public struct BlockRules: Sendable {
+    public let genesis: Genesis
+    /// How far ahead of a validator's clock a proposer's timestamp may be.
+    public static let clockDriftMaxMs: UInt64 = 2_000
+
+    public init(genesis: Genesis) { self.genesis = genesis }
+
+    /// What the parent of a height contributes: its hash, timestamp and PoH hash (the genesis for height 1).
+    public struct Parent: Sendable, Hashable {
+        public var height: UInt64
+        public var hash: [UInt8]
+        public var timestampMs: UInt64
+        public var pohHash: [UInt8]
+
+        public init(height: UInt64, hash: [UInt8], timestampMs: UInt64, pohHash: [UInt8]) {
+            self.height = height
+            self.hash = hash
+            self.timestampMs = timestampMs
+            self.pohHash = pohHash
+        }
+
+        public init(header: BlockHeader) {
+            self.init(height: header.height, hash: header.hash, timestampMs: header.timestampMs,
+                      pohHash: header.pohHash)
+        }
+    }
+
+    public var genesisParent: Parent {
+        Parent(height: 0, hash: genesis.hash, timestampMs: genesis.genesisTimeMs,
+               pohHash: ProofOfHistory.genesisSeed(chainID: genesis.chainID))
+    }
+
+    /// The block's effect on ledger state: each sender's next nonce after it.
+    public struct Effects: Sendable, Equatable {
+        public var nextNonces: [[UInt8]: UInt64] = [:]
+        public var transactionIDs: [[UInt8]] = []
+    }
+
+    /// The header a proposer puts on `transactions` (already in execution order).
+    public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
+                      nowMs: UInt64) -> Block {
+        let ids = transactions.map(\.id)
+        let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
+        let header = BlockHeader(
+            chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
+            timestampMs: max(nowMs, parent.timestampMs), proposer: proposer,
+            transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: Self.zero,
+            resultsRoot: Self.resultsRoot(count: ids.count), validatorSetHash: genesis.validators.hash,
+            pohCount: poh.count, pohHash: poh.hash)
+        return Block(header: header, transactions: encoded)
+    }
+
+    /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`
+    /// says which transaction ids already had their signature checked (the mempool's), so each is verified once.
+    public func check(_ block: Block, parent: Parent, nowMs: UInt64, nextNonce: ([UInt8]) -> UInt64,
+                      isVerified: ([UInt8]) -> Bool) -> Result<Effects, BlockProblem> {
+        let header = block.header
+        guard header.chainID == genesis.chainID else { return .failure("chain id '\(header.chainID)'") }
+        guard header.height == parent.height + 1 else {
+            return .failure("height \(header.height) on a parent at \(parent.height)")
+        }
+        guard header.parentHash == parent.hash else { return .failure("parent hash differs") }
+        guard header.timestampMs >= parent.timestampMs else {
+            return .failure("timestamp \(header.timestampMs) is before the parent's \(parent.timestampMs)")
+        }
+        guard header.timestampMs <= nowMs + Self.clockDriftMaxMs else {
+            return .failure("timestamp \(header.timestampMs) is more than \(Self.clockDriftMaxMs) ms ahead")
+        }
+        guard header.validatorSetHash == genesis.validators.hash else { return .failure("validator set hash") }
+        guard genesis.validators.index(of: header.proposer) != nil else { return .failure("proposer is no validator") }
+        guard block.transactions.count <= genesis.parameters.blockTransactionsMax else {
+            let max = genesis.parameters.blockTransactionsMax
+            return .failure("\(block.transactions.count) transactions; at most \(max)")
+        }
+        var effects = Effects()
+        var bytes = 0
+        for (index, encoded) in block.transactions.enumerated() {
+            bytes += encoded.count
+            guard bytes <= genesis.parameters.blockBytesMax else { return .failure("transactions exceed the byte limit") }
+            let transaction: Transaction
+            do { transaction = try Transaction.decode(encoded) } catch {
+                return .failure("transaction \(index): \(error.message)")
+            }
+            guard transaction.chainID == genesis.chainID else { return .failure("transaction \(index): chain id") }
+            let id = transaction.id
+            guard isVerified(id) || transaction.hasValidSignature else {
+                return .failure("transaction \(index): bad signature")
+            }
+            let expected = effects.nextNonces[transaction.sender] ?? nextNonce(transaction.sender)
+            guard transaction.nonce == expected else {
+                return .failure("transaction \(index): nonce \(transaction.nonce), expected \(expected)")
+            }
+            effects.nextNonces[transaction.sender] = expected + 1
+            effects.transactionIDs.append(id)
+        }
+        guard header.transactionsRoot == Block.transactionsRoot(ids: effects.transactionIDs) else {
+            return .failure("transactions root")
+        }
+        let poh = ProofOfHistory.run(from: parent.pohHash, entries: effects.transactionIDs,
+                                     ticksPerEntry: genesis.parameters.pohTicksPerEntry)
+        guard header.pohCount == poh.count, header.pohHash == poh.hash else { return .failure("proof of history") }
+        guard header.resultsRoot == Self.resultsRoot(count: effects.transactionIDs.count) else {
+            return .failure("results root")
+        }
+        guard header.stateRoot == Self.zero else { return .failure("state root") }
+        return .success(effects)
+    }
+
+    static let zero = [UInt8](repeating: 0, count: 32)
+
+    /// Every transaction's result is "accepted" until modules deliver results; the root commits to their count.
+    static func resultsRoot(count: Int) -> [UInt8] {
+        MerkleTree.root(leafHashes: Array(repeating: MerkleTree.leafHash([0]), count: count))
+    }
+}
+
+/// Why a block was refused.
+public struct BlockProblem: Error, Equatable, Sendable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation,
+    CustomStringConvertible {
+    public let description: String
+    public init(stringLiteral value: String) { description = value }
+    public init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import MetanodeWire
+
+/// A network's genesis file: the chain id, the validators, the consensus parameters every node must share, one
+/// section per module, and (for the kernel's transport) the peers' addresses. One JSON file serves both: the kernel
+/// reads `peers`, BPI reads the rest.
+///
+///     {"chainId": "metanode-dev", "genesisTimeMs": 0,
+///      "validators": [{"key": "<64 hex>"}],
+///      "parameters": {"blockTransactionsMax": 5000, "blockBytesMax": 8388608, "pohTicksPerEntry": 4},
+///      "modules": {"bpci": {...}},
+///      "peers": [{"address": "127.0.0.1:7701", "key": "<64 hex>"}]}
+public struct Genesis: Sendable, Equatable {
+    public struct Parameters: Codable, Sendable, Equatable {
+        public var blockTransactionsMax: Int
+        public var blockBytesMax: Int
+        public var pohTicksPerEntry: UInt32
+
+        public static let defaults = Parameters(blockTransactionsMax: 5_000, blockBytesMax: 8 << 20,
+                                                pohTicksPerEntry: 4)
+    }
+
+    public var chainID: String
+    public var genesisTimeMs: UInt64
+    public var validators: ValidatorSet
+    public var parameters: Parameters
+    /// Each module's section, as canonical JSON (sorted keys).
+    public var modules: [String: String]
+
+    public static let fileBytesMax = 4 << 20
+
+    public init(chainID: String, genesisTimeMs: UInt64, validators: ValidatorSet,
+                parameters: Parameters = .defaults, modules: [String: String] = [:]) {
+        self.chainID = chainID
+        self.genesisTimeMs = genesisTimeMs
+        self.validators = validators
+        self.parameters = parameters
+        self.modules = modules
+    }
+
+    /// The parent hash of height 1 and the first PoH seed: BLAKE2b-256 over the genesis's wire encoding.
+    public var hash: [UInt8] {
+        var writer = WireWriter()
+        writer.string16(chainID)
+        writer.u64(genesisTimeMs)
+        writer.raw(validators.encoded)
+        writer.u32(UInt32(parameters.blockTransactionsMax))
+        writer.u32(UInt32(parameters.blockBytesMax))
+        writer.u32(parameters.pohTicksPerEntry)
+        writer.u16(UInt16(modules.count))
+        for name in modules.keys.sorted() {
+            writer.string16(name)
+            writer.bytes32(Array(modules[name]!.utf8))
+        }
+        return WireCrypto.domainHash("metanode/bpi/genesis/v1", writer.bytes)
+    }
+
+    private struct File: Codable {
+        struct Validator: Codable { var key: String }
+        var chainId: String?
+        var genesisTimeMs: UInt64?
+        var validators: [Validator]?
+        var parameters: Parameters?
+    }
+
+    /// Parses a genesis file's bytes; errors name the field. `source` names the file in messages.
+    public static func parse(_ bytes: [UInt8], source: String) throws(WireError) -> Genesis {
+        func fail(_ message: String) -> WireError { WireError(.invalidValue, "genesis file \(source): \(message)") }
+        guard bytes.count <= fileBytesMax else { throw fail("is \(bytes.count) bytes; at most \(fileBytesMax)") }
+        let file: File
+        let object: [String: Any]
+        do {
+            file = try JSONDecoder().decode(File.self, from: Data(bytes))
+            object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] ?? [:]
+        } catch {
+            throw fail("is not valid genesis JSON (\(Self.describe(error)))")
+        }
+        guard let chainID = file.chainId else { throw fail("has no \"chainId\"") }
+        guard Transaction.isName(chainID, max: Transaction.chainIDBytesMax, allowingSlash: false) else {
+            throw fail("chainId '\(chainID)' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'")
+        }
+        guard let listed = file.validators, !listed.isEmpty else { throw fail("has no \"validators\"") }
+        var keys: [[UInt8]] = []
+        for (index, validator) in listed.enumerated() {
+            guard let key = Hex.decode(validator.key), key.count == 32 else {
+                throw fail("validators[\(index)].key must be 64 hex digits (an Ed25519 public key)")
+            }
+            keys.append(key)
+        }
+        let validators: ValidatorSet
+        do { validators = try ValidatorSet(keys: keys) } catch { throw fail(error.message) }
+        let parameters = file.parameters ?? .defaults
+        guard parameters.blockTransactionsMax >= 1, parameters.blockTransactionsMax <= Block.transactionsMax else {
+            throw fail("parameters.blockTransactionsMax must be 1-\(Block.transactionsMax)")
+        }
+        guard parameters.blockBytesMax >= 1024, parameters.blockBytesMax <= Block.bodyBytesMax else {
+            throw fail("parameters.blockBytesMax must be 1024-\(Block.bodyBytesMax)")
+        }
+        guard parameters.pohTicksPerEntry <= ProofOfHistory.ticksPerEntryMax else {
+            throw fail("parameters.pohTicksPerEntry must be at most \(ProofOfHistory.ticksPerEntryMax)")
+        }
+        var modules: [String: String] = [:]
+        for (name, section) in object["modules"] as? [String: Any] ?? [:] {
+            guard let data = try? JSONSerialization.data(withJSONObject: section,
+                                                         options: [.sortedKeys, .fragmentsAllowed]) else {
+                throw fail("modules.\(name) is not JSON")
+            }
+            modules[name] = String(decoding: data, as: UTF8.self)
+        }
+        return Genesis(chainID: chainID, genesisTimeMs: file.genesisTimeMs ?? 0, validators: validators,
+                       parameters: parameters, modules: modules)
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+             DecodingError.keyNotFound(_, let context), DecodingError.dataCorrupted(let context):
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return path.isEmpty ? context.debugDescription : "\(path.dropFirst()): \(context.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
+}
+
+/// Lowercase hex.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        return out
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: c - 0x30
+        case 0x61...0x66: c - 0x61 + 10
+        case 0x41...0x46: c - 0x41 + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import MetanodeWire
+
+/// Why the mempool refused a transaction. The description is what the submitter sees.
+public enum MempoolRejection: Error, Equatable, Sendable, CustomStringConvertible {
+    case malformed(String)
+    case wrongChain(expected: String, got: String)
+    case badSignature
+    case duplicate
+    case nonceUsed(nonce: UInt64, next: UInt64)
+    case nonceTooFarAhead(nonce: UInt64, next: UInt64, gapMax: UInt64)
+    case replacementUnderpriced(fee: UInt64, needed: UInt64)
+    case senderFull(limit: Int)
+    case full
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "malformed transaction: \(why)"
+        case .wrongChain(let expected, let got): "wrong chain: this is '\(expected)', the transaction is for '\(got)'"
+        case .badSignature: "bad signature"
+        case .duplicate: "already in the mempool"
+        case .nonceUsed(let nonce, let next): "nonce \(nonce) already used, next is \(next)"
+        case .nonceTooFarAhead(let nonce, let next, let gapMax):
+            "nonce \(nonce) is too far ahead: next is \(next), at most \(gapMax) ahead may wait"
+        case .replacementUnderpriced(let fee, let needed):
+            "replacement fee \(fee) is too low: replacing needs at least \(needed)"
+        case .senderFull(let limit): "sender has \(limit) transactions waiting, the most allowed"
+        case .full: "mempool full"
+        }
+    }
+}
+
+public struct MempoolLimits: Sendable, Hashable {
+    public var transactionsMax: Int
+    public var bytesMax: Int
+    public var perSenderMax: Int
+    /// How far past the sender's next nonce a transaction may be and still wait for the gap to fill.
+    public var nonceGapMax: UInt64
+    /// A replacement (same sender and nonce) must raise the fee by this many per mille.
+    public var replacementBumpPerMille: UInt64
+
+    public init(transactionsMax: Int = 50_000, bytesMax: Int = 64 << 20, perSenderMax: Int = 256,
+                nonceGapMax: UInt64 = 64, replacementBumpPerMille: UInt64 = 100) {
+        self.transactionsMax = transactionsMax
+        self.bytesMax = bytesMax
+        self.perSenderMax = perSenderMax
+        self.nonceGapMax = nonceGapMax
+        self.replacementBumpPerMille = replacementBumpPerMille
+    }
+}
+
+/// Pending transactions, as a value: admission checks (signature verified once, here), per-sender nonce order, fee
+/// priority, bounded count and bytes with eviction of the cheapest, and selection of a block's transactions.
+///
+/// Eviction when full: the new transaction must pay more than the cheapest evictable one, which is the last
+/// (highest-nonce) transaction of some sender, so no sender is left with a gap. Ties on fee go by id, so two nodes
+/// with the same pool make the same choices.
+public struct Mempool: Sendable {
+    public struct Entry: Sendable, Hashable {
+        public let transaction: Transaction
+        public let id: [UInt8]
+        public let encoded: [UInt8]
+    }
+
+    public let chainID: String
+    public let limits: MempoolLimits
+    public private(set) var count = 0
+    public private(set) var bytes = 0
+    private var bySender: [[UInt8]: [UInt64: Entry]] = [:]
+    private var ids: Set<[UInt8]> = []
+
+    public init(chainID: String, limits: MempoolLimits = MempoolLimits()) {
+        self.chainID = chainID
+        self.limits = limits
+    }
+
+    public func contains(id: [UInt8]) -> Bool { ids.contains(id) }
+
+    public func pending(sender: [UInt8]) -> [Entry] {
+        (bySender[sender] ?? [:]).values.sorted { $0.transaction.nonce < $1.transaction.nonce }
+    }
+
+    /// Admits `encoded` if it decodes, is for this chain, is signed by its sender and fits. `nextNonce` is the
+    /// sender's next nonce in the ledger. Returns the entry, and the ids it replaced or evicted.
+    public mutating func add(_ encoded: [UInt8], nextNonce: UInt64) -> Result<(entry: Entry, removed: [[UInt8]]),
+                                                                               MempoolRejection> {
+        let transaction: Transaction
+        do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
+        guard transaction.chainID == chainID else {
+            return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
+        }
+        let id = transaction.id
+        guard !ids.contains(id) else { return .failure(.duplicate) }
+        guard transaction.nonce >= nextNonce else {
+            return .failure(.nonceUsed(nonce: transaction.nonce, next: nextNonce))
+        }
+        guard transaction.nonce - nextNonce <= limits.nonceGapMax else {
+            return .failure(.nonceTooFarAhead(nonce: transaction.nonce, next: nextNonce, gapMax: limits.nonceGapMax))
+        }
+        let sender = transaction.sender
+        let replaced = bySender[sender]?[transaction.nonce]
+        if let replaced {
+            let old = replaced.transaction.fee
+            let (bump, overflow) = old.multipliedReportingOverflow(by: limits.replacementBumpPerMille)
+            let needed = overflow ? UInt64.max : old + max(bump / 1000, 1)
+            guard transaction.fee >= needed else {
+                return .failure(.replacementUnderpriced(fee: transaction.fee, needed: needed))
+            }
+        } else if (bySender[sender]?.count ?? 0) >= limits.perSenderMax {
+            return .failure(.senderFull(limit: limits.perSenderMax))
+        }
+        // The signature is checked last: it is the expensive check, and everything above is free.
+        guard transaction.hasValidSignature else { return .failure(.badSignature) }
+
+        var removed: [[UInt8]] = []
+        if let replaced {
+            remove(replaced)
+            removed.append(replaced.id)
+        }
+        let entry = Entry(transaction: transaction, id: id, encoded: encoded)
+        while count + 1 > limits.transactionsMax || bytes + encoded.count > limits.bytesMax {
+            guard let cheapest = cheapestEvictable(excluding: sender), cheapest.transaction.fee < transaction.fee
+            else {
+                if let replaced { insert(replaced) }  // put back what this call took out
+                return .failure(.full)
+            }
+            remove(cheapest)
+            removed.append(cheapest.id)
+        }
+        insert(entry)
+        return .success((entry, removed))
+    }
+
+    /// Up to `countMax` transactions and `bytesMax` bytes for a block: highest fee first, each sender's in nonce
+    /// order from its next nonce with no gaps. Deterministic for a given pool and nonces.
+    public func select(countMax: Int, bytesMax: Int, nextNonce: ([UInt8]) -> UInt64) -> [Entry] {
+        var heads: [Entry] = []
+        var cursor: [[UInt8]: UInt64] = [:]
+        for (sender, entries) in bySender {
+            let next = nextNonce(sender)
+            if let head = entries[next] {
+                heads.append(head)
+                cursor[sender] = next
+            }
+        }
+        var selected: [Entry] = []
+        var size = 0
+        while selected.count < countMax, let best = heads.indices.max(by: { Self.lowerPriority(heads[$0], heads[$1]) }) {
+            let entry = heads.remove(at: best)
+            guard size + entry.encoded.count <= bytesMax else { continue }
+            selected.append(entry)
+            size += entry.encoded.count
+            let sender = entry.transaction.sender
+            let following = cursor[sender]! + 1
+            cursor[sender] = following
+            if let next = bySender[sender]?[following] { heads.append(next) }
+        }
+        return selected
+    }
+
+    /// Drops what a finalized block made stale: every transaction whose nonce is below its sender's new next nonce.
+    public mutating func prune(senders: some Sequence<[UInt8]>, nextNonce: ([UInt8]) -> UInt64) {
+        for sender in senders {
+            let next = nextNonce(sender)
+            for entry in bySender[sender]?.values.filter({ $0.transaction.nonce < next }) ?? [] { remove(entry) }
+        }
+    }
+
+    public mutating func remove(id: [UInt8], sender: [UInt8], nonce: UInt64) {
+        guard let entry = bySender[sender]?[nonce], entry.id == id else { return }
+        remove(entry)
+    }
+
+    private static func lowerPriority(_ a: Entry, _ b: Entry) -> Bool {
+        a.transaction.fee != b.transaction.fee ? a.transaction.fee < b.transaction.fee
+            : b.id.lexicographicallyPrecedes(a.id)
+    }
+
+    private func cheapestEvictable(excluding sender: [UInt8]) -> Entry? {
+        var cheapest: Entry?
+        for (owner, entries) in bySender where owner != sender {
+            guard let last = entries.values.max(by: { $0.transaction.nonce < $1.transaction.nonce }) else { continue }
+            if cheapest == nil || Self.lowerPriority(last, cheapest!) { cheapest = last }
+        }
+        return cheapest
+    }
+
+    private mutating func insert(_ entry: Entry) {
+        bySender[entry.transaction.sender, default: [:]][entry.transaction.nonce] = entry
+        ids.insert(entry.id)
+        count += 1
+        bytes += entry.encoded.count
+    }
+
+    private mutating func remove(_ entry: Entry) {
+        let sender = entry.transaction.sender
+        bySender[sender]?[entry.transaction.nonce] = nil
+        if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
+        ids.remove(entry.id)
+        count -= 1
+        bytes -= entry.encoded.count
+    }
+}

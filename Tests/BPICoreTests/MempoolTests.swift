@@ -1,0 +1,105 @@
+import BPICore
+import MetanodeWire
+import Testing
+
+@Suite("Mempool")
+struct MempoolTests {
+    static let alice = Ed25519Signer(seed: WireCrypto.domainHash("alice", []))
+    static let bob = Ed25519Signer(seed: WireCrypto.domainHash("bob", []))
+    static let carol = Ed25519Signer(seed: WireCrypto.domainHash("carol", []))
+
+    static func tx(_ signer: Ed25519Signer, nonce: UInt64, fee: UInt64 = 10, chain: String = "dev",
+                   payload: [UInt8] = [1]) -> [UInt8] {
+        try! Transaction.signed(chainID: chain, signer: signer, nonce: nonce, fee: fee, kind: "test/op",
+                                payload: payload).encoded
+    }
+
+    static func rejection(_ result: Result<(entry: Mempool.Entry, removed: [[UInt8]]), MempoolRejection>)
+        -> String? {
+        if case .failure(let rejection) = result { return rejection.description }
+        return nil
+    }
+
+    @Test("each refusal says why: bad signature, used nonce, far nonce, wrong chain, duplicate, malformed")
+    func rejections() {
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(nonceGapMax: 4))
+        var forged = Self.tx(Self.alice, nonce: 9)
+        forged[forged.count - 1] ^= 1
+        #expect(Self.rejection(pool.add(forged, nextNonce: 9)) == "bad signature")
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 7), nextNonce: 9))
+            == "nonce 7 already used, next is 9")
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 14), nextNonce: 9))
+            == "nonce 14 is too far ahead: next is 9, at most 4 ahead may wait")
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 9, chain: "other"), nextNonce: 9))
+            == "wrong chain: this is 'dev', the transaction is for 'other'")
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 9), nextNonce: 9)) == nil)
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 9), nextNonce: 9)) == "already in the mempool")
+        #expect(Self.rejection(pool.add([1, 2, 3], nextNonce: 0))?.hasPrefix("malformed transaction: ") == true)
+        #expect(pool.count == 1)
+    }
+
+    @Test("a replacement must raise the fee by 10%; it then takes the old one's place")
+    func replacement() throws {
+        var pool = Mempool(chainID: "dev")
+        let first = try pool.add(Self.tx(Self.alice, nonce: 0, fee: 100), nextNonce: 0).get()
+        #expect(Self.rejection(pool.add(Self.tx(Self.alice, nonce: 0, fee: 109, payload: [2]), nextNonce: 0))
+            == "replacement fee 109 is too low: replacing needs at least 110")
+        let second = try pool.add(Self.tx(Self.alice, nonce: 0, fee: 110, payload: [2]), nextNonce: 0).get()
+        #expect(second.removed == [first.entry.id])
+        #expect(pool.count == 1 && pool.pending(sender: Self.alice.publicKey).map(\.id) == [second.entry.id])
+    }
+
+    @Test("selection takes the highest fee first but keeps each sender's nonce order and stops at a gap")
+    func selection() throws {
+        var pool = Mempool(chainID: "dev")
+        _ = try pool.add(Self.tx(Self.alice, nonce: 0, fee: 1), nextNonce: 0).get()
+        _ = try pool.add(Self.tx(Self.alice, nonce: 1, fee: 50), nextNonce: 0).get()
+        _ = try pool.add(Self.tx(Self.bob, nonce: 0, fee: 20), nextNonce: 0).get()
+        _ = try pool.add(Self.tx(Self.carol, nonce: 1, fee: 99), nextNonce: 0).get()  // waits for carol's nonce 0
+        let chosen = pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 0 }
+        let order = chosen.map { ($0.transaction.sender == Self.alice.publicKey ? "a" : "b") + "\($0.transaction.nonce)" }
+        #expect(order == ["b0", "a0", "a1"])
+        #expect(pool.select(countMax: 1, bytesMax: 1 << 20) { _ in 0 }.count == 1)
+    }
+
+    @Test("when full, a higher fee evicts the cheapest sender's last transaction; a lower fee is refused")
+    func eviction() throws {
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(transactionsMax: 2))
+        _ = try pool.add(Self.tx(Self.alice, nonce: 0, fee: 5), nextNonce: 0).get()
+        let cheap = try pool.add(Self.tx(Self.bob, nonce: 0, fee: 3), nextNonce: 0).get()
+        #expect(Self.rejection(pool.add(Self.tx(Self.carol, nonce: 0, fee: 3), nextNonce: 0)) == "mempool full")
+        let rich = try pool.add(Self.tx(Self.carol, nonce: 0, fee: 4), nextNonce: 0).get()
+        #expect(rich.removed == [cheap.entry.id])
+        #expect(pool.count == 2 && !pool.contains(id: cheap.entry.id))
+    }
+
+    @Test("pruning after a block drops every transaction below the senders' new next nonces")
+    func pruning() throws {
+        var pool = Mempool(chainID: "dev")
+        for nonce in 0..<3 as Range<UInt64> { _ = try pool.add(Self.tx(Self.alice, nonce: nonce), nextNonce: 0).get() }
+        pool.prune(senders: [Self.alice.publicKey]) { _ in 2 }
+        #expect(pool.pending(sender: Self.alice.publicKey).map(\.transaction.nonce) == [2])
+        #expect(pool.count == 1)
+    }
+}
+
+@Suite("Proof of History")
+struct ProofOfHistoryTests {
+    @Test("count is (ticks+1) per entry; the hash depends on every entry, their order and the ticks")
+    func chain() {
+        let seed = ProofOfHistory.genesisSeed(chainID: "dev")
+        let a = [UInt8](repeating: 1, count: 32), b = [UInt8](repeating: 2, count: 32)
+        let run = ProofOfHistory.run(from: seed, entries: [a, b], ticksPerEntry: 3)
+        #expect(run.count == 8)
+        #expect(ProofOfHistory.run(from: seed, entries: [b, a], ticksPerEntry: 3).hash != run.hash)
+        #expect(ProofOfHistory.run(from: seed, entries: [a, b], ticksPerEntry: 2).hash != run.hash)
+        var manual = seed
+        for entry in [a, b] {
+            for _ in 0..<3 { manual = WireCrypto.blake2b256(manual) }
+            manual = WireCrypto.blake2b256(manual, entry)
+        }
+        #expect(manual == run.hash)
+        let empty = ProofOfHistory.run(from: seed, entries: [], ticksPerEntry: 3)
+        #expect(empty.count == 0 && empty.hash == seed)
+    }
+}
