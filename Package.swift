@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "MetanodeNode", targets: ["MetanodeNode"]),
         // Bundled Swift plugin: the SDK's hello-swift example, built here so `make run` ships it.
         .library(name: "HelloSwift", type: .dynamic, targets: ["HelloSwift"]),
+        // First-party plugins, bundled by `make bundle`.
+        .library(name: "BPI", type: .dynamic, targets: ["BPI"]),
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
@@ -152,6 +154,25 @@ let package = Package(
         .target(
             name: "BPICore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
             path: "Plugins/BPI/Core", swiftSettings: strict),
+        .target(
+            name: "BPIPlugin",
+            dependencies: [
+                "BPICore", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
+            ],
+            path: "Plugins/BPI/Plugin", swiftSettings: strict),
+        // Only the entry symbol: every plugin exports metanode_plugin_entry_v1, so tests link BPIPlugin instead.
+        .target(
+            name: "BPI", dependencies: ["BPIPlugin", .product(name: "MetanodePluginKit", package: "plugin-sdk")],
+            path: "Plugins/BPI/Entry", swiftSettings: strict),
+        .testTarget(
+            name: "BPITests",
+            dependencies: [
+                "BPIPlugin", "BPICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
+            ],
+            path: "Tests/BPITests"),
         .testTarget(
             name: "BPICoreTests",
             dependencies: [

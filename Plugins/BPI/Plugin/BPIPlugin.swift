@@ -1,0 +1,308 @@
+// BPI: Metanode's ledger plugin. Orders transactions with QBFT (Plugins/BPI/Core), stores finalized blocks in its
+// kv namespace, syncs blocks from peers, and serves its chain over HTTP under /v1/plugins/bpi/.
+//
+//   net protocols   consensus (QBFT messages), tx (transaction gossip), sync (status and finalized blocks)
+//   GET  /status               chain id, height, round, validators, mempool
+//   GET  /blocks/latest | /blocks/<height>     a finalized block, as JSON (?format=raw for its wire bytes)
+//   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
+//   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
+import BPICore
+import Foundation
+import MetanodePluginKit
+import MetanodeWire
+
+public final class BPI: Plugin {
+    public static let name = "bpi"
+    public static let version = "0.1.0"
+    static let statusIntervalMs: UInt64 = 250
+    static let syncBatchMax = 32
+
+    struct Config: Decodable {
+        var genesisFile: String
+        var roundTimeoutBaseMs: UInt64?
+        /// With nothing to order, a block is still made this often (0: never).
+        var heartbeatMs: UInt64?
+    }
+
+    let context: PluginContext
+    let genesis: Genesis
+    let rules: BlockRules
+    let store: ChainStore
+    let me: Int?
+    let myKey: [UInt8]
+    let heartbeatMs: UInt64
+    var core: QBFTCore
+    var mempool: Mempool
+    var parent: BlockRules.Parent
+    var walCount = 0
+    /// Ids whose signatures the mempool checked, so block validation does not verify them again.
+    var verified: Set<[UInt8]> = []
+    var checkedBlocks: [[UInt8]: Result<BlockRules.Effects, BlockProblem>] = [:]
+    var heartbeat: TimerHandle?
+    let heightGauge: Gauge
+    let roundGauge: Gauge
+    let blocksCommitted: Counter
+    let transactionsCommitted: Counter
+    let mempoolGauge: Gauge
+    let rejected: Counter
+    let equivocations: Counter
+
+    public init(context: PluginContext) throws {
+        self.context = context
+        let config = try context.decodeConfig(Config.self)
+        let bytes: [UInt8]
+        do {
+            bytes = try Array(Data(contentsOf: URL(fileURLWithPath: config.genesisFile)))
+        } catch {
+            throw PluginError(PluginStatus.invalidArgument, "cannot read the genesis file \(config.genesisFile): "
+                + "\(error.localizedDescription)")
+        }
+        genesis = try Genesis.parse(bytes, source: config.genesisFile)
+        rules = BlockRules(genesis: genesis)
+        store = ChainStore(kv: context.kv)
+        myKey = try context.signer.publicKey()
+        me = genesis.validators.index(of: myKey)
+        heartbeatMs = config.heartbeatMs ?? 0
+        mempool = Mempool(chainID: genesis.chainID)
+        let tip = try store.tipHeight()
+        if tip == 0 {
+            parent = rules.genesisParent
+        } else {
+            guard let block = try store.block(at: tip) else {
+                throw PluginError(PluginStatus.internal, "the chain's tip is height \(tip) but that block is missing")
+            }
+            parent = BlockRules.Parent(header: block.block.header)
+        }
+        let records = try store.walRecords(height: tip + 1)
+        walCount = records.count
+        let environment = HostEnvironment(signer: context.signer, validate: { _, _ in nil })
+        core = QBFTCore(config: QBFTConfig(roundTimeoutBaseMs: config.roundTimeoutBaseMs ?? 200),
+                        environment: environment, me: me, height: tip + 1, parentHash: parent.hash,
+                        validators: genesis.validators, replaying: records)
+        heightGauge = try context.metrics.gauge("height", help: "Height of the last finalized block")
+        roundGauge = try context.metrics.gauge("round", help: "QBFT round at the current height")
+        blocksCommitted = try context.metrics.counter("blocks_total", help: "Blocks finalized")
+        transactionsCommitted = try context.metrics.counter("transactions_total", help: "Transactions finalized")
+        mempoolGauge = try context.metrics.gauge("mempool_transactions", help: "Transactions waiting")
+        rejected = try context.metrics.counter("transactions_rejected_total", help: "Transactions the mempool refused")
+        equivocations = try context.metrics.counter("equivocations_total", help: "Conflicting signed messages seen")
+        heightGauge.set(Double(tip))
+        // The core's environment needs the plugin for validation; `unowned` since the plugin owns the core.
+        core = QBFTCore(config: core.config, environment: HostEnvironment(signer: context.signer, validate: {
+            [unowned self] block, _ in self.problem(with: block)
+        }), me: me, height: tip + 1, parentHash: parent.hash, validators: genesis.validators, replaying: records)
+
+        try context.net.register("consensus") { [unowned self] peer, bytes in receiveConsensus(bytes, from: peer) }
+        try context.net.register("tx") { [unowned self] _, bytes in _ = admit(bytes, gossip: false) }
+        try context.net.register("sync") { [unowned self] peer, bytes in receiveSync(bytes, from: peer) }
+        try context.net.watchPeers { [unowned self] peer, up in if up { sendStatus(to: peer) } }
+        try routes()
+        context.log.info("chain \(genesis.chainID) at height \(tip); "
+            + (me.map { "validator \($0) of \(genesis.validators.count)" } ?? "not a validator"))
+    }
+
+    public func start() throws {
+        try context.timers.schedule(afterMs: Self.statusIntervalMs, everyMs: Self.statusIntervalMs) { [unowned self] in
+            broadcastStatus()
+        }
+        scheduleWork()
+    }
+
+    // MARK: - Consensus wiring
+
+    func handle(_ event: QBFTEvent) {
+        run(core.handle(event))
+    }
+
+    func run(_ actions: [QBFTAction]) {
+        var decided: FinalizedBlock?
+        for action in actions {
+            switch action {
+            case .buildBlock(let height, let round):
+                guard height == core.height else { continue }
+                let block = buildBlock()
+                context.log.debug("proposing height \(height) round \(round): \(block.transactions.count) tx")
+                run(core.handle(.blockBuilt(block)))
+            case .persist(let record):
+                do {
+                    try store.appendWAL(height: core.height, seq: walCount, record)
+                    walCount += 1
+                } catch {
+                    // Without the WAL record the node must not send what follows; stop consensus here.
+                    context.log.error("consensus WAL write failed, not sending: \(error)")
+                    return
+                }
+            case .broadcast(let envelope):
+                _ = try? context.net.broadcast(envelope.encoded, on: "consensus")
+            case .scheduleTimer(let height, let round, let afterMs):
+                _ = try? context.timers.schedule(afterMs: afterMs) { [unowned self] in
+                    handle(.timerExpired(height: height, round: round))
+                }
+                roundGauge.set(Double(round))
+            case .decide(let finalized):
+                decided = finalized
+            case .equivocation(let first, let second):
+                equivocations.increment()
+                context.log.warn("validator \(first.signer) signed two \(first.payload.kind) messages at height "
+                    + "\(first.payload.height) round \(first.payload.round)")
+                _ = second
+            }
+        }
+        if let decided { commit(decided) }
+    }
+
+    private func buildBlock() -> Block {
+        let limits = genesis.parameters
+        let chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
+            [store] sender in (try? store.nextNonce(sender)) ?? 0
+        }
+        return rules.build(parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+                           proposer: myKey, nowMs: context.unixTimeMs)
+    }
+
+    private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
+        if let known = checkedBlocks[block.hash] { return known }
+        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs,
+                                 nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
+                                 isVerified: { [verified] id in verified.contains(id) })
+        checkedBlocks[block.hash] = result
+        if case .failure(let problem) = result {
+            context.log.warn("refused block \(Hex.encode(block.hash).prefix(12)) at height \(block.header.height): "
+                + "\(problem)")
+        }
+        return result
+    }
+
+    fileprivate func problem(with block: Block) -> String? {
+        if case .failure(let problem) = check(block) { return problem.description }
+        return nil
+    }
+
+    /// Stores a decided or synced block, then moves consensus to the next height.
+    private func commit(_ finalized: FinalizedBlock) {
+        let block = finalized.block
+        guard case .success(let effects) = check(block) else { return }
+        do {
+            try store.commit(finalized, effects: effects, walCount: walCount)
+        } catch {
+            context.log.error("could not store block \(block.header.height): \(error)")
+            return
+        }
+        walCount = 0
+        parent = BlockRules.Parent(header: block.header)
+        checkedBlocks = [:]
+        mempool.prune(senders: effects.nextNonces.keys) { [store] sender in (try? store.nextNonce(sender)) ?? 0 }
+        for id in effects.transactionIDs { verified.remove(id) }
+        blocksCommitted.increment()
+        transactionsCommitted.add(UInt64(effects.transactionIDs.count))
+        heightGauge.set(Double(block.header.height))
+        mempoolGauge.set(Double(mempool.count))
+        context.log.debug("finalized height \(block.header.height) round \(finalized.certificate.round): "
+            + "\(block.transactions.count) tx")
+        run(core.advance(to: block.header.height + 1, parentHash: block.hash, validators: genesis.validators))
+        scheduleWork()
+    }
+
+    /// Starts the height now if transactions wait, else after the heartbeat (if any).
+    private func scheduleWork() {
+        if let heartbeat { try? context.timers.cancel(heartbeat) }
+        heartbeat = nil
+        if mempool.count > 0 {
+            handle(.activate)
+        } else if heartbeatMs > 0 {
+            let height = core.height
+            heartbeat = try? context.timers.schedule(afterMs: heartbeatMs) { [unowned self] in
+                if core.height == height { handle(.activate) }
+            }
+        }
+    }
+
+    private func receiveConsensus(_ bytes: [UInt8], from peer: PeerID) {
+        guard let envelope = try? ConsensusEnvelope.decode(bytes) else {
+            context.log.debug("undecodable consensus message from \(peer.short)")
+            return
+        }
+        handle(.received(envelope))
+    }
+
+    // MARK: - Transactions
+
+    /// Admits a transaction to the mempool; on success, gossips it (if asked) and wakes consensus.
+    func admit(_ encoded: [UInt8], gossip: Bool) -> Result<[UInt8], MempoolRejection> {
+        var sender: [UInt8] = []
+        if let transaction = try? Transaction.decode(encoded) { sender = transaction.sender }
+        let next = sender.isEmpty ? 0 : ((try? store.nextNonce(sender)) ?? 0)
+        switch mempool.add(encoded, nextNonce: next) {
+        case .failure(let rejection):
+            rejected.increment()
+            return .failure(rejection)
+        case .success(let (entry, removed)):
+            verified.insert(entry.id)
+            for id in removed { verified.remove(id) }
+            mempoolGauge.set(Double(mempool.count))
+            if gossip { _ = try? context.net.broadcast(encoded, on: "tx") }
+            if !core.isActive { scheduleWork() }
+            return .success(entry.id)
+        }
+    }
+
+    // MARK: - Block sync
+
+    private func broadcastStatus() {
+        _ = try? context.net.broadcast(statusMessage(), on: "sync")
+    }
+
+    private func sendStatus(to peer: PeerID) {
+        _ = try? context.net.send(statusMessage(), to: peer, on: "sync")
+    }
+
+    /// `u8 1 | u64 next height`: what this node needs next.
+    private func statusMessage() -> [UInt8] {
+        var writer = WireWriter(capacity: 9)
+        writer.u8(1)
+        writer.u64(core.height)
+        return writer.bytes
+    }
+
+    private func receiveSync(_ bytes: [UInt8], from peer: PeerID) {
+        var reader = WireReader(bytes, context: "sync message")
+        guard let tag = try? reader.u8("type") else { return }
+        switch tag {
+        case 1:
+            guard let needed = try? reader.u64("height"), needed >= 1, needed < core.height else { return }
+            var height = needed
+            while height < core.height, height < needed + UInt64(Self.syncBatchMax),
+                  let block = try? store.block(at: height) {
+                _ = try? context.net.send([2] + block.encoded, to: peer, on: "sync")
+                height += 1
+            }
+        case 2:
+            guard let finalized = try? FinalizedBlock.decode(Array(bytes.dropFirst())) else { return }
+            let header = finalized.block.header
+            guard header.height == core.height else { return }
+            if let problem = finalized.certificate.problem(blockHash: finalized.block.hash,
+                                                           validators: genesis.validators, plugin: Self.name) {
+                context.log.warn("sync: \(peer.short) sent height \(header.height) with a bad certificate: \(problem)")
+                return
+            }
+            commit(finalized)
+        default:
+            return
+        }
+    }
+}
+
+/// Signs through the host (which scopes the node key to "bpi") and validates through the plugin.
+struct HostEnvironment: QBFTEnvironment, @unchecked Sendable {
+    let plugin = BPI.name
+    let signer: Signer
+    let validate: (Block, [UInt8]) -> String?
+
+    func sign(_ message: [UInt8]) -> [UInt8] {
+        do { return try signer.sign(message) } catch {
+            preconditionFailure("the host refused to sign a consensus message: \(error)")
+        }
+    }
+
+    func problem(with block: Block, parentHash: [UInt8]) -> String? { validate(block, parentHash) }
+}

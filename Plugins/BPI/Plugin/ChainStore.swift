@@ -1,0 +1,93 @@
+import BPICore
+import MetanodePluginKit
+import MetanodeWire
+
+/// BPI's data in its kv namespace. Heights are big-endian u64, so blocks scan in height order.
+///
+///     b <height>          finalized block (block + certificate)
+///     h <hash>            height of the block with that hash
+///     t <txid>            u64 height, u32 index of a finalized transaction
+///     n <sender>          the sender's next nonce (u64)
+///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
+///     tip                 u64 height of the last finalized block
+struct ChainStore {
+    let kv: KeyValueStore
+
+    static func key(_ prefix: UInt8, _ height: UInt64) -> [UInt8] {
+        var writer = WireWriter(capacity: 9)
+        writer.u8(prefix)
+        writer.u64(height)
+        return writer.bytes
+    }
+
+    func tipHeight() throws -> UInt64 {
+        guard let bytes = try kv.get("tip") else { return 0 }
+        var reader = WireReader(bytes, context: "kv tip")
+        return try reader.u64("height")
+    }
+
+    func block(at height: UInt64) throws -> FinalizedBlock? {
+        guard let bytes = try kv.get(Self.key(0x62, height)) else { return nil }
+        return try FinalizedBlock.decode(bytes)
+    }
+
+    func height(ofBlock hash: [UInt8]) throws -> UInt64? {
+        guard let bytes = try kv.get([0x68] + hash) else { return nil }
+        var reader = WireReader(bytes, context: "kv block index")
+        return try reader.u64("height")
+    }
+
+    func location(ofTransaction id: [UInt8]) throws -> (height: UInt64, index: Int)? {
+        guard let bytes = try kv.get([0x74] + id) else { return nil }
+        var reader = WireReader(bytes, context: "kv transaction index")
+        return (try reader.u64("height"), Int(try reader.u32("index")))
+    }
+
+    func nextNonce(_ sender: [UInt8]) throws -> UInt64 {
+        guard let bytes = try kv.get([0x6E] + sender) else { return 0 }
+        var reader = WireReader(bytes, context: "kv nonce")
+        return try reader.u64("nonce")
+    }
+
+    /// Stores a finalized block, its indexes and its effects, moves the tip and drops the height's WAL, atomically.
+    func commit(_ finalized: FinalizedBlock, effects: BlockRules.Effects, walCount: Int) throws {
+        let height = finalized.block.header.height
+        try kv.batch { batch in
+            try batch.put(Self.key(0x62, height), finalized.encoded)
+            var heightBytes = WireWriter(capacity: 8)
+            heightBytes.u64(height)
+            try batch.put([0x68] + finalized.block.hash, heightBytes.bytes)
+            for (index, id) in effects.transactionIDs.enumerated() {
+                var location = WireWriter(capacity: 12)
+                location.u64(height)
+                location.u32(UInt32(index))
+                try batch.put([0x74] + id, location.bytes)
+            }
+            for (sender, nonce) in effects.nextNonces {
+                var value = WireWriter(capacity: 8)
+                value.u64(nonce)
+                try batch.put([0x6E] + sender, value.bytes)
+            }
+            try batch.put("tip", heightBytes.bytes)
+            for seq in 0..<walCount { try batch.delete(Self.walKey(height, UInt32(seq))) }
+        }
+    }
+
+    static func walKey(_ height: UInt64, _ seq: UInt32) -> [UInt8] {
+        var writer = WireWriter(capacity: 13)
+        writer.u8(0x77)
+        writer.u64(height)
+        writer.u32(seq)
+        return writer.bytes
+    }
+
+    func appendWAL(height: UInt64, seq: Int, _ record: QBFTRecord) throws {
+        try kv.put(Self.walKey(height, UInt32(seq)), record.encoded)
+    }
+
+    func walRecords(height: UInt64) throws -> [QBFTRecord] {
+        try kv.scan(prefix: Self.key(0x77, height)).map { pair throws -> QBFTRecord in
+            try QBFTRecord.decode(pair.value)
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import BPICore
+import Foundation
+import MetanodePluginKit
+import MetanodeWire
+
+/// JSON views of chain data, and the routes that serve them.
+extension BPI {
+    struct StatusView: Encodable {
+        var chainId: String
+        var height: UInt64
+        var nextHeight: UInt64
+        var round: UInt32
+        var tipHash: String
+        var validators: [String]
+        var quorum: Int
+        var validatorIndex: Int?
+        var mempool: MempoolView
+    }
+
+    struct MempoolView: Encodable {
+        var transactions: Int
+        var bytes: Int
+    }
+
+    struct HeaderView: Encodable {
+        var chainId: String
+        var height: UInt64
+        var hash: String
+        var parentHash: String
+        var timestampMs: UInt64
+        var proposer: String
+        var transactionsRoot: String
+        var stateRoot: String
+        var resultsRoot: String
+        var validatorSetHash: String
+        var pohCount: UInt64
+        var pohHash: String
+    }
+
+    struct TransactionView: Encodable {
+        var id: String
+        var sender: String
+        var nonce: UInt64
+        var fee: UInt64
+        var kind: String
+        var payloadBytes: Int
+    }
+
+    struct BlockView: Encodable {
+        var header: HeaderView
+        var round: UInt32
+        var seals: [Int]
+        var transactions: [TransactionView]
+    }
+
+    struct InclusionView: Encodable {
+        var id: String
+        var height: UInt64
+        var index: Int
+        var blockHash: String
+        var transactionsRoot: String
+        /// Sibling hashes from the leaf up (RFC 6962 audit path over BLAKE2b leaf hashes of transaction ids).
+        var proof: [String]
+        var transaction: TransactionView
+    }
+
+    struct ErrorView: Encodable {
+        var error: String
+    }
+
+    struct SubmittedView: Encodable {
+        var id: String
+    }
+
+    func routes() throws {
+        try context.http.route("GET", "/status") { [unowned self] _ in
+            .json(StatusView(chainId: genesis.chainID, height: core.height - 1, nextHeight: core.height,
+                             round: core.round, tipHash: Hex.encode(parent.hash),
+                             validators: genesis.validators.keys.map(Hex.encode), quorum: genesis.validators.quorum,
+                             validatorIndex: me, mempool: MempoolView(transactions: mempool.count,
+                                                                     bytes: mempool.bytes)))
+        }
+        try context.http.route("GET", "/blocks/*") { [unowned self] request in
+            let which = String(request.path.dropFirst("/blocks/".count))
+            let height: UInt64
+            if which == "latest" {
+                height = core.height - 1
+            } else if let number = UInt64(which) {
+                height = number
+            } else if let hash = Hex.decode(which), hash.count == 32, let found = try store.height(ofBlock: hash) {
+                height = found
+            } else {
+                return .json(ErrorView(error: "no block '\(which)': give a height, a block hash or 'latest'"),
+                             status: 404)
+            }
+            guard height >= 1, let finalized = try store.block(at: height) else {
+                return .json(ErrorView(error: "no block at height \(height); the chain is at \(core.height - 1)"),
+                             status: 404)
+            }
+            if request.queryItem("format") == "raw" { return .bytes(finalized.encoded) }
+            return .json(Self.view(finalized))
+        }
+        try context.http.route("GET", "/tx/*") { [unowned self] request in
+            let text = String(request.path.dropFirst("/tx/".count))
+            guard let id = Hex.decode(text), id.count == 32 else {
+                return .json(ErrorView(error: "'\(text)' is not a transaction id (64 hex digits)"), status: 400)
+            }
+            guard let (height, index) = try store.location(ofTransaction: id),
+                  let finalized = try store.block(at: height) else {
+                let waiting = mempool.contains(id: id)
+                return .json(ErrorView(error: waiting ? "transaction \(text) is waiting in the mempool"
+                                                      : "no finalized transaction \(text)"), status: 404)
+            }
+            let block = finalized.block
+            let leaves = try block.transactions.map { encoded throws -> [UInt8] in
+                MerkleTree.leafHash(try Transaction.decode(encoded).id)
+            }
+            let transaction = try Transaction.decode(block.transactions[index])
+            return .json(InclusionView(
+                id: text, height: height, index: index, blockHash: Hex.encode(block.hash),
+                transactionsRoot: Hex.encode(block.header.transactionsRoot),
+                proof: MerkleTree.proof(leafHashes: leaves, index: index).map(Hex.encode),
+                transaction: Self.view(transaction)))
+        }
+        try context.http.route("POST", "/tx") { [unowned self] request in
+            let encoded: [UInt8]
+            if request.header("content-type")?.hasPrefix("application/json") == true {
+                struct Body: Decodable { var tx: String }
+                guard let body = try? JSONDecoder().decode(Body.self, from: Data(request.body)),
+                      let bytes = Hex.decode(body.tx) else {
+                    return .json(ErrorView(error: "expected {\"tx\": \"<hex of the transaction's wire bytes>\"}"),
+                                 status: 400)
+                }
+                encoded = bytes
+            } else {
+                encoded = request.body
+            }
+            switch admit(encoded, gossip: true) {
+            case .success(let id): return .json(SubmittedView(id: Hex.encode(id)), status: 202)
+            case .failure(let rejection): return .json(ErrorView(error: rejection.description), status: 400)
+            }
+        }
+    }
+
+    static func view(_ finalized: FinalizedBlock) -> BlockView {
+        let header = finalized.block.header
+        return BlockView(
+            header: HeaderView(
+                chainId: header.chainID, height: header.height, hash: Hex.encode(header.hash),
+                parentHash: Hex.encode(header.parentHash), timestampMs: header.timestampMs,
+                proposer: Hex.encode(header.proposer), transactionsRoot: Hex.encode(header.transactionsRoot),
+                stateRoot: Hex.encode(header.stateRoot), resultsRoot: Hex.encode(header.resultsRoot),
+                validatorSetHash: Hex.encode(header.validatorSetHash), pohCount: header.pohCount,
+                pohHash: Hex.encode(header.pohHash)),
+            round: finalized.certificate.round, seals: finalized.certificate.seals.map { Int($0.validator) },
+            transactions: finalized.block.transactions.compactMap { try? Transaction.decode($0) }.map(view))
+    }
+
+    static func view(_ transaction: Transaction) -> TransactionView {
+        TransactionView(id: Hex.encode(transaction.id), sender: Hex.encode(transaction.sender),
+                        nonce: transaction.nonce, fee: transaction.fee, kind: transaction.kind,
+                        payloadBytes: transaction.payload.count)
+    }
+}

@@ -1,0 +1,177 @@
+import BPIPlugin
+import BPICore
+import Foundation
+import MetanodePluginKit
+import MetanodePluginTesting
+import MetanodeWire
+import Testing
+
+/// The BPI plugin itself (not only its core) on N simulated nodes: real host vtables, kv, timers, HTTP and the
+/// simulated network, under one seeded clock.
+final class BPINetwork {
+    let sim: Simulation
+    let genesisPath: String
+    private(set) var plugins: [TestPlugin] = []
+    let descriptor = PluginExport.descriptor(for: BPI.self, name: BPI.name, version: BPI.version)
+
+    init(validators: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
+         heartbeatMs: UInt64 = 0) throws {
+        let sim = Simulation(nodes: validators, seed: seed, faults: faults)
+        self.sim = sim
+        let keys = (0..<validators).map { #"{"key": "\#(sim.key($0).hex)"}"# }
+        genesisPath = NSTemporaryDirectory() + "bpi-genesis-\(seed)-\(validators)-\(UUID().uuidString).json"
+        try #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))]}"#
+            .write(toFile: genesisPath, atomically: true, encoding: .utf8)
+        let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs)
+        plugins = try sim.loadOnEveryNode(descriptor, config: { _ in config })
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: genesisPath) }
+
+    static func config(genesisPath: String, heartbeatMs: UInt64) -> String {
+        #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)}"#
+    }
+
+    /// Restarts a crashed node with empty storage and BPI loaded again.
+    func restart(_ node: Int) throws {
+        let host = sim.restart(node)
+        plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
+    }
+
+    func status(_ node: Int) throws -> [String: Any] {
+        let response = sim.host(node).http(plugins[node], "GET", "/status")
+        return try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
+    }
+
+    func height(_ node: Int) throws -> Int { try #require(try status(node)["height"] as? Int) }
+
+    func submit(_ node: Int, _ transaction: Transaction) -> (status: UInt16, body: String) {
+        let response = sim.host(node).http(plugins[node], "POST", "/tx", body: transaction.encoded)
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+
+    func json(_ node: Int, _ path: String) throws -> (UInt16, [String: Any]) {
+        let response = sim.host(node).http(plugins[node], "GET", path)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        return (response.status, object)
+    }
+}
+
+@Suite("BPI plugin on a simulated network")
+struct BPIPluginSimulationTests {
+    static let alice = Ed25519Signer(seed: WireCrypto.domainHash("alice", []))
+
+    static func transfer(nonce: UInt64, fee: UInt64 = 10) -> Transaction {
+        try! Transaction.signed(chainID: "sim", signer: alice, nonce: nonce, fee: fee, kind: "test/op",
+                                payload: Array("n\(nonce)".utf8))
+    }
+
+    @Test("an idle chain makes no blocks; a submitted transaction is finalized on every node within a second")
+    func submitFinalizes() throws {
+        let net = try BPINetwork(validators: 4, seed: SimulationSeed.fromEnvironment(default: 1))
+        net.sim.run(forMs: 3_000)
+        for node in 0..<4 { #expect(try net.height(node) == 0) }
+        let transaction = Self.transfer(nonce: 0)
+        let submitted = net.submit(2, transaction)
+        #expect(submitted.status == 202, "\(submitted.body)")
+        net.sim.run(forMs: 1_000)
+        let id = Hex.encode(transaction.id)
+        var blockHashes = Set<String>()
+        for node in 0..<4 {
+            #expect(try net.height(node) == 1)
+            let (status, inclusion) = try net.json(node, "/tx/\(id)")
+            #expect(status == 200)
+            blockHashes.insert(try #require(inclusion["blockHash"] as? String))
+            // The inclusion proof checks against the header's transactions root.
+            let proof = try #require(inclusion["proof"] as? [String]).compactMap(Hex.decode)
+            let rootText = try #require(inclusion["transactionsRoot"] as? String)
+            let root = try #require(Hex.decode(rootText))
+            #expect(MerkleTree.verify(leafHash: MerkleTree.leafHash(transaction.id), index: 0, count: 1, path: proof,
+                                      root: root))
+        }
+        #expect(blockHashes.count == 1)
+        net.sim.run(forMs: 3_000)
+        #expect(try net.height(0) == 1, "no empty blocks after the transaction")
+    }
+
+    @Test("the mempool's refusals reach the submitter: used nonce, bad signature, duplicate")
+    func rejections() throws {
+        let net = try BPINetwork(validators: 4, seed: 3)
+        #expect(net.submit(0, Self.transfer(nonce: 0)).status == 202)
+        net.sim.run(forMs: 1_000)
+        let used = net.submit(1, Self.transfer(nonce: 0, fee: 11))
+        #expect(used.status == 400 && used.body.contains("nonce 0 already used, next is 1"), "\(used.body)")
+        var forged = Self.transfer(nonce: 1)
+        forged.signature[0] ^= 1
+        let bad = net.submit(1, forged)
+        #expect(bad.status == 400 && bad.body.contains("bad signature"), "\(bad.body)")
+        #expect(net.submit(1, Self.transfer(nonce: 1)).status == 202)
+        let again = net.submit(1, Self.transfer(nonce: 1))
+        #expect(again.status == 400 && again.body.contains("already in the mempool"), "\(again.body)")
+    }
+
+    @Test("a stream of transactions from one sender is finalized in nonce order across many blocks")
+    func streamOfTransactions() throws {
+        let net = try BPINetwork(validators: 4, seed: 5)
+        for nonce in 0..<40 as Range<UInt64> {
+            #expect(net.submit(Int(nonce % 4), Self.transfer(nonce: nonce)).status == 202)
+            net.sim.run(forMs: 20)
+        }
+        net.sim.run(forMs: 2_000)
+        for nonce in 0..<40 as Range<UInt64> {
+            let (status, _) = try net.json(3, "/tx/\(Hex.encode(Self.transfer(nonce: nonce).id))")
+            #expect(status == 200, "nonce \(nonce)")
+        }
+        let heights = try (0..<4).map(net.height)
+        #expect(Set(heights).count == 1 && heights[0] >= 2)
+        for height in 1...heights[0] {
+            let hashes = try Set((0..<4).map { try net.json($0, "/blocks/\(height)").1["header"]
+                    .flatMap { ($0 as? [String: Any])?["hash"] as? String } })
+            #expect(hashes.count == 1, "height \(height)")
+        }
+    }
+
+    @Test("a node restarted with an empty data directory syncs every block and verifies their seals")
+    func emptyNodeSyncs() throws {
+        let net = try BPINetwork(validators: 4, seed: 7)
+        net.sim.crash(3)
+        for nonce in 0..<10 as Range<UInt64> {
+            #expect(net.submit(0, Self.transfer(nonce: nonce)).status == 202)
+            net.sim.run(forMs: 100)
+        }
+        net.sim.run(forMs: 1_000)
+        let height = try net.height(0)
+        #expect(height >= 1)
+        try net.restart(3)
+        net.sim.run(forMs: 2_000)
+        #expect(try net.height(3) == height)
+        let (_, latest) = try net.json(3, "/blocks/latest")
+        let (_, reference) = try net.json(0, "/blocks/latest")
+        #expect((latest["header"] as? [String: Any])?["hash"] as? String
+            == (reference["header"] as? [String: Any])?["hash"] as? String)
+    }
+
+    @Test("with the proposer of the next height crashed, the others change round and finalize without it")
+    func proposerCrash() throws {
+        let net = try BPINetwork(validators: 4, seed: 11)
+        // Height 1's proposer is validator 1 % 4 = 1.
+        net.sim.crash(1)
+        #expect(net.submit(0, Self.transfer(nonce: 0)).status == 202)
+        net.sim.run(forMs: 2_000)
+        for node in [0, 2, 3] { #expect(try net.height(node) == 1) }
+        let (_, block) = try net.json(0, "/blocks/1")
+        #expect((block["round"] as? Int ?? 0) >= 1)
+    }
+
+    @Test("bad requests get clear answers: unknown block, malformed id, undecodable body")
+    func badRequests() throws {
+        let net = try BPINetwork(validators: 1, seed: 1)
+        let (missing, body) = try net.json(0, "/blocks/5")
+        #expect(missing == 404 && (body["error"] as? String) == "no block at height 5; the chain is at 0")
+        let (badID, idBody) = try net.json(0, "/tx/zz")
+        #expect(badID == 400 && (idBody["error"] as? String) == "'zz' is not a transaction id (64 hex digits)")
+        let garbage = net.sim.host(0).http(net.plugins[0], "POST", "/tx", body: [1, 2, 3])
+        #expect(garbage.status == 400)
+        #expect(String(decoding: garbage.body, as: UTF8.self).contains("malformed transaction"))
+    }
+}
