@@ -52,7 +52,8 @@ bundle:
 	@cp "$(DEV_KEY).pub" "$(BUNDLE)/dev-publisher.pub"
 	@cp plugin-sdk/examples/hello-c/metanode-plugin.json plugin-sdk/examples/hello-c/libhello_c.so "$(BUNDLE)/hello-c/"
 	@cp plugin-sdk/examples/hello-swift/metanode-plugin.json "$(BIN)/libHelloSwift.so" "$(BUNDLE)/hello-swift/"
-	@for p in hello-c hello-swift; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
+	@mkdir -p "$(BUNDLE)/bpi" && cp Plugins/BPI/metanode-plugin.json "$(BIN)/libBPI.so" "$(BUNDLE)/bpi/"
+	@for p in hello-c hello-swift bpi; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
 	@echo "bundled plugins signed in $(BUNDLE)"
 
 release:

@@ -100,7 +100,8 @@ let package = Package(
         .executableTarget(
             name: "metanode",
             dependencies: [
-                "MetanodeNode", "MetanodeKernel",
+                "MetanodeNode", "MetanodeKernel", "BPICore",
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/metanode", swiftSettings: strict),

@@ -17,7 +17,7 @@ struct Metanode: AsyncParsableCommand {
             Every command takes --data-dir (default $METANODE_DATA_DIR or ~/.metanode) and --json.
             """,
         version: MetanodeCLIVersion.current,
-        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, TrustCommand.self])
+        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, ChainCommand.self, TrustCommand.self])
 }
 
 enum MetanodeCLIVersion {
@@ -103,7 +103,8 @@ enum RunningNode {
     {
         let value = try? JSONValue.parse(response.body)
         if response.status >= 400 {
-            let message = value?["error"]?["message"]?.stringValue ?? response.text
+            // The kernel answers {"error": {"code", "message"}}; plugins such as BPI answer {"error": "message"}.
+            let message = value?["error"]?["message"]?.stringValue ?? value?["error"]?.stringValue ?? response.text
             let code = value?["error"]?["code"]?.stringValue.flatMap(MetanodeError.Code.init(name:)) ?? .internal
             throw MetanodeError(code, message)
         }

@@ -17,8 +17,12 @@ public final class BPI: Plugin {
     static let statusIntervalMs: UInt64 = 250
     static let syncBatchMax = 32
 
+    /// The chain a node with no genesis file runs: itself as the only validator (the embedded default).
+    public static let devChainID = "metanode-dev"
+
     struct Config: Decodable {
-        var genesisFile: String
+        /// Without one, the node runs a single-validator dev chain (`devChainID`) with its own key.
+        var genesisFile: String?
         var roundTimeoutBaseMs: UInt64?
         /// With nothing to order, a block is still made this often (0: never).
         var heartbeatMs: UInt64?
@@ -50,17 +54,22 @@ public final class BPI: Plugin {
     public init(context: PluginContext) throws {
         self.context = context
         let config = try context.decodeConfig(Config.self)
-        let bytes: [UInt8]
-        do {
-            bytes = try Array(Data(contentsOf: URL(fileURLWithPath: config.genesisFile)))
-        } catch {
-            throw PluginError(PluginStatus.invalidArgument, "cannot read the genesis file \(config.genesisFile): "
-                + "\(error.localizedDescription)")
+        myKey = try context.signer.publicKey()
+        if let path = config.genesisFile {
+            let bytes: [UInt8]
+            do {
+                bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                throw PluginError(PluginStatus.invalidArgument, "cannot read the genesis file \(path): "
+                    + "\(error.localizedDescription)")
+            }
+            genesis = try Genesis.parse(bytes, source: path)
+        } else {
+            genesis = Genesis(chainID: Self.devChainID, genesisTimeMs: 0, validators: try ValidatorSet(keys: [myKey]))
+            context.log.info("no genesisFile in the config: running a single-validator dev chain with this node's key")
         }
-        genesis = try Genesis.parse(bytes, source: config.genesisFile)
         rules = BlockRules(genesis: genesis)
         store = ChainStore(kv: context.kv)
-        myKey = try context.signer.publicKey()
         me = genesis.validators.index(of: myKey)
         heartbeatMs = config.heartbeatMs ?? 0
         mempool = Mempool(chainID: genesis.chainID)

@@ -124,7 +124,8 @@ extension BPI {
         }
         try context.http.route("POST", "/tx") { [unowned self] request in
             let encoded: [UInt8]
-            if request.header("content-type")?.hasPrefix("application/json") == true {
+            // A transaction's wire bytes start with its version (1); a JSON body starts with "{".
+            if request.body.first == UInt8(ascii: "{") {
                 struct Body: Decodable { var tx: String }
                 guard let body = try? JSONDecoder().decode(Body.self, from: Data(request.body)),
                       let bytes = Hex.decode(body.tx) else {

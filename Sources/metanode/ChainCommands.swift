@@ -1,0 +1,292 @@
+import ArgumentParser
+import BPICore
+import Foundation
+import MetanodeCore
+import MetanodeKernel
+import MetanodeWire
+
+struct ChainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chain", abstract: "The ledger (the bpi plugin): genesis, status, blocks, transactions.",
+        discussion: """
+            With no genesis file configured, bpi runs a single-validator dev chain with the node's own key. \
+            `chain genesis --validators N --out DIR` makes an N-validator network of data directories on loopback.
+            """,
+        subcommands: [GenesisCommand.self, Status.self, BlockCommand.self, Tx.self, Submit.self, VerifyProof.self])
+
+    static let pluginName = "bpi"
+    static let apiPrefix = "/v1/plugins/bpi"
+
+    struct GenesisCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "genesis", abstract: "Make a genesis file: for this node alone, or for N new validators.",
+            discussion: """
+                Without --validators: writes <data-dir>/genesis.json naming this node as the only validator and \
+                points bpi at it. With --validators N --out DIR: creates DIR/node-0 … node-(N-1) (dev data \
+                directories with the bundled plugins enabled), each listening for peers on 127.0.0.1:<base-port + i> \
+                and for HTTP on 127.0.0.1:<http-base-port + i>, and DIR/genesis.json listing them as validators \
+                and peers. Start each with `metanode node start --data-dir DIR/node-i`.
+                """)
+        @OptionGroup var options: CommonOptions
+        @Option(help: "How many validators to create (1-\(ValidatorSet.countMax)).") var validators: Int?
+        @Option(help: "Directory for the new validators' data directories and genesis.json.") var out: String?
+        @Option(name: .customLong("chain-id"), help: "The chain id (a-z 0-9 - _ .).") var chainID = "metanode-local"
+        @Option(name: .customLong("base-port"), help: "First peer port.") var basePort = 7800
+        @Option(name: .customLong("http-base-port"), help: "First HTTP port.") var httpBasePort = 7900
+        @Option(name: .customLong("bundled-plugins"),
+                help: "Directory of bundled plugin packages (default: metanode-plugins next to this binary).")
+        var bundledPlugins: String?
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                guard Transaction.isName(chainID, max: Transaction.chainIDBytesMax, allowingSlash: false) else {
+                    throw MetanodeError(.invalidArgument, "chain id '\(chainID)' must be 1-64 characters of a-z, 0-9, "
+                        + "'-', '_' or '.'")
+                }
+                if let validators { try network(count: validators) } else { try single() }
+            }
+        }
+
+        private func single() throws(MetanodeError) {
+            let data = options.dataDirectory
+            try data.requireInitialized()
+            let key = try data.loadNodeKey().publicKey.key.bytes
+            let path = "\(data.root)/genesis.json"
+            try write(genesis(validators: [key], peers: []), to: path)
+            _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
+            Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
+                                                "validators": .array([.string(Hex.encode(key))])]),
+                        text: "wrote \(path): chain \(chainID), 1 validator (this node)\nbpi uses it"
+                            + PluginCommand.restartHint(data))
+        }
+
+        private func network(count: Int) throws(MetanodeError) {
+            guard (1...ValidatorSet.countMax).contains(count) else {
+                throw MetanodeError(.invalidArgument, "--validators must be 1-\(ValidatorSet.countMax), not \(count)")
+            }
+            guard let out else { throw MetanodeError(.invalidArgument, "--validators needs --out DIR") }
+            guard basePort > 0, basePort + count <= 65_535, httpBasePort > 0, httpBasePort + count <= 65_535 else {
+                throw MetanodeError(.invalidArgument, "ports must stay within 1-65535")
+            }
+            let root = FileIO.absolute(out)
+            let genesisPath = "\(root)/genesis.json"
+            guard !FileIO.exists(genesisPath) else {
+                throw MetanodeError(.alreadyExists, "\(genesisPath) exists; choose an empty --out directory")
+            }
+            try FileIO.createDirectory(root, mode: 0o755)
+            let bundled = bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory()
+            var keys: [[UInt8]] = []
+            var directories: [DataDirectory] = []
+            for index in 0..<count {
+                let data = DataDirectory("\(root)/node-\(index)")
+                let result = try NodeSetup.initialize(data, dev: true, bundledPluginsDirectory: bundled,
+                                                      httpListen: "127.0.0.1:\(httpBasePort + index)",
+                                                      nodeName: "validator-\(index)",
+                                                      netListen: "127.0.0.1:\(basePort + index)")
+                keys.append(result.nodePublicKey.key.bytes)
+                directories.append(data)
+            }
+            let peers = keys.enumerated().map { index, key in
+                JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
+            }
+            try write(genesis(validators: keys, peers: peers), to: genesisPath)
+            for data in directories {
+                _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
+                _ = try PluginManager(data).configure(ChainCommand.pluginName,
+                                                      config: .object(["genesisFile": .string(genesisPath)]))
+            }
+            var lines = ["wrote \(genesisPath): chain \(chainID), \(count) validators"]
+            for (index, data) in directories.enumerated() {
+                lines.append("  \(data.root)  peers 127.0.0.1:\(basePort + index)  http 127.0.0.1:\(httpBasePort + index)")
+            }
+            lines.append("start each with: metanode node start --data-dir \(root)/node-<i>")
+            Output.emit(options, json: .object([
+                "genesisFile": .string(genesisPath), "chainId": .string(chainID),
+                "nodes": .array(directories.enumerated().map { index, data in
+                    .object(["dataDir": .string(data.root), "key": .string(Hex.encode(keys[index])),
+                             "peerAddress": .string("127.0.0.1:\(basePort + index)"),
+                             "httpAddress": .string("127.0.0.1:\(httpBasePort + index)")])
+                }),
+            ]), text: lines.joined(separator: "\n"))
+        }
+
+        private func genesis(validators: [[UInt8]], peers: [JSONValue]) -> JSONValue {
+            let defaults = Genesis.Parameters.defaults
+            let parameters: [String: JSONValue] = [
+                "blockTransactionsMax": .int(Int64(defaults.blockTransactionsMax)),
+                "blockBytesMax": .int(Int64(defaults.blockBytesMax)),
+                "pohTicksPerEntry": .int(Int64(defaults.pohTicksPerEntry)),
+            ]
+            let validatorList: [JSONValue] = validators.map { key in .object(["key": .string(Hex.encode(key))]) }
+            return .object([
+                "chainId": .string(chainID), "genesisTimeMs": .int(0), "validators": .array(validatorList),
+                "parameters": .object(parameters), "modules": .object([:]), "peers": .array(peers),
+            ])
+        }
+
+        private func write(_ value: JSONValue, to path: String) throws(MetanodeError) {
+            try FileIO.writeAtomically(value.serializedBytes(pretty: true) + [0x0A], to: path)
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Height, round, validators and mempool.")
+        @OptionGroup var options: CommonOptions
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let status = try RunningNode.get(options.dataDirectory, "\(ChainCommand.apiPrefix)/status")
+                let validators = status["validators"]?.arrayValue ?? []
+                let index = status["validatorIndex"]?.intValue
+                Output.emit(options, json: status, text: """
+                    chain      \(status["chainId"]?.stringValue ?? "?")
+                    height     \(status["height"]?.intValue ?? 0) (round \(status["round"]?.intValue ?? 0) at \
+                    height \(status["nextHeight"]?.intValue ?? 0))
+                    tip        \(status["tipHash"]?.stringValue ?? "?")
+                    validators \(validators.count), quorum \(status["quorum"]?.intValue ?? 0); this node: \
+                    \(index.map { "validator \($0)" } ?? "not a validator")
+                    mempool    \(status["mempool"]?["transactions"]?.intValue ?? 0) transactions, \
+                    \(status["mempool"]?["bytes"]?.intValue ?? 0) bytes
+                    """)
+            }
+        }
+    }
+
+    struct BlockCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "block", abstract: "A finalized block.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "A height, a block hash, or 'latest'.") var which = "latest"
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let block = try RunningNode.get(options.dataDirectory, "\(ChainCommand.apiPrefix)/blocks/\(which)")
+                let header = block["header"]
+                let transactions = block["transactions"]?.arrayValue ?? []
+                var lines = [
+                    "height \(header?["height"]?.intValue ?? 0)  hash \(header?["hash"]?.stringValue ?? "?")",
+                    "  parent     \(header?["parentHash"]?.stringValue ?? "?")",
+                    "  time       \(header?["timestampMs"]?.intValue ?? 0) ms",
+                    "  proposer   \(header?["proposer"]?.stringValue ?? "?")",
+                    "  round \(block["round"]?.intValue ?? 0), sealed by validators "
+                        + (block["seals"]?.arrayValue ?? []).compactMap { $0.intValue.map(String.init) }
+                        .joined(separator: ", "),
+                    "  poh        \(header?["pohCount"]?.intValue ?? 0) hashes, \(header?["pohHash"]?.stringValue ?? "?")",
+                    "  \(transactions.count) transaction(s)",
+                ]
+                for transaction in transactions {
+                    lines.append("    \(transaction["id"]?.stringValue ?? "?")  \(transaction["kind"]?.stringValue ?? "?")"
+                        + "  nonce \(transaction["nonce"]?.intValue ?? 0)  fee \(transaction["fee"]?.intValue ?? 0)")
+                }
+                Output.emit(options, json: block, text: lines.joined(separator: "\n"))
+            }
+        }
+    }
+
+    struct Tx: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Where a finalized transaction is, with its Merkle inclusion proof.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The transaction id (64 hex digits).") var id: String
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let found = try RunningNode.get(options.dataDirectory, "\(ChainCommand.apiPrefix)/tx/\(id)")
+                Output.emit(options, json: found, text: """
+                    transaction \(found["id"]?.stringValue ?? id)
+                      block      \(found["height"]?.intValue ?? 0) (\(found["blockHash"]?.stringValue ?? "?")), \
+                    index \(found["index"]?.intValue ?? 0)
+                      kind       \(found["transaction"]?["kind"]?.stringValue ?? "?")
+                      proof      \((found["proof"]?.arrayValue ?? []).count) sibling hash(es) to root \
+                    \(found["transactionsRoot"]?.stringValue ?? "?")
+                    """)
+            }
+        }
+    }
+
+    struct Submit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Submit a signed transaction (its wire bytes, as hex or from a file).",
+            discussion: "The encoding is plugin-sdk/docs/wire.md. The node answers with the id, or why it refused.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The transaction's wire bytes in hex, or @FILE for a file of raw bytes.") var transaction: String
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let hex: String
+                if transaction.hasPrefix("@") {
+                    hex = Hex.encode(try FileIO.read(String(transaction.dropFirst()), limit: Transaction.encodedBytesMax,
+                                                     what: "transaction file"))
+                } else {
+                    guard Hex.decode(transaction) != nil else {
+                        throw MetanodeError(.invalidArgument, "the transaction must be hex or @FILE")
+                    }
+                    hex = transaction
+                }
+                let answer = try RunningNode.post(options.dataDirectory, "\(ChainCommand.apiPrefix)/tx",
+                                                  .object(["tx": .string(hex)]))
+                Output.emit(options, json: answer, text: "accepted: \(answer["id"]?.stringValue ?? "?")")
+            }
+        }
+    }
+
+    struct VerifyProof: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify-proof",
+            abstract: "Check offline that a transaction is in a finalized block of a chain.",
+            discussion: """
+                Needs no node: checks the inclusion proof (from `chain tx ID --json`) against the block's \
+                transactions root, the block's hash, and the block's commit certificate against the genesis's \
+                validators. Get the block's bytes with GET /v1/plugins/bpi/blocks/<height>?format=raw.
+                """)
+        @OptionGroup var options: CommonOptions
+        @Option(help: "The chain's genesis file.") var genesis: String
+        @Option(help: "The finalized block's wire bytes (a file).") var block: String
+        @Option(help: "The inclusion proof: the JSON `chain tx ID --json` prints.") var proof: String
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let genesisBytes = try FileIO.read(genesis, limit: Genesis.fileBytesMax, what: "genesis file")
+                let chain: Genesis
+                do throws(WireError) { chain = try Genesis.parse(genesisBytes, source: genesis) } catch {
+                    throw MetanodeError(.invalidConfig, error.message)
+                }
+                let blockBytes = try FileIO.read(block, limit: 32 << 20, what: "block file")
+                let finalized: FinalizedBlock
+                do throws(WireError) { finalized = try FinalizedBlock.decode(blockBytes) } catch {
+                    throw MetanodeError(.invalidArgument, "\(block): \(error.message)")
+                }
+                let inclusion = try JSONValue.parse(try FileIO.read(proof, limit: 1 << 20, what: "proof file"))
+                guard let idHex = inclusion["id"]?.stringValue, let id = Hex.decode(idHex), id.count == 32,
+                      let index = inclusion["index"]?.intValue,
+                      let path = inclusion["proof"]?.arrayValue?.compactMap({ $0.stringValue.flatMap(Hex.decode) })
+                else {
+                    throw MetanodeError(.invalidArgument, "\(proof) is not an inclusion proof (`chain tx ID --json`)")
+                }
+                let header = finalized.block.header
+                var failures: [String] = []
+                if header.chainID != chain.chainID {
+                    failures.append("the block is for chain '\(header.chainID)', the genesis for '\(chain.chainID)'")
+                }
+                if let problem = finalized.certificate.problem(blockHash: header.hash, validators: chain.validators,
+                                                               plugin: ChainCommand.pluginName) {
+                    failures.append("the block is not finalized by the genesis's validators: \(problem)")
+                }
+                if !MerkleTree.verify(leafHash: MerkleTree.leafHash(id), index: Int(index),
+                                      count: finalized.block.transactions.count, path: path,
+                                      root: header.transactionsRoot) {
+                    failures.append("the proof does not lead from transaction \(idHex) to the block's transactions root")
+                }
+                guard failures.isEmpty else {
+                    throw MetanodeError(.invalidArgument, "not proven: " + failures.joined(separator: "; "))
+                }
+                Output.emit(options, json: .object([
+                    "proven": .bool(true), "id": .string(idHex), "height": .int(Int64(header.height)),
+                    "blockHash": .string(Hex.encode(header.hash)),
+                    "seals": .int(Int64(finalized.certificate.seals.count)),
+                ]), text: "proven: transaction \(idHex) is at index \(index) of block \(header.height) "
+                    + "(\(Hex.encode(header.hash))), sealed by \(finalized.certificate.seals.count) of "
+                    + "\(chain.validators.count) validators")
+            }
+        }
+    }
+}
