@@ -183,7 +183,11 @@ let package = Package(
             path: "Tests/BPICoreTests"),
         // Starts real `metanode` processes; needs `swift build` first (make test does it).
         .testTarget(
-            name: "EndToEndTests", dependencies: ["MetanodeKernel", "MetanodeCrypto", "MetanodeCore"],
+            name: "EndToEndTests",
+            dependencies: [
+                "MetanodeKernel", "MetanodeCrypto", "MetanodeCore", "BPICore",
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
+            ],
             path: "Tests/EndToEndTests", exclude: ["Fixtures"]),
     ]
 )

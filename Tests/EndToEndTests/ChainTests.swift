@@ -1,0 +1,131 @@
+import BPICore
+import Foundation
+import MetanodeCore
+import MetanodeKernel
+import MetanodeWire
+import Testing
+
+/// Four validators as real node processes on loopback, made by `metanode chain genesis`.
+@Suite("BPI chain across real node processes", .serialized)
+struct ChainTests {
+    static let sender = Ed25519Signer(seed: WireCrypto.domainHash("e2e-sender", []))
+
+    final class Network {
+        let scratch: Scratch
+        let directories: [String]
+        var processes: [NodeProcess?]
+
+        init(validators: Int) throws {
+            try Repo.requireBinary()
+            scratch = try Scratch("chain")
+            let base = try freeLoopbackPortRange(validators)
+            let out = scratch.file("net")
+            let made = try run(Repo.metanode, ["chain", "genesis", "--validators", "\(validators)", "--out", out,
+                                               "--base-port", "\(base)", "--http-base-port", "\(base + validators)",
+                                               "--bundled-plugins", Repo.binDirectory + "/metanode-plugins"])
+            try made.requireSuccess()
+            directories = (0..<validators).map { "\(out)/node-\($0)" }
+            processes = try directories.map { try NodeProcess.start($0) }
+        }
+
+        func node(_ index: Int) throws -> NodeProcess { try #require(processes[index]) }
+
+        func status(_ index: Int) throws -> JSONValue {
+            try JSONValue.parse(Array(try node(index).get("/v1/plugins/bpi/status").body))
+        }
+
+        func height(_ index: Int) throws -> Int64 { try status(index)["height"]?.intValue ?? -1 }
+
+        func submit(_ index: Int, nonce: UInt64) throws -> LoopbackHTTPClient.Response {
+            let transaction = try Transaction.signed(chainID: "metanode-local", signer: ChainTests.sender, nonce: nonce,
+                                                     fee: 10, kind: "test/op", payload: Array("e2e \(nonce)".utf8))
+            return try node(index).post("/v1/plugins/bpi/tx", #"{"tx": "\#(Hex.encode(transaction.encoded))"}"#)
+        }
+
+        /// Waits until every running node is at `height` or above.
+        func waitForHeight(_ height: Int64, timeoutSeconds: Double = 10) throws -> Bool {
+            let deadline = Date().addingTimeInterval(timeoutSeconds)
+            while Date() < deadline {
+                let heights = try processes.indices.filter { processes[$0] != nil }.map(self.height)
+                if heights.allSatisfy({ $0 >= height }) { return true }
+                usleep(20_000)
+            }
+            return false
+        }
+
+        func blockHash(_ index: Int, height: Int64) throws -> String? {
+            let response = try node(index).get("/v1/plugins/bpi/blocks/\(height)")
+            return try JSONValue.parse(Array(response.body))["header"]?["hash"]?.stringValue
+        }
+
+        func kill9(_ index: Int) throws {
+            let process = try node(index).process
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            processes[index] = nil
+        }
+
+        func restart(_ index: Int) throws { processes[index] = try NodeProcess.start(directories[index]) }
+
+        var logs: String {
+            processes.enumerated().map { "--- node \($0.offset)\n\($0.element?.log.suffix(3000) ?? "(down)")" }
+                .joined(separator: "\n")
+        }
+
+        func stopAll() { for process in processes { process?.stop() } }
+    }
+
+    @Test("a transaction is final on all four; with the next proposer, then another node killed -9, the chain goes on, restarted nodes catch up, and no two nodes disagree on any block")
+    func fourValidatorsSurviveCrashes() throws {
+        let net = try Network(validators: 4)
+        defer { net.stopAll() }
+        #expect(try net.submit(0, nonce: 0).status == 202)
+        try #require(try net.waitForHeight(1), "\(net.logs)")
+
+        var nonce: UInt64 = 1
+        for victim in [2, 3] {  // the proposer of height 2 (round 0) is validator 2
+            try net.kill9(victim)
+            let killed = Date()
+            let before = try net.height(0)
+            let submitted = try net.submit(0, nonce: nonce)
+            #expect(submitted.status == 202, "\(submitted.text)")
+            nonce += 1
+            #expect(try net.waitForHeight(before + 1), "with node \(victim) down\n\(net.logs)")
+            #expect(Date().timeIntervalSince(killed) < 5)
+            try net.restart(victim)
+            #expect(try net.waitForHeight(before + 1), "node \(victim) caught up\n\(net.logs)")
+        }
+        let top = try net.height(0)
+        for height in 1...top {
+            let hashes = try Set((0..<4).map { try net.blockHash($0, height: height) })
+            #expect(hashes.count == 1 && !hashes.contains(nil), "height \(height): \(hashes)")
+        }
+        let refused = try net.submit(1, nonce: 0)
+        #expect(refused.status == 400 && refused.text.contains("nonce 0 already used"), "\(refused.text)")
+    }
+}
+
+/// `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
+func freeLoopbackPortRange(_ count: Int) throws -> Int {
+    for _ in 0..<50 {
+        let base = try freeLoopbackPort()
+        guard base + count < 65_000 else { continue }
+        let fds = (0..<count).map { offset -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(base + offset).bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if bound != 0 { close(fd); return -1 }
+            return fd
+        }
+        for fd in fds where fd >= 0 { close(fd) }
+        if fds.allSatisfy({ $0 >= 0 }) { return base }
+    }
+    throw CancellationError()
+}
