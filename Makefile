@@ -2,7 +2,7 @@
 #   make run    install what is missing, build, initialise a dev node in ./.metanode, start it with every plugin
 #   make test   install what is missing, build, run every test
 #
-# Other targets: make build | bundle | release | bench | clean
+# Other targets: make build | bundle | release | bench | bench-chain | sim | fuzz | clean
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -15,7 +15,7 @@ METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
 DEV_KEY = .build/dev-publisher
 
-.PHONY: run test build bundle deps release bench fuzz sim clean
+.PHONY: run test build bundle deps release bench bench-chain fuzz sim clean
 
 run: build
 	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
@@ -63,6 +63,11 @@ release:
 bench: deps
 	$(SWIFT) build -c release --product metanode
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
+
+# The ledger on 4 validator processes: throughput, latency at half load, leader crash to next block.
+bench-chain:
+	$(MAKE) release
+	"$$($(SWIFT) build -c release --show-bin-path)/metanode" bench chain $(BENCH_ARGS)
 
 # The network frame decoder under libFuzzer (FUZZ_RUNS inputs, default 1,000,000). Not part of make test.
 FUZZ_RUNS ?= 1000000

@@ -17,6 +17,56 @@ struct ChainCommand: AsyncParsableCommand {
     static let pluginName = "bpi"
     static let apiPrefix = "/v1/plugins/bpi"
 
+    /// Creates `count` dev data directories under `root` (node-0 …), listening for peers on 127.0.0.1:basePort+i and
+    /// for HTTP on 127.0.0.1:httpBasePort+i, and one genesis.json naming them as validators and peers; points each
+    /// node's transport and bpi at it.
+    static func makeNetwork(root: String, count: Int, chainID: String, basePort: Int, httpBasePort: Int,
+                            bundledPlugins: String?) throws(MetanodeError) -> ([DataDirectory], [[UInt8]]) {
+        let genesisPath = "\(root)/genesis.json"
+        guard !FileIO.exists(genesisPath) else {
+            throw MetanodeError(.alreadyExists, "\(genesisPath) exists; choose an empty --out directory")
+        }
+        try FileIO.createDirectory(root, mode: 0o755)
+        var keys: [[UInt8]] = []
+        var directories: [DataDirectory] = []
+        for index in 0..<count {
+            let data = DataDirectory("\(root)/node-\(index)")
+            let result = try NodeSetup.initialize(data, dev: true, bundledPluginsDirectory: bundledPlugins,
+                                                  httpListen: "127.0.0.1:\(httpBasePort + index)",
+                                                  nodeName: "validator-\(index)",
+                                                  netListen: "127.0.0.1:\(basePort + index)")
+            keys.append(result.nodePublicKey.key.bytes)
+            directories.append(data)
+        }
+        let peers = keys.enumerated().map { index, key in
+            JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
+        }
+        try write(genesis(chainID: chainID, validators: keys, peers: peers), to: genesisPath)
+        for data in directories {
+            _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
+            _ = try PluginManager(data).configure(pluginName, config: .object(["genesisFile": .string(genesisPath)]))
+        }
+        return (directories, keys)
+    }
+
+    static func genesis(chainID: String, validators: [[UInt8]], peers: [JSONValue]) -> JSONValue {
+        let defaults = Genesis.Parameters.defaults
+        let parameters: [String: JSONValue] = [
+            "blockTransactionsMax": .int(Int64(defaults.blockTransactionsMax)),
+            "blockBytesMax": .int(Int64(defaults.blockBytesMax)),
+            "pohTicksPerEntry": .int(Int64(defaults.pohTicksPerEntry)),
+        ]
+        let validatorList: [JSONValue] = validators.map { key in .object(["key": .string(Hex.encode(key))]) }
+        return .object([
+            "chainId": .string(chainID), "genesisTimeMs": .int(0), "validators": .array(validatorList),
+            "parameters": .object(parameters), "modules": .object([:]), "peers": .array(peers),
+        ])
+    }
+
+    static func write(_ value: JSONValue, to path: String) throws(MetanodeError) {
+        try FileIO.writeAtomically(value.serializedBytes(pretty: true) + [0x0A], to: path)
+    }
+
     struct GenesisCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "genesis", abstract: "Make a genesis file: for this node alone, or for N new validators.",
@@ -52,7 +102,7 @@ struct ChainCommand: AsyncParsableCommand {
             try data.requireInitialized()
             let key = try data.loadNodeKey().publicKey.key.bytes
             let path = "\(data.root)/genesis.json"
-            try write(genesis(validators: [key], peers: []), to: path)
+            try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: []), to: path)
             _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
             Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
                                                 "validators": .array([.string(Hex.encode(key))])]),
@@ -70,31 +120,9 @@ struct ChainCommand: AsyncParsableCommand {
             }
             let root = FileIO.absolute(out)
             let genesisPath = "\(root)/genesis.json"
-            guard !FileIO.exists(genesisPath) else {
-                throw MetanodeError(.alreadyExists, "\(genesisPath) exists; choose an empty --out directory")
-            }
-            try FileIO.createDirectory(root, mode: 0o755)
-            let bundled = bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory()
-            var keys: [[UInt8]] = []
-            var directories: [DataDirectory] = []
-            for index in 0..<count {
-                let data = DataDirectory("\(root)/node-\(index)")
-                let result = try NodeSetup.initialize(data, dev: true, bundledPluginsDirectory: bundled,
-                                                      httpListen: "127.0.0.1:\(httpBasePort + index)",
-                                                      nodeName: "validator-\(index)",
-                                                      netListen: "127.0.0.1:\(basePort + index)")
-                keys.append(result.nodePublicKey.key.bytes)
-                directories.append(data)
-            }
-            let peers = keys.enumerated().map { index, key in
-                JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
-            }
-            try write(genesis(validators: keys, peers: peers), to: genesisPath)
-            for data in directories {
-                _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
-                _ = try PluginManager(data).configure(ChainCommand.pluginName,
-                                                      config: .object(["genesisFile": .string(genesisPath)]))
-            }
+            let (directories, keys) = try ChainCommand.makeNetwork(
+                root: root, count: count, chainID: chainID, basePort: basePort, httpBasePort: httpBasePort,
+                bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory())
             var lines = ["wrote \(genesisPath): chain \(chainID), \(count) validators"]
             for (index, data) in directories.enumerated() {
                 lines.append("  \(data.root)  peers 127.0.0.1:\(basePort + index)  http 127.0.0.1:\(httpBasePort + index)")
@@ -110,23 +138,6 @@ struct ChainCommand: AsyncParsableCommand {
             ]), text: lines.joined(separator: "\n"))
         }
 
-        private func genesis(validators: [[UInt8]], peers: [JSONValue]) -> JSONValue {
-            let defaults = Genesis.Parameters.defaults
-            let parameters: [String: JSONValue] = [
-                "blockTransactionsMax": .int(Int64(defaults.blockTransactionsMax)),
-                "blockBytesMax": .int(Int64(defaults.blockBytesMax)),
-                "pohTicksPerEntry": .int(Int64(defaults.pohTicksPerEntry)),
-            ]
-            let validatorList: [JSONValue] = validators.map { key in .object(["key": .string(Hex.encode(key))]) }
-            return .object([
-                "chainId": .string(chainID), "genesisTimeMs": .int(0), "validators": .array(validatorList),
-                "parameters": .object(parameters), "modules": .object([:]), "peers": .array(peers),
-            ])
-        }
-
-        private func write(_ value: JSONValue, to path: String) throws(MetanodeError) {
-            try FileIO.writeAtomically(value.serializedBytes(pretty: true) + [0x0A], to: path)
-        }
     }
 
     struct Status: AsyncParsableCommand {

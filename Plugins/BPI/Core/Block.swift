@@ -134,6 +134,30 @@ public struct Block: Sendable, Hashable {
     }
 }
 
+/// Transactions travelling together (gossip between nodes, bulk submission): `u32 count | count × bytes32 tx`.
+public enum TransactionBatch {
+    public static let countMax = 20_000
+
+    public static func encode(_ transactions: some Collection<[UInt8]>) -> [UInt8] {
+        var writer = WireWriter(capacity: 4 + transactions.reduce(0) { $0 + 4 + $1.count })
+        writer.u32(UInt32(transactions.count))
+        for transaction in transactions { writer.bytes32(transaction) }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> [[UInt8]] {
+        var reader = WireReader(bytes, context: "transaction batch")
+        let count = try reader.count32("transactions", max: countMax, itemBytesMin: 4)
+        var transactions: [[UInt8]] = []
+        transactions.reserveCapacity(count)
+        for index in 0..<count {
+            transactions.append(try reader.bytes32("transactions[\(index)]", max: Transaction.encodedBytesMax))
+        }
+        try reader.finish()
+        return transactions
+    }
+}
+
 /// A commit seal: validator `validator`'s signature over `CommitSeal.signingBytes(blockHash:round:)`.
 public struct CommitSeal: Sendable, Hashable {
     public static let domain = "metanode/bpi/commit-seal/v1"

@@ -16,8 +16,11 @@ public struct Genesis: Sendable, Equatable {
         public var blockBytesMax: Int
         public var pohTicksPerEntry: UInt32
 
-        public static let defaults = Parameters(blockTransactionsMax: 5_000, blockBytesMax: 8 << 20,
+        public static let defaults = Parameters(blockTransactionsMax: 5_000, blockBytesMax: 2 << 20,
                                                 pohTicksPerEntry: 4)
+        /// A proposal carries its block in one network message (at most 4 MiB, MN_NET_MESSAGE_LEN_MAX), next to
+        /// its justification; 3 MiB leaves room for that.
+        public static let blockBytesLimit = 3 << 20
     }
 
     public var chainID: String
@@ -93,8 +96,8 @@ public struct Genesis: Sendable, Equatable {
         guard parameters.blockTransactionsMax >= 1, parameters.blockTransactionsMax <= Block.transactionsMax else {
             throw fail("parameters.blockTransactionsMax must be 1-\(Block.transactionsMax)")
         }
-        guard parameters.blockBytesMax >= 1024, parameters.blockBytesMax <= Block.bodyBytesMax else {
-            throw fail("parameters.blockBytesMax must be 1024-\(Block.bodyBytesMax)")
+        guard parameters.blockBytesMax >= 1024, parameters.blockBytesMax <= Parameters.blockBytesLimit else {
+            throw fail("parameters.blockBytesMax must be 1024-\(Parameters.blockBytesLimit)")
         }
         guard parameters.pohTicksPerEntry <= ProofOfHistory.ticksPerEntryMax else {
             throw fail("parameters.pohTicksPerEntry must be at most \(ProofOfHistory.ticksPerEntryMax)")

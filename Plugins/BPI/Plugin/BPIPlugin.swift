@@ -6,6 +6,8 @@
 //   GET  /blocks/latest | /blocks/<height>     a finalized block, as JSON (?format=raw for its wire bytes)
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
+//   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
+//                              many were accepted and why each refused one was
 import BPICore
 import Foundation
 import MetanodePluginKit
@@ -102,7 +104,13 @@ public final class BPI: Plugin {
         }), me: me, height: tip + 1, parentHash: parent.hash, validators: genesis.validators, replaying: records)
 
         try context.net.register("consensus") { [unowned self] peer, bytes in receiveConsensus(bytes, from: peer) }
-        try context.net.register("tx") { [unowned self] _, bytes in _ = admit(bytes, gossip: false) }
+        try context.net.register("tx") { [unowned self] peer, bytes in
+            guard let batch = try? TransactionBatch.decode(bytes) else {
+                context.log.debug("undecodable transaction batch from \(peer.short)")
+                return
+            }
+            _ = admit(batch, gossip: false)
+        }
         try context.net.register("sync") { [unowned self] peer, bytes in receiveSync(bytes, from: peer) }
         try context.net.watchPeers { [unowned self] peer, up in if up { sendStatus(to: peer) } }
         try routes()
@@ -236,8 +244,34 @@ public final class BPI: Plugin {
 
     // MARK: - Transactions
 
-    /// Admits a transaction to the mempool; on success, gossips it (if asked) and wakes consensus.
-    func admit(_ encoded: [UInt8], gossip: Bool) -> Result<[UInt8], MempoolRejection> {
+    /// Gossip messages stay well under the transport's 4 MiB per message.
+    static let gossipBytesMax = 1 << 20
+
+    /// Admits transactions to the mempool, in order; gossips the accepted ones (if asked) and wakes consensus.
+    func admit(_ batch: [[UInt8]], gossip: Bool) -> [Result<[UInt8], MempoolRejection>] {
+        var results: [Result<[UInt8], MempoolRejection>] = []
+        results.reserveCapacity(batch.count)
+        var accepted: [[UInt8]] = []
+        var acceptedBytes = 0
+        for encoded in batch {
+            let result = admitOne(encoded)
+            results.append(result)
+            guard gossip, case .success = result else { continue }
+            if acceptedBytes + encoded.count > Self.gossipBytesMax {
+                _ = try? context.net.broadcast(TransactionBatch.encode(accepted), on: "tx")
+                accepted = []
+                acceptedBytes = 0
+            }
+            accepted.append(encoded)
+            acceptedBytes += encoded.count + 4
+        }
+        if !accepted.isEmpty { _ = try? context.net.broadcast(TransactionBatch.encode(accepted), on: "tx") }
+        mempoolGauge.set(Double(mempool.count))
+        if !core.isActive, mempool.count > 0 { scheduleWork() }
+        return results
+    }
+
+    private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
         var sender: [UInt8] = []
         if let transaction = try? Transaction.decode(encoded) { sender = transaction.sender }
         let next = sender.isEmpty ? 0 : ((try? store.nextNonce(sender)) ?? 0)
@@ -248,9 +282,6 @@ public final class BPI: Plugin {
         case .success(let (entry, removed)):
             verified.insert(entry.id)
             for id in removed { verified.remove(id) }
-            mempoolGauge.set(Double(mempool.count))
-            if gossip { _ = try? context.net.broadcast(encoded, on: "tx") }
-            if !core.isActive { scheduleWork() }
             return .success(entry.id)
         }
     }

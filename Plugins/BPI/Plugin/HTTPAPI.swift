@@ -68,6 +68,16 @@ extension BPI {
         var error: String
     }
 
+    struct RejectionView: Encodable {
+        var index: Int
+        var error: String
+    }
+
+    struct BatchView: Encodable {
+        var accepted: Int
+        var rejected: [RejectionView]
+    }
+
     struct SubmittedView: Encodable {
         var id: String
     }
@@ -136,10 +146,23 @@ extension BPI {
             } else {
                 encoded = request.body
             }
-            switch admit(encoded, gossip: true) {
+            switch admit([encoded], gossip: true)[0] {
             case .success(let id): return .json(SubmittedView(id: Hex.encode(id)), status: 202)
             case .failure(let rejection): return .json(ErrorView(error: rejection.description), status: 400)
             }
+        }
+        try context.http.route("POST", "/txs") { [unowned self] request in
+            let batch: [[UInt8]]
+            do throws(WireError) { batch = try TransactionBatch.decode(request.body) } catch {
+                return .json(ErrorView(error: error.message), status: 400)
+            }
+            var rejections: [RejectionView] = []
+            for (index, result) in admit(batch, gossip: true).enumerated() {
+                if case .failure(let rejection) = result {
+                    rejections.append(RejectionView(index: index, error: rejection.description))
+                }
+            }
+            return .json(BatchView(accepted: batch.count - rejections.count, rejected: rejections))
         }
     }
 

@@ -1,0 +1,367 @@
+import ArgumentParser
+import BPICore
+import Foundation
+import MetanodeCore
+import MetanodeKernel
+import MetanodeWire
+import Synchronization
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure this machine: figures from real node processes.",
+        subcommands: [ChainBench.self])
+}
+
+/// Starts N validators as real `metanode node start` processes on loopback and drives them with pre-signed
+/// transactions over HTTP: the most they finalize per second, submit→final latency at half that load, and the time
+/// from killing the next proposer to the next finalized block.
+struct ChainBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chain",
+        abstract: "Throughput, latency and leader-crash recovery of N validators on this machine.",
+        discussion: """
+            Phases: (1) submit --transactions pre-signed transactions as fast as the nodes take them and time until \
+            all are final; (2) for --seconds, submit at half the rate phase 1 reached and record each \
+            transaction's submit→final latency; (3) kill -9 the next height's proposer and time the next block. \
+            Transactions are `test/op` with a 16-byte payload from --senders accounts. The bench process shares \
+            the machine's cores with the nodes.
+            """)
+
+    @Option(help: "Validators to start.") var validators = 4
+    @Option(help: "Transactions for the throughput phase.") var transactions = 40_000
+    @Option(help: "Sending accounts.") var senders = 1_000
+    @Option(help: "Transactions per HTTP request.") var batch = 500
+    @Option(help: "Length of the latency phase.") var seconds = 10
+    @Flag(help: "Print JSON.") var json = false
+    @Flag(name: .customLong("keep"), help: "Keep the network's data directories and logs.") var keep = false
+    @Option(name: .customLong("bundled-plugins"), help: "Bundled plugins (default: next to this binary).")
+    var bundledPlugins: String?
+
+    static let chainID = "metanode-bench"
+
+    func run() async throws {
+        guard validators >= 1, transactions >= batch, senders >= 1, batch >= 1, seconds >= 1 else {
+            throw ValidationError("need validators ≥ 1, transactions ≥ batch ≥ 1, senders ≥ 1, seconds ≥ 1")
+        }
+        var template = Array("/tmp/metanode-bench-chain-XXXXXX".utf8CString)
+        let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        let network = try BenchNetwork(root: root + "/net", validators: validators, bundledPlugins: bundledPlugins,
+                                       log: { if !json { print($0) } })
+        defer {
+            network.stopAll()
+            if !keep { try? FileManager.default.removeItem(atPath: root) } else if !json { print("kept \(root)") }
+        }
+        try network.waitConnected()
+
+        let latencyBudget = max(transactions, 1)
+        let signed = Self.presign(senders: senders, count: transactions + 3 * latencyBudget + 1_000)
+        if !json { print("pre-signed \(signed.count) transactions from \(senders) senders") }
+        let observer = FinalityObserver(network: network, ids: signed.map(\.id))
+        observer.start()
+        defer { observer.stop() }
+
+        // Phase 1: as fast as they take them.
+        let cpuBefore = network.cpuSeconds()
+        let started = ContinuousClock.now
+        var cursor = 0
+        var requestIndex = 0
+        while cursor < transactions {
+            let end = min(cursor + batch, transactions)
+            try network.submit(node: requestIndex % validators, signed[cursor..<end].map(\.encoded))
+            observer.submitted(range: cursor..<end, at: .now)
+            cursor = end
+            requestIndex += 1
+        }
+        let submittedAll = ContinuousClock.now
+        try observer.waitFinal(range: 0..<transactions, timeoutSeconds: 120)
+        let finishedAll = ContinuousClock.now
+        let cpuUsed = network.cpuSeconds() - cpuBefore
+        let throughputSeconds = Self.seconds(finishedAll - started)
+        let throughput = Double(transactions) / throughputSeconds
+        let blocks = observer.blocksFinalized
+        if !json {
+            print(String(format: "throughput: %d transactions final in %.2f s = %.0f tx/s (submitted in %.2f s), "
+                + "%d blocks (%.1f blocks/s), %.1f µs CPU per transaction across the nodes", transactions,
+                throughputSeconds, throughput, Self.seconds(submittedAll - started), blocks,
+                Double(blocks) / throughputSeconds, cpuUsed / Double(transactions) * 1e6))
+        }
+
+        // Phase 2: latency at half the load phase 1 reached.
+        let rate = max(throughput / 2, 1)
+        let tickMs = 20.0
+        let perTick = max(Int((rate * tickMs / 1000).rounded()), 1)
+        let latencyStart = cursor
+        let phaseStart = ContinuousClock.now
+        var tick = 0
+        while ContinuousClock.now - phaseStart < .seconds(seconds), cursor + perTick <= signed.count - 1_000 {
+            let due = phaseStart + .milliseconds(Int(Double(tick) * tickMs))
+            if ContinuousClock.now < due { try await Task.sleep(until: due, clock: .continuous) }
+            let end = cursor + perTick
+            try network.submit(node: tick % validators, signed[cursor..<end].map(\.encoded))
+            observer.submitted(range: cursor..<end, at: .now)
+            cursor = end
+            tick += 1
+        }
+        try observer.waitFinal(range: latencyStart..<cursor, timeoutSeconds: 60)
+        let latencies = observer.latenciesMs(range: latencyStart..<cursor).sorted()
+        let p50 = Self.percentile(latencies, 0.50), p99 = Self.percentile(latencies, 0.99)
+        let offered = Double(cursor - latencyStart) / Self.seconds(ContinuousClock.now - phaseStart)
+        if !json {
+            print(String(format: "latency at %.0f tx/s offered (half of phase 1): p50 %.1f ms, p99 %.1f ms, max %.1f ms "
+                + "over %d transactions", offered, p50, p99, latencies.last ?? 0, latencies.count))
+        }
+
+        // Phase 3: kill -9 the next height's proposer, then submit to another node and time the next block.
+        let height = try network.height(0)
+        let proposer = Int((height + 1) % UInt64(validators))
+        var recoveryMs = 0.0
+        if validators >= 4 {
+            network.kill9(proposer)
+            let killed = ContinuousClock.now
+            let target = (proposer + 1) % validators
+            try network.submit(node: target, signed[cursor..<cursor + 10].map(\.encoded))
+            observer.submitted(range: cursor..<cursor + 10, at: killed)
+            try observer.waitFinal(range: cursor..<cursor + 10, timeoutSeconds: 30)
+            recoveryMs = Self.seconds(observer.finalTime(cursor)! - killed) * 1000
+            if !json {
+                print(String(format: "leader crash: validator %d (proposer of height %d) killed -9; next block final "
+                    + "%.0f ms later", proposer, height + 1, recoveryMs))
+            }
+        }
+        if json {
+            let result: JSONValue = .object([
+                "validators": .int(Int64(validators)), "transactions": .int(Int64(transactions)),
+                "throughputTxPerSecond": .double(throughput.rounded()),
+                "blocksPerSecond": .double((Double(blocks) / throughputSeconds * 10).rounded() / 10),
+                "cpuMicrosecondsPerTransaction": .double((cpuUsed / Double(transactions) * 1e6).rounded()),
+                "latencyOfferedTxPerSecond": .double(offered.rounded()), "latencyP50Ms": .double(p50),
+                "latencyP99Ms": .double(p99), "leaderCrashToNextBlockMs": .double(recoveryMs.rounded()),
+            ])
+            print(result.serialized(pretty: true))
+        }
+    }
+
+    struct Signed: Sendable {
+        var encoded: [UInt8]
+        var id: [UInt8]
+    }
+
+    /// Transactions in submission order: round robin over senders, so each sender's nonces arrive in order.
+    static func presign(senders: Int, count: Int) -> [Signed] {
+        let signers = (0..<senders).map { Ed25519Signer(seed: WireCrypto.domainHash("bench-sender", [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8), UInt8(truncatingIfNeeded: $0 >> 16)])) }
+        var nonces = [UInt64](repeating: 0, count: senders)
+        var out: [Signed] = []
+        out.reserveCapacity(count)
+        for index in 0..<count {
+            let sender = index % senders
+            let transaction = try! Transaction.signed(chainID: chainID, signer: signers[sender], nonce: nonces[sender],
+                                                      fee: 1, kind: "test/op",
+                                                      payload: Array("bench \(index)".utf8.prefix(16)))
+            nonces[sender] += 1
+            out.append(Signed(encoded: transaction.encoded, id: transaction.id))
+        }
+        return out
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+    }
+}
+
+/// N node processes made with `chain genesis`.
+final class BenchNetwork: @unchecked Sendable {
+    let directories: [DataDirectory]
+    var processes: [Process?]
+    var addresses: [String]
+
+    init(root: String, validators: Int, bundledPlugins: String?, log: (String) -> Void) throws {
+        let base = 20_000 + Int(getpid() % 20_000)
+        (directories, _) = try ChainCommand.makeNetwork(
+            root: root, count: validators, chainID: ChainBench.chainID, basePort: base, httpBasePort: base + 1_000,
+            bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory())
+        processes = []
+        addresses = []
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        for data in directories {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["node", "start", "--data-dir", data.root]
+            let logPath = data.root + "/node.log"
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            processes.append(process)
+        }
+        for data in directories {
+            let deadline = Date().addingTimeInterval(30)
+            while data.runningNodeAddress() == nil, Date() < deadline { usleep(10_000) }
+            guard let address = data.runningNodeAddress() else {
+                throw MetanodeError(.internal, "node \(data.root) did not start; see \(data.root)/node.log")
+            }
+            addresses.append(address)
+        }
+        log("started \(validators) validators under \(root)")
+    }
+
+    func waitConnected() throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let counts = try addresses.map { address -> Int in
+                let peers = try JSONValue.parse(try LoopbackHTTPClient.request("GET", address, "/v1/net/peers").body)
+                return (peers.arrayValue ?? []).filter { $0["state"]?.stringValue == "connected" }.count
+            }
+            if counts.allSatisfy({ $0 == addresses.count - 1 }) { return }
+            usleep(20_000)
+        }
+        throw MetanodeError(.timeout, "the validators did not all connect within 20 s")
+    }
+
+    func submit(node: Int, _ transactions: [[UInt8]]) throws {
+        var index = node
+        while processes[index] == nil { index = (index + 1) % processes.count }
+        let response = try LoopbackHTTPClient.request("POST", addresses[index], "/v1/plugins/bpi/txs",
+                                                      body: TransactionBatch.encode(transactions),
+                                                      contentType: "application/octet-stream")
+        guard response.status == 200 else {
+            throw MetanodeError(.internal, "POST /txs answered \(response.status): \(response.text)")
+        }
+        let answer = try JSONValue.parse(response.body)
+        if let rejected = answer["rejected"]?.arrayValue, !rejected.isEmpty {
+            throw MetanodeError(.internal, "\(rejected.count) transaction(s) refused, first: "
+                + (rejected[0]["error"]?.stringValue ?? "?"))
+        }
+    }
+
+    func firstLive() -> Int { processes.firstIndex { $0 != nil } ?? 0 }
+
+    func height(_ node: Int) throws -> UInt64 {
+        let status = try JSONValue.parse(try LoopbackHTTPClient.request("GET", addresses[node],
+                                                                        "/v1/plugins/bpi/status").body)
+        return UInt64(status["height"]?.intValue ?? 0)
+    }
+
+    func block(_ node: Int, height: UInt64) throws -> FinalizedBlock? {
+        let response = try LoopbackHTTPClient.request("GET", addresses[node], "/v1/plugins/bpi/blocks/\(height)?format=raw")
+        guard response.status == 200 else { return nil }
+        return try? FinalizedBlock.decode(response.body)
+    }
+
+    /// CPU seconds (user + system) the node processes have used so far.
+    func cpuSeconds() -> Double {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var total = 0.0
+        for process in processes.compactMap({ $0 }) {
+            guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // After the command: state is field 3; utime and stime are fields 14 and 15.
+            if fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) {
+                total += (user + system) / ticks
+            }
+        }
+        return total
+    }
+
+    func kill9(_ node: Int) {
+        guard let process = processes[node] else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        processes[node] = nil
+    }
+
+    func stopAll() {
+        for process in processes.compactMap({ $0 }) where process.isRunning { process.terminate() }
+        for process in processes.compactMap({ $0 }) { process.waitUntilExit() }
+    }
+}
+
+/// Follows the chain on a live node and records when each known transaction became final.
+final class FinalityObserver: @unchecked Sendable {
+    private let network: BenchNetwork
+    private let indexByID: [[UInt8]: Int]
+    private let state = Mutex(State())
+    private var thread: Thread?
+
+    struct State {
+        var submitted: [Int: ContinuousClock.Instant] = [:]
+        var final: [Int: ContinuousClock.Instant] = [:]
+        var nextHeight: UInt64 = 1
+        var blocks = 0
+        var running = true
+    }
+
+    init(network: BenchNetwork, ids: [[UInt8]]) {
+        self.network = network
+        var index: [[UInt8]: Int] = [:]
+        for (position, id) in ids.enumerated() { index[id] = position }
+        indexByID = index
+    }
+
+    var blocksFinalized: Int { state.withLock { $0.blocks } }
+
+    func start() {
+        let thread = Thread { [self] in
+            while state.withLock({ $0.running }) {
+                poll()
+                usleep(2_000)
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() { state.withLock { $0.running = false } }
+
+    func submitted(range: Range<Int>, at instant: ContinuousClock.Instant) {
+        state.withLock { for index in range { $0.submitted[index] = instant } }
+    }
+
+    func finalTime(_ index: Int) -> ContinuousClock.Instant? { state.withLock { $0.final[index] } }
+
+    func waitFinal(range: Range<Int>, timeoutSeconds: Double) throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutSeconds * 1000))
+        while ContinuousClock.now < deadline {
+            let done = state.withLock { state in range.allSatisfy { state.final[$0] != nil } }
+            if done { return }
+            usleep(2_000)
+        }
+        let missing = state.withLock { state in range.filter { state.final[$0] == nil }.count }
+        throw MetanodeError(.timeout, "\(missing) of \(range.count) transactions not final after \(timeoutSeconds) s")
+    }
+
+    func latenciesMs(range: Range<Int>) -> [Double] {
+        state.withLock { state in
+            range.compactMap { index in
+                guard let submitted = state.submitted[index], let final = state.final[index] else { return nil }
+                return ChainBench.seconds(final - submitted) * 1000
+            }
+        }
+    }
+
+    private func poll() {
+        let node = network.firstLive()
+        guard let height = try? network.height(node) else { return }
+        var next = state.withLock { $0.nextHeight }
+        while next <= height {
+            guard let block = try? network.block(node, height: next) else { return }
+            let now = ContinuousClock.now
+            let indexes = block.block.transactions.compactMap { encoded -> Int? in
+                guard let transaction = try? Transaction.decode(encoded) else { return nil }
+                return indexByID[transaction.id]
+            }
+            state.withLock { state in
+                for index in indexes { state.final[index] = now }
+                state.blocks += 1
+                state.nextHeight = next + 1
+            }
+            next += 1
+        }
+    }
+}
