@@ -12,7 +12,7 @@ struct ChainCommand: AsyncParsableCommand {
             With no genesis file configured, bpi runs a single-validator dev chain with the node's own key. \
             `chain genesis --validators N --out DIR` makes an N-validator network of data directories on loopback.
             """,
-        subcommands: [GenesisCommand.self, Status.self, BlockCommand.self, Tx.self, Submit.self, VerifyProof.self])
+        subcommands: [GenesisCommand.self, Status.self, BlockCommand.self, Tx.self, State.self, Submit.self, VerifyProof.self])
 
     static let pluginName = "bpi"
     static let apiPrefix = "/v1/plugins/bpi"
@@ -243,11 +243,12 @@ struct ChainCommand: AsyncParsableCommand {
     struct VerifyProof: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "verify-proof",
-            abstract: "Check offline that a transaction is in a finalized block of a chain.",
+            abstract: "Check offline that a transaction is in a finalized block, or a state value under its root.",
             discussion: """
-                Needs no node: checks the inclusion proof (from `chain tx ID --json`) against the block's \
+                Needs no node. With a transaction proof (`chain tx ID --json`): checks it against the block's \
                 transactions root, the block's hash, and the block's commit certificate against the genesis's \
-                validators. Get the block's bytes with GET /v1/plugins/bpi/blocks/<height>?format=raw.
+                validators. With a state proof (`chain state KEY --json`): checks the value, or its absence, against \
+                the block's state root. Get the block's bytes with GET /v1/plugins/bpi/blocks/<height>?format=raw.
                 """)
         @OptionGroup var options: CommonOptions
         @Option(help: "The chain's genesis file.") var genesis: String
@@ -267,6 +268,9 @@ struct ChainCommand: AsyncParsableCommand {
                     throw MetanodeError(.invalidArgument, "\(block): \(error.message)")
                 }
                 let inclusion = try JSONValue.parse(try FileIO.read(proof, limit: 1 << 20, what: "proof file"))
+                if inclusion["stateProof"] != nil {
+                    return try verifyState(inclusion, finalized: finalized, chain: chain)
+                }
                 guard let idHex = inclusion["id"]?.stringValue, let id = Hex.decode(idHex), id.count == 32,
                       let index = inclusion["index"]?.intValue,
                       let path = inclusion["proof"]?.arrayValue?.compactMap({ $0.stringValue.flatMap(Hex.decode) })
@@ -297,6 +301,69 @@ struct ChainCommand: AsyncParsableCommand {
                 ]), text: "proven: transaction \(idHex) is at index \(index) of block \(header.height) "
                     + "(\(Hex.encode(header.hash))), sealed by \(finalized.certificate.seals.count) of "
                     + "\(chain.validators.count) validators")
+            }
+        }
+
+        /// A state proof (`chain state KEY --json`): the value, or its absence, against the block's state root.
+        private func verifyState(_ answer: JSONValue, finalized: FinalizedBlock, chain: Genesis) throws(MetanodeError) {
+            guard let keyHex = answer["key"]?.stringValue, let key = Hex.decode(keyHex),
+                  let proofHex = answer["stateProof"]?.stringValue, let proofBytes = Hex.decode(proofHex) else {
+                throw MetanodeError(.invalidArgument, "\(proof) is not a state proof (`chain state KEY --json`)")
+            }
+            let value = answer["value"]?.stringValue.flatMap(Hex.decode)
+            let stateProof: StateProof
+            do throws(WireError) { stateProof = try StateProof.decode(proofBytes) } catch {
+                throw MetanodeError(.invalidArgument, "\(proof): \(error.message)")
+            }
+            let header = finalized.block.header
+            var failures: [String] = []
+            if let problem = finalized.certificate.problem(blockHash: header.hash, validators: chain.validators,
+                                                           plugin: ChainCommand.pluginName) {
+                failures.append("the block is not finalized by the genesis's validators: \(problem)")
+            }
+            if !stateProof.verify(key: key, value: value, root: header.stateRoot) {
+                failures.append("the proof does not lead to the block's state root")
+            }
+            guard failures.isEmpty else {
+                throw MetanodeError(.invalidArgument, "not proven: " + failures.joined(separator: "; "))
+            }
+            let claim = value.map { "has value \(Hex.encode($0))" } ?? "has no value"
+            Output.emit(options, json: .object([
+                "proven": .bool(true), "key": .string(keyHex), "value": value.map { .string(Hex.encode($0)) } ?? .null,
+                "height": .int(Int64(header.height)), "stateRoot": .string(Hex.encode(header.stateRoot)),
+            ]), text: "proven: key \(keyHex) \(claim) in the state after block \(header.height) "
+                + "(state root \(Hex.encode(header.stateRoot)))")
+        }
+    }
+
+    struct State: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A ledger state value (or its absence) with a proof against the tip's state root.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The state key, as text (e.g. bpi/nonce/…) or hex with --hex.") var key: String
+        @Flag(help: "The key is hex.") var hex = false
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                let bytes: [UInt8]
+                if hex {
+                    guard let decoded = Hex.decode(key) else {
+                        throw MetanodeError(.invalidArgument, "'\(key)' is not hex")
+                    }
+                    bytes = decoded
+                } else {
+                    bytes = Array(key.utf8)
+                }
+                let answer = try RunningNode.get(options.dataDirectory,
+                                                 "\(ChainCommand.apiPrefix)/state/\(Hex.encode(bytes))")
+                let value = answer["value"]?.stringValue
+                Output.emit(options, json: answer, text: """
+                    key        \(answer["key"]?.stringValue ?? "?")
+                    value      \(value ?? "(none)")
+                    at height  \(answer["height"]?.intValue ?? 0), state root \(answer["stateRoot"]?.stringValue ?? "?")
+                    proof      \((answer["stateProof"]?.stringValue ?? "").count / 2) bytes (verify with \
+                    `metanode chain verify-proof`)
+                    """)
             }
         }
     }

@@ -163,6 +163,33 @@ struct BPIPluginSimulationTests {
         #expect((block["round"] as? Int ?? 0) >= 1)
     }
 
+    @Test("a sender's nonce is in the state tree: its value proves against the header's state root, and an unknown sender's nonce proves absent")
+    func stateProofs() throws {
+        let net = try BPINetwork(validators: 4, seed: 13)
+        for nonce in 0..<3 as Range<UInt64> { #expect(net.submit(0, Self.transfer(nonce: nonce)).status == 202) }
+        net.sim.run(forMs: 1_000)
+        let (_, latest) = try net.json(2, "/blocks/latest")
+        let rootText = try #require((latest["header"] as? [String: Any])?["stateRoot"] as? String)
+        let root = try #require(Hex.decode(rootText))
+        #expect(root != [UInt8](repeating: 0, count: 32))
+
+        let key = BlockRules.nonceKey(Self.alice.publicKey)
+        let (status, body) = try net.json(2, "/state/\(Hex.encode(key))")
+        #expect(status == 200)
+        #expect(body["value"] as? String == Hex.encode(BlockRules.nonceValue(3)))
+        let proofText = try #require(body["stateProof"] as? String)
+        let proof = try StateProof.decode(try #require(Hex.decode(proofText)))
+        #expect(proof.verify(key: key, value: BlockRules.nonceValue(3), root: root))
+        #expect(!proof.verify(key: key, value: BlockRules.nonceValue(2), root: root))
+
+        let stranger = BlockRules.nonceKey([UInt8](repeating: 7, count: 32))
+        let (_, absent) = try net.json(2, "/state/\(Hex.encode(stranger))")
+        #expect(absent["value"] is NSNull || absent["value"] == nil)
+        let absentText = try #require(absent["stateProof"] as? String)
+        let absence = try StateProof.decode(try #require(Hex.decode(absentText)))
+        #expect(absence.verify(key: stranger, value: nil, root: root))
+    }
+
     @Test("bad requests get clear answers: unknown block, malformed id, undecodable body")
     func badRequests() throws {
         let net = try BPINetwork(validators: 1, seed: 1)

@@ -102,6 +102,26 @@ struct ChainTests {
         }
         let refused = try net.submit(1, nonce: 0)
         #expect(refused.status == 400 && refused.text.contains("nonce 0 already used"), "\(refused.text)")
+
+        // Offline proofs with the CLI: the sender's nonce in the state, and the first transaction in block 1.
+        let cli = CLI(dataDirectory: net.directories[0])
+        let blockFile = net.scratch.file("tip.bin")
+        let tip = try net.node(0).get("/v1/plugins/bpi/blocks/latest?format=raw")
+        try Data(tip.body).write(to: URL(fileURLWithPath: blockFile))
+        let stateKey = Hex.encode(BlockRules.nonceKey(ChainTests.sender.publicKey))
+        let stateFile = net.scratch.file("state.json")
+        try cli.ok("chain", "state", stateKey, "--hex", "--json").write(toFile: stateFile, atomically: true,
+                                                                       encoding: .utf8)
+        let genesis = net.scratch.file("net/genesis.json")
+        let proven = try cli.ok("chain", "verify-proof", "--genesis", genesis, "--block", blockFile, "--proof",
+                                stateFile)
+        #expect(proven.contains("has value \(Hex.encode(BlockRules.nonceValue(nonce)))"), "\(proven)")
+        var tampered = Array(tip.body)
+        tampered[40] ^= 1  // inside the header: its hash changes, so the seals no longer match
+        try Data(tampered).write(to: URL(fileURLWithPath: blockFile))
+        let refusedProof = try cli.fails("chain", "verify-proof", "--genesis", genesis, "--block", blockFile,
+                                         "--proof", stateFile)
+        #expect(refusedProof.contains("not proven"), "\(refusedProof)")
     }
 }
 

@@ -34,21 +34,41 @@ public struct BlockRules: Sendable {
                pohHash: ProofOfHistory.genesisSeed(chainID: genesis.chainID))
     }
 
-    /// The block's effect on ledger state: each sender's next nonce after it.
-    public struct Effects: Sendable, Equatable {
+    /// The block's effect on ledger state: each sender's next nonce after it, and the state tree with it applied.
+    public struct Effects: Sendable {
         public var nextNonces: [[UInt8]: UInt64] = [:]
         public var transactionIDs: [[UInt8]] = []
+        public var state = StateTree()
     }
 
-    /// The header a proposer puts on `transactions` (already in execution order).
+    /// The state key of a sender's next nonce; its value is the nonce as a big-endian u64.
+    public static func nonceKey(_ sender: [UInt8]) -> [UInt8] { Array("bpi/nonce/".utf8) + sender }
+
+    public static func nonceValue(_ nonce: UInt64) -> [UInt8] {
+        var writer = WireWriter(capacity: 8)
+        writer.u64(nonce)
+        return writer.bytes
+    }
+
+    /// `state` with `nextNonces` applied.
+    static func applying(_ nextNonces: [[UInt8]: UInt64], to state: StateTree) -> StateTree {
+        var state = state
+        for (sender, nonce) in nextNonces { state.set(nonceKey(sender), nonceValue(nonce)) }
+        return state
+    }
+
+    /// The header a proposer puts on `transactions` (already in execution order, nonces checked by the mempool).
     public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
-                      nowMs: UInt64) -> Block {
+                      nowMs: UInt64, state: StateTree) -> Block {
         let ids = transactions.map(\.id)
+        var nextNonces: [[UInt8]: UInt64] = [:]
+        for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
+        var after = Self.applying(nextNonces, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
             timestampMs: max(nowMs, parent.timestampMs), proposer: proposer,
-            transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: Self.zero,
+            transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
             resultsRoot: Self.resultsRoot(count: ids.count), validatorSetHash: genesis.validators.hash,
             pohCount: poh.count, pohHash: poh.hash)
         return Block(header: header, transactions: encoded)
@@ -56,8 +76,8 @@ public struct BlockRules: Sendable {
 
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`
     /// says which transaction ids already had their signature checked (the mempool's), so each is verified once.
-    public func check(_ block: Block, parent: Parent, nowMs: UInt64, nextNonce: ([UInt8]) -> UInt64,
-                      isVerified: ([UInt8]) -> Bool) -> Result<Effects, BlockProblem> {
+    public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree,
+                      nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool) -> Result<Effects, BlockProblem> {
         let header = block.header
         guard header.chainID == genesis.chainID else { return .failure("chain id '\(header.chainID)'") }
         guard header.height == parent.height + 1 else {
@@ -106,7 +126,8 @@ public struct BlockRules: Sendable {
         guard header.resultsRoot == Self.resultsRoot(count: effects.transactionIDs.count) else {
             return .failure("results root")
         }
-        guard header.stateRoot == Self.zero else { return .failure("state root") }
+        effects.state = Self.applying(effects.nextNonces, to: state)
+        guard header.stateRoot == effects.state.root else { return .failure("state root") }
         return .success(effects)
     }
 

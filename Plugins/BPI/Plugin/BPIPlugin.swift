@@ -5,6 +5,7 @@
 //   GET  /status               chain id, height, round, validators, mempool
 //   GET  /blocks/latest | /blocks/<height>     a finalized block, as JSON (?format=raw for its wire bytes)
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
+//   GET  /state/<hex key>      a ledger state value (or its absence) with a proof against the tip's state root
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
 //   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
 //                              many were accepted and why each refused one was
@@ -40,6 +41,8 @@ public final class BPI: Plugin {
     var core: QBFTCore
     var mempool: Mempool
     var parent: BlockRules.Parent
+    /// The ledger state after the tip, loaded from kv at start.
+    var state: StateTree
     var walCount = 0
     /// Ids whose signatures the mempool checked, so block validation does not verify them again.
     var verified: Set<[UInt8]> = []
@@ -84,6 +87,7 @@ public final class BPI: Plugin {
             }
             parent = BlockRules.Parent(header: block.block.header)
         }
+        state = try store.loadState()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         let environment = HostEnvironment(signer: context.signer, validate: { _, _ in nil })
@@ -174,12 +178,12 @@ public final class BPI: Plugin {
             [store] sender in (try? store.nextNonce(sender)) ?? 0
         }
         return rules.build(parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
-                           proposer: myKey, nowMs: context.unixTimeMs)
+                           proposer: myKey, nowMs: context.unixTimeMs, state: state)
     }
 
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks[block.hash] { return known }
-        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs,
+        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state,
                                  nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
                                  isVerified: { [verified] id in verified.contains(id) })
         checkedBlocks[block.hash] = result
@@ -207,6 +211,7 @@ public final class BPI: Plugin {
         }
         walCount = 0
         parent = BlockRules.Parent(header: block.header)
+        state = effects.state
         checkedBlocks = [:]
         mempool.prune(senders: effects.nextNonces.keys) { [store] sender in (try? store.nextNonce(sender)) ?? 0 }
         for id in effects.transactionIDs { verified.remove(id) }

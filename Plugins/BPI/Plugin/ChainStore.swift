@@ -43,10 +43,25 @@ struct ChainStore {
         return (try reader.u64("height"), Int(try reader.u32("index")))
     }
 
+    func nextNonceIfStored(_ sender: [UInt8]) throws -> UInt64? {
+        guard let bytes = try kv.get([0x6E] + sender) else { return nil }
+        var reader = WireReader(bytes, context: "kv nonce")
+        return try reader.u64("nonce")
+    }
+
     func nextNonce(_ sender: [UInt8]) throws -> UInt64 {
         guard let bytes = try kv.get([0x6E] + sender) else { return 0 }
         var reader = WireReader(bytes, context: "kv nonce")
         return try reader.u64("nonce")
+    }
+
+    /// The state tree of every stored nonce (the ledger state BPI itself keeps).
+    func loadState() throws -> StateTree {
+        var state = StateTree()
+        for pair in try kv.scan(prefix: [0x6E]) {
+            state.set(BlockRules.nonceKey(Array(pair.key.dropFirst())), pair.value)
+        }
+        return state
     }
 
     /// Stores a finalized block, its indexes and its effects, moves the tip and drops the height's WAL, atomically.

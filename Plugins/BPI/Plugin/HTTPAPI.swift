@@ -64,6 +64,17 @@ extension BPI {
         var transaction: TransactionView
     }
 
+    struct StateView: Encodable {
+        var key: String
+        /// Hex of the value, or nil when the key has none (the proof then proves absence).
+        var value: String?
+        var height: UInt64
+        var blockHash: String
+        var stateRoot: String
+        /// Hex of the StateProof wire encoding (plugin-sdk/docs/wire.md).
+        var stateProof: String
+    }
+
     struct ErrorView: Encodable {
         var error: String
     }
@@ -83,6 +94,7 @@ extension BPI {
     }
 
     func routes() throws {
+        // GET /state/<hex key>: a key's value in the ledger state with a proof against the tip's stateRoot.
         try context.http.route("GET", "/status") { [unowned self] _ in
             .json(StatusView(chainId: genesis.chainID, height: core.height - 1, nextHeight: core.height,
                              round: core.round, tipHash: Hex.encode(parent.hash),
@@ -131,6 +143,21 @@ extension BPI {
                 transactionsRoot: Hex.encode(block.header.transactionsRoot),
                 proof: MerkleTree.proof(leafHashes: leaves, index: index).map(Hex.encode),
                 transaction: Self.view(transaction)))
+        }
+        try context.http.route("GET", "/state/*") { [unowned self] request in
+            let text = String(request.path.dropFirst("/state/".count))
+            guard let key = Hex.decode(text), !key.isEmpty, key.count <= 1024 else {
+                return .json(ErrorView(error: "'\(text)' is not a state key (1-1024 bytes in hex)"), status: 400)
+            }
+            guard parent.height >= 1, let tip = try store.block(at: parent.height) else {
+                return .json(ErrorView(error: "no finalized block yet"), status: 404)
+            }
+            let value = key.starts(with: Array("bpi/nonce/".utf8)) && key.count == 10 + 32
+                ? try store.nextNonceIfStored(Array(key.dropFirst(10))).map(BlockRules.nonceValue) : nil
+            return .json(StateView(key: text, value: value.map(Hex.encode), height: parent.height,
+                                   blockHash: Hex.encode(parent.hash),
+                                   stateRoot: Hex.encode(tip.block.header.stateRoot),
+                                   stateProof: Hex.encode(state.proof(key).encoded)))
         }
         try context.http.route("POST", "/tx") { [unowned self] request in
             let encoded: [UInt8]

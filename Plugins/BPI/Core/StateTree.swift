@@ -1,0 +1,215 @@
+import MetanodeWire
+
+/// The ledger state's authenticated map: a binary sparse Merkle tree over BLAKE2b-256 key hashes, in the compact form
+/// Diem's and Aptos's trees use — a subtree holding one entry is that entry's leaf, so paths are about log2(n) deep,
+/// not 256. It proves that a key has a value (inclusion) or has none (non-inclusion) against a root that block headers
+/// carry as `stateRoot`.
+///
+///     leaf   H(0x00 ‖ keyHash ‖ valueHash)      keyHash = H("metanode/bpi/state-key/v1" 0 key), valueHash = H(value)
+///     inner  H(0x01 ‖ left ‖ right)             bit d of keyHash (most significant first) picks the side at depth d
+///     empty  32 zero bytes
+///
+/// A value: updates share structure with earlier versions, so a proposer can try a block on a copy. Hashes are
+/// computed lazily, once per changed node, when `root` is read.
+public struct StateTree: Sendable {
+    public static let emptyHash = [UInt8](repeating: 0, count: 32)
+
+    indirect enum Node: Sendable {
+        case empty
+        case leaf(keyHash: [UInt8], valueHash: [UInt8])
+        case inner(left: Node, right: Node, hash: [UInt8]?)
+
+        var isEmpty: Bool { if case .empty = self { true } else { false } }
+    }
+
+    private var top: Node = .empty
+    public private(set) var count = 0
+
+    public init() {}
+
+    public static func keyHash(_ key: [UInt8]) -> [UInt8] { WireCrypto.domainHash("metanode/bpi/state-key/v1", key) }
+
+    public static func leafHash(keyHash: [UInt8], valueHash: [UInt8]) -> [UInt8] {
+        WireCrypto.blake2b256([0], keyHash, valueHash)
+    }
+
+    static func innerHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] { WireCrypto.blake2b256([1], left, right) }
+
+    static func bit(_ hash: [UInt8], _ depth: Int) -> Int { Int(hash[depth >> 3] >> (7 - UInt8(depth & 7))) & 1 }
+
+    /// Sets `key` to `value`, or removes it when `value` is nil.
+    public mutating func set(_ key: [UInt8], _ value: [UInt8]?) {
+        let keyHash = Self.keyHash(key)
+        let valueHash = value.map { WireCrypto.blake2b256($0) }
+        var changedCount = 0
+        top = Self.update(top, keyHash: keyHash, valueHash: valueHash, depth: 0, countChange: &changedCount)
+        count += changedCount
+    }
+
+    public var root: [UInt8] {
+        mutating get {
+            let (node, hash) = Self.hashed(top)
+            top = node
+            return hash
+        }
+    }
+
+    private static func update(_ node: Node, keyHash: [UInt8], valueHash: [UInt8]?, depth: Int,
+                               countChange: inout Int) -> Node {
+        switch node {
+        case .empty:
+            guard let valueHash else { return .empty }
+            countChange = 1
+            return .leaf(keyHash: keyHash, valueHash: valueHash)
+        case .leaf(let existing, let existingValue):
+            if existing == keyHash {
+                guard let valueHash else {
+                    countChange = -1
+                    return .empty
+                }
+                return .leaf(keyHash: keyHash, valueHash: valueHash)
+            }
+            guard let valueHash else { return node }
+            countChange = 1
+            return split(.leaf(keyHash: existing, valueHash: existingValue), existing,
+                         .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth)
+        case .inner(let left, let right, _):
+            var left = left, right = right
+            if bit(keyHash, depth) == 0 {
+                left = update(left, keyHash: keyHash, valueHash: valueHash, depth: depth + 1, countChange: &countChange)
+            } else {
+                right = update(right, keyHash: keyHash, valueHash: valueHash, depth: depth + 1,
+                               countChange: &countChange)
+            }
+            return collapse(left, right)
+        }
+    }
+
+    /// Two leaves that met at `depth`: inner nodes down to the first bit where their key hashes differ.
+    private static func split(_ a: Node, _ aKey: [UInt8], _ b: Node, _ bKey: [UInt8], depth: Int) -> Node {
+        let aBit = bit(aKey, depth), bBit = bit(bKey, depth)
+        if aBit != bBit { return aBit == 0 ? .inner(left: a, right: b, hash: nil) : .inner(left: b, right: a, hash: nil) }
+        let below = split(a, aKey, b, bKey, depth: depth + 1)
+        return aBit == 0 ? .inner(left: below, right: .empty, hash: nil) : .inner(left: .empty, right: below, hash: nil)
+    }
+
+    /// Keeps the tree compact after a removal: an inner node left with one leaf and an empty side becomes that leaf.
+    private static func collapse(_ left: Node, _ right: Node) -> Node {
+        switch (left, right) {
+        case (.empty, .empty): return .empty
+        case (.leaf, .empty): return left
+        case (.empty, .leaf): return right
+        default: return .inner(left: left, right: right, hash: nil)
+        }
+    }
+
+    private static func hashed(_ node: Node) -> (Node, [UInt8]) {
+        switch node {
+        case .empty: return (node, emptyHash)
+        case .leaf(let keyHash, let valueHash): return (node, leafHash(keyHash: keyHash, valueHash: valueHash))
+        case .inner(_, _, let hash?): return (node, hash)
+        case .inner(let left, let right, nil):
+            let (leftNode, leftHash) = hashed(left)
+            let (rightNode, rightHash) = hashed(right)
+            let hash = innerHash(leftHash, rightHash)
+            return (.inner(left: leftNode, right: rightNode, hash: hash), hash)
+        }
+    }
+
+    /// The proof for `key`: the siblings on its path from the root down, and the leaf where the path ends (nil if it
+    /// ends in an empty subtree). The leaf is `key`'s own for an inclusion proof, another key's for non-inclusion.
+    public mutating func proof(_ key: [UInt8]) -> StateProof {
+        _ = root
+        let keyHash = Self.keyHash(key)
+        var siblings: [[UInt8]] = []
+        var node = top
+        var depth = 0
+        while true {
+            switch node {
+            case .empty:
+                return StateProof(siblings: siblings, leaf: nil)
+            case .leaf(let leafKey, let valueHash):
+                return StateProof(siblings: siblings, leaf: .init(keyHash: leafKey, valueHash: valueHash))
+            case .inner(let left, let right, _):
+                if Self.bit(keyHash, depth) == 0 {
+                    siblings.append(Self.hashed(right).1)
+                    node = left
+                } else {
+                    siblings.append(Self.hashed(left).1)
+                    node = right
+                }
+                depth += 1
+            }
+        }
+    }
+}
+
+/// A state proof (see `StateTree`). Wire: `u16 n | n × [32] sibling (root first) | bool hasLeaf | [32] keyHash |
+/// [32] valueHash`.
+public struct StateProof: Sendable, Hashable {
+    public struct Leaf: Sendable, Hashable {
+        public var keyHash: [UInt8]
+        public var valueHash: [UInt8]
+
+        public init(keyHash: [UInt8], valueHash: [UInt8]) {
+            self.keyHash = keyHash
+            self.valueHash = valueHash
+        }
+    }
+
+    public var siblings: [[UInt8]]
+    public var leaf: Leaf?
+
+    public init(siblings: [[UInt8]], leaf: Leaf?) {
+        self.siblings = siblings
+        self.leaf = leaf
+    }
+
+    /// Whether this proves that `key` has `value` (or, with `value` nil, that it has none) under `root`.
+    public func verify(key: [UInt8], value: [UInt8]?, root: [UInt8]) -> Bool {
+        guard siblings.count <= 256 else { return false }
+        let keyHash = StateTree.keyHash(key)
+        var hash: [UInt8]
+        if let value {
+            guard let leaf, leaf.keyHash == keyHash, leaf.valueHash == WireCrypto.blake2b256(value) else { return false }
+            hash = StateTree.leafHash(keyHash: keyHash, valueHash: leaf.valueHash)
+        } else if let leaf {
+            // Another key's leaf where this key's path ends: it must share the path so far, and differ.
+            guard leaf.keyHash != keyHash,
+                  (0..<siblings.count).allSatisfy({ StateTree.bit(leaf.keyHash, $0) == StateTree.bit(keyHash, $0) })
+            else { return false }
+            hash = StateTree.leafHash(keyHash: leaf.keyHash, valueHash: leaf.valueHash)
+        } else {
+            hash = StateTree.emptyHash
+        }
+        for depth in stride(from: siblings.count - 1, through: 0, by: -1) {
+            hash = StateTree.bit(keyHash, depth) == 0 ? StateTree.innerHash(hash, siblings[depth])
+                : StateTree.innerHash(siblings[depth], hash)
+        }
+        return hash == root
+    }
+
+    public var encoded: [UInt8] {
+        var writer = WireWriter()
+        writer.u16(UInt16(siblings.count))
+        for sibling in siblings { writer.fixed(sibling, count: 32) }
+        writer.bool(leaf != nil)
+        if let leaf {
+            writer.fixed(leaf.keyHash, count: 32)
+            writer.fixed(leaf.valueHash, count: 32)
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> StateProof {
+        var reader = WireReader(bytes, context: "state proof")
+        let count = try reader.count16("siblings", max: 256, itemBytesMin: 32)
+        var siblings: [[UInt8]] = []
+        for index in 0..<count { siblings.append(try reader.fixed(32, "siblings[\(index)]")) }
+        let leaf: Leaf? = try reader.bool("hasLeaf")
+            ? Leaf(keyHash: try reader.fixed(32, "leaf.keyHash"), valueHash: try reader.fixed(32, "leaf.valueHash"))
+            : nil
+        try reader.finish()
+        return StateProof(siblings: siblings, leaf: leaf)
+    }
+}

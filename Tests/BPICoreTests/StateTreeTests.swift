@@ -1,0 +1,60 @@
+import BPICore
+import MetanodePluginTesting
+import MetanodeWire
+import Testing
+
+@Suite("State tree (compact sparse Merkle tree)")
+struct StateTreeTests {
+    static func key(_ index: Int) -> [UInt8] { Array("key-\(index)".utf8) }
+
+    @Test("the root depends only on the contents, not on the order of updates or on removed keys")
+    func rootIsAFunctionOfContents() {
+        var random = SimulationRandom(seed: 42)
+        var forward = StateTree(), backward = StateTree(), withRemovals = StateTree()
+        for index in 0..<200 { forward.set(Self.key(index), [UInt8(index & 0xFF)]) }
+        for index in (0..<200).reversed() { backward.set(Self.key(index), [UInt8(index & 0xFF)]) }
+        for index in 0..<300 { withRemovals.set(Self.key(index), [UInt8(random.below(256))]) }
+        for index in 200..<300 { withRemovals.set(Self.key(index), nil) }
+        for index in 0..<200 { withRemovals.set(Self.key(index), [UInt8(index & 0xFF)]) }
+        #expect(forward.root == backward.root)
+        #expect(forward.root == withRemovals.root)
+        #expect(forward.count == 200 && withRemovals.count == 200)
+        var empty = StateTree()
+        #expect(empty.root == StateTree.emptyHash)
+        for index in 0..<200 { forward.set(Self.key(index), nil) }
+        #expect(forward.root == StateTree.emptyHash && forward.count == 0)
+    }
+
+    @Test("every key proves its value, absent keys prove absence, and wrong claims fail", arguments: [1, 2, 3, 17, 300])
+    func proofs(size: Int) throws {
+        var tree = StateTree()
+        for index in 0..<size { tree.set(Self.key(index), Array("value \(index)".utf8)) }
+        let root = tree.root
+        for index in 0..<size {
+            let proof = tree.proof(Self.key(index))
+            #expect(proof.verify(key: Self.key(index), value: Array("value \(index)".utf8), root: root))
+            #expect(!proof.verify(key: Self.key(index), value: Array("other".utf8), root: root))
+            #expect(!proof.verify(key: Self.key(index), value: nil, root: root))
+            #expect(try StateProof.decode(proof.encoded) == proof)
+        }
+        for index in size..<size + 20 {
+            let proof = tree.proof(Self.key(index))
+            #expect(proof.verify(key: Self.key(index), value: nil, root: root), "absent key \(index)")
+            #expect(!proof.verify(key: Self.key(index), value: [1], root: root))
+            #expect(!proof.verify(key: Self.key(0), value: nil, root: root))
+        }
+        var changed = tree
+        changed.set(Self.key(0), [9])
+        #expect(!tree.proof(Self.key(0)).verify(key: Self.key(0), value: Array("value 0".utf8), root: changed.root))
+    }
+
+    @Test("a copy is independent: changing it leaves the original's root alone")
+    func valueSemantics() {
+        var tree = StateTree()
+        for index in 0..<50 { tree.set(Self.key(index), [1]) }
+        let before = tree.root
+        var copy = tree
+        copy.set(Self.key(3), [2])
+        #expect(tree.root == before && copy.root != before)
+    }
+}
