@@ -159,6 +159,7 @@ let package = Package(
             name: "BPIPlugin",
             dependencies: [
                 "BPICore", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
                 .product(name: "MetanodeWire", package: "plugin-sdk"),
             ],
             path: "Plugins/BPI/Plugin", swiftSettings: strict),
@@ -166,10 +167,17 @@ let package = Package(
         .target(
             name: "BPI", dependencies: ["BPIPlugin", .product(name: "MetanodePluginKit", package: "plugin-sdk")],
             path: "Plugins/BPI/Entry", swiftSettings: strict),
+        // The SDK's example ledger module in C, linked into tests without its entry symbol.
+        .target(
+            name: "CounterModule", path: "plugin-sdk/examples/counter-module", exclude: ["Makefile", "README.md",
+                                                                                      "metanode-plugin.json"],
+            sources: ["counter.c"], publicHeadersPath: "include",
+            cSettings: [.define("COUNTER_NO_ENTRY_SYMBOL"), .headerSearchPath("../../include")]),
         .testTarget(
             name: "BPITests",
             dependencies: [
-                "BPIPlugin", "BPICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                "BPIPlugin", "CounterModule", "BPICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
                 .product(name: "MetanodePluginKit", package: "plugin-sdk"),
                 .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
             ],

@@ -1,6 +1,8 @@
 import BPIPlugin
 import BPICore
+import CounterModule
 import Foundation
+import MetanodeABI
 import MetanodePluginKit
 import MetanodePluginTesting
 import MetanodeWire
@@ -32,10 +34,19 @@ final class BPINetwork {
         #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)}"#
     }
 
-    /// Restarts a crashed node with empty storage and BPI loaded again.
+    /// Restarts a crashed node with empty storage and BPI (and the counter module, if loaded) again.
     func restart(_ node: Int) throws {
         let host = sim.restart(node)
         plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
+        if withCounter { try host.load(UnsafeRawPointer(counter_module_descriptor())) }
+    }
+
+    private(set) var withCounter = false
+
+    /// Loads the SDK's example C module (plugin-sdk/examples/counter-module) next to BPI on every node.
+    func loadCounterModule() throws {
+        try sim.loadOnEveryNode(UnsafeRawPointer(counter_module_descriptor()))
+        withCounter = true
     }
 
     func status(_ node: Int) throws -> [String: Any] {
@@ -188,6 +199,73 @@ struct BPIPluginSimulationTests {
         let absentText = try #require(absent["stateProof"] as? String)
         let absence = try StateProof.decode(try #require(Hex.decode(absentText)))
         #expect(absence.verify(key: stranger, value: nil, root: root))
+    }
+
+    /// The "error" of a JSON error answer.
+    static func error(_ body: String) -> String? {
+        let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        return object?["error"] as? String
+    }
+
+    static func add(_ amount: UInt64, nonce: UInt64, signer: Ed25519Signer = alice) -> Transaction {
+        var payload = WireWriter()
+        payload.u64(amount)
+        return try! Transaction.signed(chainID: "sim", signer: signer, nonce: nonce, fee: 10, kind: "counter/add",
+                                       payload: payload.bytes)
+    }
+
+    @Test("a C module through the ledger service: state every node agrees on, events, refusals with reasons, queries and proofs")
+    func counterModule() throws {
+        let net = try BPINetwork(validators: 4, seed: 17)
+        try net.loadCounterModule()
+        let unknown = net.submit(0, try Transaction.signed(chainID: "sim", signer: Self.alice, nonce: 0, fee: 1,
+                                                           kind: "nobody/op", payload: []))
+        #expect(unknown.status == 400 && Self.error(unknown.body) == "no module handles kind 'nobody/op'")
+        let short = net.submit(0, try Transaction.signed(chainID: "sim", signer: Self.alice, nonce: 0, fee: 1,
+                                                         kind: "counter/add", payload: [1, 2]))
+        #expect(short.status == 400
+            && Self.error(short.body) == "counter refused it: counter/add takes an 8-byte big-endian amount")
+
+        #expect(net.submit(0, Self.add(5, nonce: 0)).status == 202)
+        #expect(net.submit(1, Self.add(.max, nonce: 1)).status == 202)  // admitted; overflows when delivered
+        #expect(net.submit(2, Self.add(7, nonce: 2)).status == 202)
+        net.sim.run(forMs: 1_000)
+
+        let overflow = try net.json(3, "/tx/\(Hex.encode(Self.add(.max, nonce: 1).id))").1
+        let failed = try #require(overflow["result"] as? [String: Any])
+        #expect(failed["status"] as? Int == Int(MN_ERR_INVALID_ARGUMENT)
+            && failed["reason"] as? String == "the total would overflow a u64")
+        let last = try net.json(3, "/tx/\(Hex.encode(Self.add(7, nonce: 2).id))").1
+        let events = try #require((last["result"] as? [String: Any])?["events"] as? [[String: Any]])
+        var twelve = WireWriter()
+        twelve.u64(12)
+        #expect(events.count == 1 && events[0]["type"] as? String == "added"
+            && events[0]["data"] as? String == Hex.encode(twelve.bytes))
+
+        for node in 0..<4 {
+            let answer = net.sim.host(node).http(net.plugins[node], "GET",
+                                                 "/query/counter/total?data=\(Hex.encode(Self.alice.publicKey))")
+            #expect(answer.status == 200 && answer.body == twelve.bytes, "node \(node)")
+        }
+        func stateRoot(_ node: Int) throws -> String? {
+            (try net.json(node, "/blocks/latest").1["header"] as? [String: Any])?["stateRoot"] as? String
+        }
+        let roots = Set(try (0..<4).map(stateRoot))
+        #expect(roots.count == 1)
+        let key = Array("counter/total/".utf8) + Self.alice.publicKey
+        let state = try net.json(1, "/state/\(Hex.encode(key))").1
+        #expect(state["value"] as? String == Hex.encode(twelve.bytes))
+        let proofText = try #require(state["stateProof"] as? String)
+        let proof = try StateProof.decode(try #require(Hex.decode(proofText)))
+        let rootText = try #require(roots.first ?? nil)
+        let root = try #require(Hex.decode(rootText))
+        #expect(proof.verify(key: key, value: twelve.bytes, root: root))
+
+        // A node that joins later replays the module's effects from synced blocks and reaches the same root.
+        net.sim.crash(3)
+        try net.restart(3)
+        net.sim.run(forMs: 2_000)
+        #expect(try stateRoot(3) == rootText)
     }
 
     @Test("bad requests get clear answers: unknown block, malformed id, undecodable body")

@@ -38,6 +38,9 @@ public struct BlockRules: Sendable {
     public struct Effects: Sendable {
         public var nextNonces: [[UInt8]: UInt64] = [:]
         public var transactionIDs: [[UInt8]] = []
+        public var results: [TransactionResult] = []
+        /// Module state writes (full keys; nil deletes), stored with the block.
+        public var writes: [[UInt8]: [UInt8]?] = [:]
         public var state = StateTree()
     }
 
@@ -50,26 +53,32 @@ public struct BlockRules: Sendable {
         return writer.bytes
     }
 
-    /// `state` with `nextNonces` applied.
-    static func applying(_ nextNonces: [[UInt8]: UInt64], to state: StateTree) -> StateTree {
+    /// `state` with `nextNonces` and `writes` applied.
+    static func applying(_ nextNonces: [[UInt8]: UInt64], _ writes: [[UInt8]: [UInt8]?], to state: StateTree)
+        -> StateTree {
         var state = state
         for (sender, nonce) in nextNonces { state.set(nonceKey(sender), nonceValue(nonce)) }
+        for (key, value) in writes { state.set(key, value) }
         return state
     }
 
     /// The header a proposer puts on `transactions` (already in execution order, nonces checked by the mempool).
+    /// Returns nil if a module refused the block at end_block (the proposer then proposes without transactions).
     public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
-                      nowMs: UInt64, state: StateTree) -> Block {
+                      nowMs: UInt64, state: StateTree, execute: BlockExecutor) -> Block? {
         let ids = transactions.map(\.id)
         var nextNonces: [[UInt8]: UInt64] = [:]
         for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
-        var after = Self.applying(nextNonces, to: state)
+        let timestampMs = max(nowMs, parent.timestampMs)
+        let context = BlockContext(height: parent.height + 1, timestampMs: timestampMs, proposer: proposer)
+        guard case .success(let execution) = execute(context, transactions, ids) else { return nil }
+        var after = Self.applying(nextNonces, execution.writes, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
-            timestampMs: max(nowMs, parent.timestampMs), proposer: proposer,
+            timestampMs: timestampMs, proposer: proposer,
             transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
-            resultsRoot: Self.resultsRoot(count: ids.count), validatorSetHash: genesis.validators.hash,
+            resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: genesis.validators.hash,
             pohCount: poh.count, pohHash: poh.hash)
         return Block(header: header, transactions: encoded)
     }
@@ -77,7 +86,8 @@ public struct BlockRules: Sendable {
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`
     /// says which transaction ids already had their signature checked (the mempool's), so each is verified once.
     public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree,
-                      nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool) -> Result<Effects, BlockProblem> {
+                      nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool, execute: BlockExecutor)
+        -> Result<Effects, BlockProblem> {
         let header = block.header
         guard header.chainID == genesis.chainID else { return .failure("chain id '\(header.chainID)'") }
         guard header.height == parent.height + 1 else {
@@ -97,6 +107,7 @@ public struct BlockRules: Sendable {
             return .failure("\(block.transactions.count) transactions; at most \(max)")
         }
         var effects = Effects()
+        var transactions: [Transaction] = []
         var bytes = 0
         for (index, encoded) in block.transactions.enumerated() {
             bytes += encoded.count
@@ -116,6 +127,7 @@ public struct BlockRules: Sendable {
             }
             effects.nextNonces[transaction.sender] = expected + 1
             effects.transactionIDs.append(id)
+            transactions.append(transaction)
         }
         guard header.transactionsRoot == Block.transactionsRoot(ids: effects.transactionIDs) else {
             return .failure("transactions root")
@@ -123,20 +135,22 @@ public struct BlockRules: Sendable {
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: effects.transactionIDs,
                                      ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         guard header.pohCount == poh.count, header.pohHash == poh.hash else { return .failure("proof of history") }
-        guard header.resultsRoot == Self.resultsRoot(count: effects.transactionIDs.count) else {
+        let context = BlockContext(height: header.height, timestampMs: header.timestampMs, proposer: header.proposer)
+        let execution: Execution
+        switch execute(context, transactions, effects.transactionIDs) {
+        case .success(let done): execution = done
+        case .failure(let problem): return .failure(problem)
+        }
+        guard header.resultsRoot == TransactionResult.resultsRoot(execution.results) else {
             return .failure("results root")
         }
-        effects.state = Self.applying(effects.nextNonces, to: state)
+        effects.results = execution.results
+        effects.writes = execution.writes
+        effects.state = Self.applying(effects.nextNonces, execution.writes, to: state)
         guard header.stateRoot == effects.state.root else { return .failure("state root") }
         return .success(effects)
     }
 
-    static let zero = [UInt8](repeating: 0, count: 32)
-
-    /// Every transaction's result is "accepted" until modules deliver results; the root commits to their count.
-    static func resultsRoot(count: Int) -> [UInt8] {
-        MerkleTree.root(leafHashes: Array(repeating: MerkleTree.leafHash([0]), count: count))
-    }
 }
 
 /// Why a block was refused.

@@ -11,6 +11,10 @@ public enum MempoolRejection: Error, Equatable, Sendable, CustomStringConvertibl
     case replacementUnderpriced(fee: UInt64, needed: UInt64)
     case senderFull(limit: Int)
     case full
+    /// No registered module handles the transaction's kind.
+    case unknownKind(String)
+    /// The module's check refused it.
+    case refused(module: String, reason: String)
 
     public var description: String {
         switch self {
@@ -25,6 +29,8 @@ public enum MempoolRejection: Error, Equatable, Sendable, CustomStringConvertibl
             "replacement fee \(fee) is too low: replacing needs at least \(needed)"
         case .senderFull(let limit): "sender has \(limit) transactions waiting, the most allowed"
         case .full: "mempool full"
+        case .unknownKind(let kind): "no module handles kind '\(kind)'"
+        case .refused(let module, let reason): "\(module) refused it: \(reason)"
         }
     }
 }
@@ -81,8 +87,10 @@ public struct Mempool: Sendable {
 
     /// Admits `encoded` if it decodes, is for this chain, is signed by its sender and fits. `nextNonce` is the
     /// sender's next nonce in the ledger. Returns the entry, and the ids it replaced or evicted.
-    public mutating func add(_ encoded: [UInt8], nextNonce: UInt64) -> Result<(entry: Entry, removed: [[UInt8]]),
-                                                                               MempoolRejection> {
+    /// `admissible` is asked last, after the signature check (the ledger's modules' own checks).
+    public mutating func add(_ encoded: [UInt8], nextNonce: UInt64,
+                             admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
+        -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
         let transaction: Transaction
         do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
         guard transaction.chainID == chainID else {
@@ -110,6 +118,7 @@ public struct Mempool: Sendable {
         }
         // The signature is checked last: it is the expensive check, and everything above is free.
         guard transaction.hasValidSignature else { return .failure(.badSignature) }
+        if let refusal = admissible(transaction, id) { return .failure(refusal) }
 
         var removed: [[UInt8]] = []
         if let replaced {

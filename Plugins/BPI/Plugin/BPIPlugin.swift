@@ -11,6 +11,7 @@
 //                              many were accepted and why each refused one was
 import BPICore
 import Foundation
+import MetanodeABI
 import MetanodePluginKit
 import MetanodeWire
 
@@ -38,6 +39,8 @@ public final class BPI: Plugin {
     let me: Int?
     let myKey: [UInt8]
     let heartbeatMs: UInt64
+    /// The service modules register with; its table is exported as "bpi.ledger".
+    let ledger = LedgerService()
     var core: QBFTCore
     var mempool: Mempool
     var parent: BlockRules.Parent
@@ -107,6 +110,9 @@ public final class BPI: Plugin {
             [unowned self] block, _ in self.problem(with: block)
         }), me: me, height: tip + 1, parentHash: parent.hash, validators: genesis.validators, replaying: records)
 
+        ledger.readCommitted = { [store] key in try? store.moduleState(key) }
+        try context.services.export("bpi.ledger", major: MN_LEDGER_VERSION_MAJOR, minor: MN_LEDGER_VERSION_MINOR,
+                                    table: UnsafeRawPointer(ledger.table), size: MemoryLayout<mn_ledger_api>.size)
         try context.net.register("consensus") { [unowned self] peer, bytes in receiveConsensus(bytes, from: peer) }
         try context.net.register("tx") { [unowned self] peer, bytes in
             guard let batch = try? TransactionBatch.decode(bytes) else {
@@ -140,8 +146,7 @@ public final class BPI: Plugin {
         for action in actions {
             switch action {
             case .buildBlock(let height, let round):
-                guard height == core.height else { continue }
-                let block = buildBlock()
+                guard height == core.height, let block = buildBlock() else { continue }
                 context.log.debug("proposing height \(height) round \(round): \(block.transactions.count) tx")
                 run(core.handle(.blockBuilt(block)))
             case .persist(let record):
@@ -172,20 +177,29 @@ public final class BPI: Plugin {
         if let decided { commit(decided) }
     }
 
-    private func buildBlock() -> Block {
+    /// The next block from the mempool; without transactions if a module's end_block refuses them (nil if it
+    /// refuses even that: the round then times out and another proposer tries).
+    private func buildBlock() -> Block? {
         let limits = genesis.parameters
         let chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
             [store] sender in (try? store.nextNonce(sender)) ?? 0
         }
-        return rules.build(parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
-                           proposer: myKey, nowMs: context.unixTimeMs, state: state)
+        let nowMs = context.unixTimeMs
+        if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
+                                   encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
+                                   execute: ledger.execute) {
+            return block
+        }
+        context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
+        return rules.build(parent: parent, transactions: [], encoded: [], proposer: myKey, nowMs: nowMs, state: state,
+                           execute: ledger.execute)
     }
 
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks[block.hash] { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state,
                                  nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
-                                 isVerified: { [verified] id in verified.contains(id) })
+                                 isVerified: { [verified] id in verified.contains(id) }, execute: ledger.execute)
         checkedBlocks[block.hash] = result
         if case .failure(let problem) = result {
             context.log.warn("refused block \(Hex.encode(block.hash).prefix(12)) at height \(block.header.height): "
@@ -280,7 +294,8 @@ public final class BPI: Plugin {
         var sender: [UInt8] = []
         if let transaction = try? Transaction.decode(encoded) { sender = transaction.sender }
         let next = sender.isEmpty ? 0 : ((try? store.nextNonce(sender)) ?? 0)
-        switch mempool.add(encoded, nextNonce: next) {
+        let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
+        switch mempool.add(encoded, nextNonce: next, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()
             return .failure(rejection)

@@ -9,6 +9,8 @@ import MetanodeWire
 ///     t <txid>            u64 height, u32 index of a finalized transaction
 ///     n <sender>          the sender's next nonce (u64)
 ///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
+///     s <module>/<key>    a module's committed state value
+///     r <txid>            a finalized transaction's result (TransactionResult encoding)
 ///     tip                 u64 height of the last finalized block
 struct ChainStore {
     let kv: KeyValueStore
@@ -55,13 +57,21 @@ struct ChainStore {
         return try reader.u64("nonce")
     }
 
-    /// The state tree of every stored nonce (the ledger state BPI itself keeps).
+    /// The state tree of the committed ledger state: BPI's nonces and every module's values.
     func loadState() throws -> StateTree {
         var state = StateTree()
         for pair in try kv.scan(prefix: [0x6E]) {
             state.set(BlockRules.nonceKey(Array(pair.key.dropFirst())), pair.value)
         }
+        for pair in try kv.scan(prefix: [0x73]) { state.set(Array(pair.key.dropFirst()), pair.value) }
         return state
+    }
+
+    func moduleState(_ key: [UInt8]) throws -> [UInt8]? { try kv.get([0x73] + key) }
+
+    func result(ofTransaction id: [UInt8]) throws -> TransactionResult? {
+        guard let bytes = try kv.get([0x72] + id) else { return nil }
+        return try TransactionResult.decode(bytes)
     }
 
     /// Stores a finalized block, its indexes and its effects, moves the tip and drops the height's WAL, atomically.
@@ -77,6 +87,12 @@ struct ChainStore {
                 location.u64(height)
                 location.u32(UInt32(index))
                 try batch.put([0x74] + id, location.bytes)
+            }
+            for (key, value) in effects.writes {
+                if let value { try batch.put([0x73] + key, value) } else { try batch.delete([0x73] + key) }
+            }
+            for (id, result) in zip(effects.transactionIDs, effects.results) {
+                try batch.put([0x72] + id, result.encoded)
             }
             for (sender, nonce) in effects.nextNonces {
                 var value = WireWriter(capacity: 8)

@@ -62,6 +62,19 @@ extension BPI {
         /// Sibling hashes from the leaf up (RFC 6962 audit path over BLAKE2b leaf hashes of transaction ids).
         var proof: [String]
         var transaction: TransactionView
+        var result: ResultView?
+    }
+
+    struct EventView: Encodable {
+        var type: String
+        var data: String
+    }
+
+    /// status 0 is success; otherwise an MN_ERR_* code, with the module's reason.
+    struct ResultView: Encodable {
+        var status: UInt32
+        var reason: String
+        var events: [EventView]
     }
 
     struct StateView: Encodable {
@@ -142,7 +155,11 @@ extension BPI {
                 id: text, height: height, index: index, blockHash: Hex.encode(block.hash),
                 transactionsRoot: Hex.encode(block.header.transactionsRoot),
                 proof: MerkleTree.proof(leafHashes: leaves, index: index).map(Hex.encode),
-                transaction: Self.view(transaction)))
+                transaction: Self.view(transaction),
+                result: try store.result(ofTransaction: id).map { result in
+                    ResultView(status: result.status, reason: result.reason,
+                               events: result.events.map { EventView(type: $0.type, data: Hex.encode($0.data)) })
+                }))
         }
         try context.http.route("GET", "/state/*") { [unowned self] request in
             let text = String(request.path.dropFirst("/state/".count))
@@ -152,12 +169,26 @@ extension BPI {
             guard parent.height >= 1, let tip = try store.block(at: parent.height) else {
                 return .json(ErrorView(error: "no finalized block yet"), status: 404)
             }
-            let value = key.starts(with: Array("bpi/nonce/".utf8)) && key.count == 10 + 32
-                ? try store.nextNonceIfStored(Array(key.dropFirst(10))).map(BlockRules.nonceValue) : nil
+            let nonceOf = key.starts(with: Array("bpi/nonce/".utf8)) && key.count == 10 + 32 ? key.dropFirst(10) : nil
+            let value = try nonceOf.map { try store.nextNonceIfStored(Array($0)).map(BlockRules.nonceValue) }
+                ?? store.moduleState(key)
             return .json(StateView(key: text, value: value.map(Hex.encode), height: parent.height,
                                    blockHash: Hex.encode(parent.hash),
                                    stateRoot: Hex.encode(tip.block.header.stateRoot),
                                    stateProof: Hex.encode(state.proof(key).encoded)))
+        }
+        // GET /query/<module>/<path>?data=<hex>: a module's answer over committed state, as the module wrote it.
+        try context.http.route("GET", "/query/*") { [unowned self] request in
+            let rest = request.path.dropFirst("/query/".count)
+            let module = String(rest.prefix { $0 != "/" })
+            let path = String(rest.dropFirst(module.count + 1))
+            guard let data = Hex.decode(request.queryItem("data") ?? "") else {
+                return .json(ErrorView(error: "data must be hex"), status: 400)
+            }
+            switch ledger.query(module: module, path: path, request: data) {
+            case .success(let answer): return .bytes(answer)
+            case .failure(let problem): return .json(ErrorView(error: problem.description), status: 404)
+            }
         }
         try context.http.route("POST", "/tx") { [unowned self] request in
             let encoded: [UInt8]

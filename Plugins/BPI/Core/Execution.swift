@@ -1,0 +1,92 @@
+import MetanodeWire
+
+/// What executing one transaction produced. Its encoding is a leaf of the block's results root:
+///
+///     u32 status (0 ok, else an MN_ERR_* code) | string16 reason | u16 n | n × (string16 type | bytes32 data)
+public struct TransactionResult: Sendable, Hashable {
+    public struct Event: Sendable, Hashable {
+        public var type: String
+        public var data: [UInt8]
+
+        public init(type: String, data: [UInt8]) {
+            self.type = type
+            self.data = data
+        }
+    }
+
+    public var status: UInt32
+    public var reason: String
+    public var events: [Event]
+
+    public static let accepted = TransactionResult(status: 0, reason: "", events: [])
+
+    public init(status: UInt32, reason: String, events: [Event]) {
+        self.status = status
+        self.reason = reason
+        self.events = events
+    }
+
+    public var encoded: [UInt8] {
+        var writer = WireWriter(capacity: 16)
+        writer.u32(status)
+        writer.string16(reason)
+        writer.u16(UInt16(events.count))
+        for event in events {
+            writer.string16(event.type)
+            writer.bytes32(event.data)
+        }
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> TransactionResult {
+        var reader = WireReader(bytes, context: "transaction result")
+        let status = try reader.u32("status")
+        let reason = try reader.string16("reason", max: 1024)
+        let count = try reader.count16("events", max: 1024, itemBytesMin: 6)
+        var events: [Event] = []
+        for index in 0..<count {
+            events.append(Event(type: try reader.string16("events[\(index)].type", max: 256),
+                                data: try reader.bytes32("events[\(index)].data", max: 1 << 20)))
+        }
+        try reader.finish()
+        return TransactionResult(status: status, reason: reason, events: events)
+    }
+
+    public static func resultsRoot(_ results: [TransactionResult]) -> [UInt8] {
+        MerkleTree.root(leafHashes: results.map { MerkleTree.leafHash($0.encoded) })
+    }
+}
+
+/// The block as modules see it.
+public struct BlockContext: Sendable, Hashable {
+    public var height: UInt64
+    public var timestampMs: UInt64
+    public var proposer: [UInt8]
+
+    public init(height: UInt64, timestampMs: UInt64, proposer: [UInt8]) {
+        self.height = height
+        self.timestampMs = timestampMs
+        self.proposer = proposer
+    }
+}
+
+/// What running a block's transactions through the modules produced: a result per transaction, and the state
+/// writes (full state keys; nil deletes) to commit with the block.
+public struct Execution: Sendable {
+    public var results: [TransactionResult]
+    public var writes: [[UInt8]: [UInt8]?]
+
+    public init(results: [TransactionResult], writes: [[UInt8]: [UInt8]?]) {
+        self.results = results
+        self.writes = writes
+    }
+
+    /// No modules: every transaction is accepted and writes nothing.
+    public static func noModules(_ count: Int) -> Execution {
+        Execution(results: Array(repeating: .accepted, count: count), writes: [:])
+    }
+}
+
+/// Runs a block's transactions (in order, after their nonces are checked) and returns what they did, or why the
+/// block is invalid (a module's end_block refused it).
+public typealias BlockExecutor = (BlockContext, [Transaction], [[UInt8]]) -> Result<Execution, BlockProblem>

@@ -1,0 +1,297 @@
+import BPICore
+import MetanodeABI
+import MetanodeWire
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The ledger service one BPI instance exports ("bpi.ledger" 1.0, plugin-sdk/include/metanode/ledger.h): modules
+/// register here, and BPI runs their handlers when it admits transactions, executes blocks and answers queries.
+///
+/// The exported C table has no context argument of its own, so each instance allocates its table with a pointer
+/// back to itself right after it; `register_module` gets the table and finds its instance there. Handler calls get
+/// an `mn_ledger_state`, which is an unretained `LedgerCall`.
+final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex; the rest is used on BPI's thread
+    static let reservedModules: Set<String> = ["bpi", "test"]
+
+    struct Module: @unchecked Sendable {  // the struct is static and immutable
+        let name: String
+        let table: UnsafePointer<mn_ledger_module>
+    }
+
+    private let modules = Mutex<[String: Module]>([:])
+    /// The table, followed by a pointer to this instance.
+    let table: UnsafeMutableRawPointer
+    /// Committed module state by full key ("<module>/<key>"); set by BPI.
+    var readCommitted: ([UInt8]) -> [UInt8]? = { _ in nil }
+
+    init() {
+        let stride = MemoryLayout<mn_ledger_api>.stride
+        table = .allocate(byteCount: stride + MemoryLayout<UnsafeRawPointer>.size,
+                          alignment: max(MemoryLayout<mn_ledger_api>.alignment, MemoryLayout<UnsafeRawPointer>.alignment))
+        table.initializeMemory(as: mn_ledger_api.self, repeating: Self.api, count: 1)
+        table.storeBytes(of: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), toByteOffset: stride,
+                         as: UnsafeRawPointer.self)
+    }
+
+    var registeredNames: [String] { modules.withLock { $0.keys.sorted() } }
+
+    func module(_ name: Substring) -> Module? { modules.withLock { $0[String(name)] } }
+
+    static func isValidName(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        return !utf8.isEmpty && utf8.count <= Int(MN_LEDGER_MODULE_NAME_LEN_MAX)
+            && utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    fileprivate func register(_ module: UnsafePointer<mn_ledger_module>) -> mn_status {
+        guard module.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_module>.size),
+              module.pointee.deliver != nil else { return MN_ERR_INVALID_ARGUMENT }
+        let name = module.pointee.name.text
+        guard Self.isValidName(name), !Self.reservedModules.contains(name) else { return MN_ERR_INVALID_ARGUMENT }
+        return modules.withLock { table -> mn_status in
+            guard table[name] == nil else { return MN_ERR_EXISTS }
+            guard table.count < Int(MN_LEDGER_MODULES_MAX) else { return MN_ERR_LIMIT }
+            table[name] = Module(name: name, table: module)
+            return MN_OK
+        }
+    }
+
+    // MARK: - Running handlers
+
+    /// Mempool admission: nil admits, else why not. Kinds of BPI's own modules ("test/…") need no handler.
+    func check(_ transaction: Transaction, id: [UInt8]) -> MempoolRejection? {
+        let name = transaction.module
+        if Self.reservedModules.contains(String(name)) {
+            return name == "test" ? nil : .unknownKind(transaction.kind)
+        }
+        guard let module = module(name) else { return .unknownKind(transaction.kind) }
+        guard let check = module.table.pointee.check else { return nil }
+        let call = LedgerCall(mode: .check, module: module.name, read: readCommitted)
+        let status = call.run { state in
+            Self.withTx(transaction, id: id) { check(module.table.pointee.user_data, state, $0) }
+        }
+        return status == MN_OK ? nil : .refused(module: module.name, reason: call.reasonOr(status))
+    }
+
+    /// Executes a block: every module's begin_block (in name order), each transaction's deliver, every end_block.
+    func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+        -> Result<Execution, BlockProblem> {
+        let ordered = modules.withLock { $0.values.sorted { $0.name < $1.name } }
+        var writes: [[UInt8]: [UInt8]?] = [:]
+        /// Reads for the next handler: the block's writes so far (a nil value is a deletion), then committed state.
+        func reader() -> ([UInt8]) -> [UInt8]? {
+            let snapshot = writes
+            return { [readCommitted] key in
+                if let written = snapshot[key] { return written }
+                return readCommitted(key)
+            }
+        }
+        for module in ordered {
+            guard let begin = module.table.pointee.begin_block else { continue }
+            let call = LedgerCall(mode: .block, module: module.name, read: reader())
+            let status = call.run { state in Self.withBlock(context) { begin(module.table.pointee.user_data, state, $0) } }
+            guard status == MN_OK else {
+                return .failure(BlockProblem(
+                    stringLiteral: "module \(module.name) refused the block at begin_block: \(call.reasonOr(status))"))
+            }
+            writes.merge(call.writes) { $1 }
+        }
+        var results: [TransactionResult] = []
+        results.reserveCapacity(transactions.count)
+        for (transaction, id) in zip(transactions, ids) {
+            let name = transaction.module
+            if name == "test" {
+                results.append(.accepted)
+                continue
+            }
+            guard !Self.reservedModules.contains(String(name)), let module = module(name),
+                  let deliver = module.table.pointee.deliver else {
+                results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
+                                                 reason: "no module handles kind '\(transaction.kind)'", events: []))
+                continue
+            }
+            let call = LedgerCall(mode: .deliver, module: module.name, read: reader())
+            let status = call.run { state in
+                Self.withTx(transaction, id: id) { deliver(module.table.pointee.user_data, state, $0) }
+            }
+            if status == MN_OK {
+                writes.merge(call.writes) { $1 }
+                results.append(TransactionResult(status: 0, reason: "", events: call.events))
+            } else {
+                results.append(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
+                                                 events: []))
+            }
+        }
+        for module in ordered {
+            guard let end = module.table.pointee.end_block else { continue }
+            let call = LedgerCall(mode: .block, module: module.name, read: reader())
+            let status = call.run { state in Self.withBlock(context) { end(module.table.pointee.user_data, state, $0) } }
+            guard status == MN_OK else {
+                return .failure(BlockProblem(
+                    stringLiteral: "module \(module.name) refused the block at end_block: \(call.reasonOr(status))"))
+            }
+            writes.merge(call.writes) { $1 }
+        }
+        return .success(Execution(results: results, writes: writes))
+    }
+
+    /// A read-only query over committed state: the module's answer, or why there is none.
+    func query(module name: String, path: String, request: [UInt8]) -> Result<[UInt8], BlockProblem> {
+        guard let module = module(Substring(name)) else {
+            return .failure(BlockProblem(stringLiteral: "no module '\(name)' is registered"))
+        }
+        guard let query = module.table.pointee.query else {
+            return .failure(BlockProblem(stringLiteral: "module \(name) answers no queries"))
+        }
+        let call = LedgerCall(mode: .query, module: name, read: readCommitted)
+        let status = call.run { state in
+            path.withBytes { path in request.withBytes { request in
+                query(module.table.pointee.user_data, state, path, request)
+            } }
+        }
+        guard status == MN_OK else { return .failure(BlockProblem(stringLiteral: call.reasonOr(status))) }
+        return .success(call.answer ?? [])
+    }
+
+    private static func withTx<R>(_ transaction: Transaction, id: [UInt8],
+                                  _ body: (UnsafePointer<mn_ledger_tx>) -> R) -> R {
+        id.withBytes { id in transaction.sender.withBytes { sender in
+            transaction.kind.withBytes { kind in transaction.payload.withBytes { payload in
+                var tx = mn_ledger_tx(struct_size: UInt32(MemoryLayout<mn_ledger_tx>.size), id: id, sender: sender,
+                                      nonce: transaction.nonce, fee: transaction.fee, kind: kind, payload: payload)
+                return withUnsafePointer(to: &tx) { body($0) }
+            } }
+        } }
+    }
+
+    private static func withBlock<R>(_ context: BlockContext, _ body: (UnsafePointer<mn_ledger_block>) -> R) -> R {
+        context.proposer.withBytes { proposer in
+            var block = mn_ledger_block(struct_size: UInt32(MemoryLayout<mn_ledger_block>.size),
+                                        height: context.height, timestamp_ms: context.timestampMs, proposer: proposer)
+            return withUnsafePointer(to: &block) { body($0) }
+        }
+    }
+
+    // MARK: - The C table
+
+    fileprivate static func instance(_ ledger: UnsafePointer<mn_ledger_api>?) -> LedgerService? {
+        guard let ledger else { return nil }
+        let back = UnsafeRawPointer(ledger).load(fromByteOffset: MemoryLayout<mn_ledger_api>.stride,
+                                                 as: UnsafeRawPointer.self)
+        return Unmanaged<LedgerService>.fromOpaque(back).takeUnretainedValue()
+    }
+
+    private static let api = mn_ledger_api(
+        struct_size: UInt32(MemoryLayout<mn_ledger_api>.size),
+        register_module: { ledger, module in
+            guard let service = LedgerService.instance(ledger), let module else { return MN_ERR_INVALID_ARGUMENT }
+            return service.register(module)
+        },
+        state_get: { state, key, out in
+            guard let call = LedgerCall.from(state), let out else { return MN_ERR_INVALID_ARGUMENT }
+            guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else { return MN_ERR_TOO_LARGE }
+            guard let value = call.get(key.array) else {
+                out.pointee = mn_buf(ptr: nil, len: 0)
+                return MN_ERR_NOT_FOUND
+            }
+            let buffer = value.isEmpty ? nil : malloc(value.count)?.assumingMemoryBound(to: UInt8.self)
+            if let buffer { value.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: value.count) } }
+            out.pointee = mn_buf(ptr: buffer, len: buffer == nil ? 0 : value.count)
+            return MN_OK
+        },
+        state_put: { state, key, value in
+            guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
+            return call.put(key.array, value.array, keyBytes: key.len, valueBytes: value.len)
+        },
+        state_delete: { state, key in
+            guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
+            return call.put(key.array, nil, keyBytes: key.len, valueBytes: 0)
+        },
+        reject: { state, reason in
+            LedgerCall.from(state)?.reason = String(reason.text.utf8.prefix(Int(MN_LEDGER_REASON_LEN_MAX))) ?? ""
+        },
+        emit_event: { state, type, data in
+            guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
+            return call.emit(type.text, data.array, dataBytes: data.len)
+        },
+        answer: { state, response in LedgerCall.from(state)?.answer = response.array },
+        buf_free: { buffer in free(buffer.ptr) })
+}
+
+/// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
+/// state; writes stay here until BPI merges them (or drops them when the handler fails).
+final class LedgerCall {
+    enum Mode { case check, deliver, block, query }
+
+    let mode: Mode
+    let prefix: [UInt8]
+    let read: ([UInt8]) -> [UInt8]?
+    var writes: [[UInt8]: [UInt8]?] = [:]
+    var events: [TransactionResult.Event] = []
+    var reason = ""
+    var answer: [UInt8]?
+
+    init(mode: Mode, module: String, read: @escaping ([UInt8]) -> [UInt8]?) {
+        self.mode = mode
+        prefix = Array(module.utf8) + [0x2F]
+        self.read = read
+    }
+
+    static func from(_ state: OpaquePointer?) -> LedgerCall? {
+        state.map { Unmanaged<LedgerCall>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    func run(_ body: (OpaquePointer) -> mn_status) -> mn_status {
+        withExtendedLifetime(self) { body(OpaquePointer(Unmanaged.passUnretained(self).toOpaque())) }
+    }
+
+    func reasonOr(_ status: mn_status) -> String { reason.isEmpty ? "status \(status)" : reason }
+
+    func get(_ key: [UInt8]) -> [UInt8]? {
+        let full = prefix + key
+        if let written = writes[full] { return written }
+        return read(full)
+    }
+
+    func put(_ key: [UInt8], _ value: [UInt8]?, keyBytes: Int, valueBytes: Int) -> mn_status {
+        guard mode == .deliver || mode == .block else { return MN_ERR_DENIED }
+        guard keyBytes <= Int(MN_LEDGER_KEY_LEN_MAX), valueBytes <= Int(MN_LEDGER_VALUE_LEN_MAX) else {
+            return MN_ERR_TOO_LARGE
+        }
+        writes[prefix + key] = .some(value)
+        return MN_OK
+    }
+
+    func emit(_ type: String, _ data: [UInt8], dataBytes: Int) -> mn_status {
+        guard mode == .deliver else { return MN_ERR_DENIED }
+        guard events.count < Int(MN_LEDGER_EVENTS_PER_TX_MAX) else { return MN_ERR_LIMIT }
+        guard dataBytes <= Int(MN_LEDGER_EVENT_LEN_MAX), type.utf8.count <= 64 else { return MN_ERR_TOO_LARGE }
+        events.append(TransactionResult.Event(type: type, data: data))
+        return MN_OK
+    }
+}
+
+extension mn_bytes {
+    var array: [UInt8] {
+        guard let ptr, len > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: ptr, count: len))
+    }
+
+    var text: String {
+        guard let ptr, len > 0 else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: ptr, count: len), as: UTF8.self)
+    }
+}
+
+extension Array where Element == UInt8 {
+    func withBytes<R>(_ body: (mn_bytes) -> R) -> R {
+        withUnsafeBufferPointer { body(mn_bytes(ptr: $0.baseAddress, len: $0.count)) }
+    }
+}
+
+extension String {
+    func withBytes<R>(_ body: (mn_bytes) -> R) -> R { Array(utf8).withBytes(body) }
+}

@@ -1,0 +1,114 @@
+/*
+ * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.0).
+ *
+ * BPI orders transactions and finalises blocks; modules (BPCI, DockLock, ENC, ...) give transactions meaning. A
+ * module looks the service up with the host's `service_lookup` (capability "service"), then registers the
+ * transaction kinds it handles: every transaction whose kind is "<module>/<type>" goes to that module's handlers.
+ *
+ *   const mn_ledger_api *ledger;
+ *   host->service_lookup(ctx, mn_str_from_cstr(MN_LEDGER_SERVICE), MN_LEDGER_VERSION_MAJOR, 0,
+ *                        (const void **)&ledger, &minor, &size);
+ *   ledger->register_module(ledger, &my_module);   // a static mn_ledger_module
+ *
+ * Threads: handlers run on BPI's executor thread, not the module's, and may run at the same time as the module's own
+ *   hooks: they must be thread-safe and must not block. The functions of `mn_ledger_api` other than
+ *   `register_module` may be called only from inside a handler, with the `state` it was given.
+ * Determinism: every validator runs the same handlers on the same transactions in the same order and must reach the
+ *   same state. Handlers must not read the clock, random numbers, files or the network, nor use floating point in
+ *   anything they write. The block's timestamp and height come in `mn_ledger_block`.
+ * State: each module has its own key space. A module's keys are stored under "<module>/" in the ledger state, which
+ *   block headers commit to (`stateRoot`). Writes during a block are buffered and committed with the block. If
+ *   `deliver` returns anything but MN_OK, the transaction's writes and events are discarded. It stays in the block
+ *   as failed: its nonce is used and its result records the status and reason.
+ * Ownership: everything passed to a handler is borrowed for that call. `state_get` returns a BPI-owned buffer the
+ *   module frees with `buf_free`.
+ */
+#ifndef METANODE_LEDGER_H
+#define METANODE_LEDGER_H
+
+#include "plugin.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MN_LEDGER_SERVICE "bpi.ledger"
+#define MN_LEDGER_VERSION_MAJOR 1u
+#define MN_LEDGER_VERSION_MINOR 0u
+
+#define MN_LEDGER_MODULE_NAME_LEN_MAX 32u   /* [a-z0-9_-]; "bpi" and "test" are BPI's own                   */
+#define MN_LEDGER_MODULES_MAX 64u
+#define MN_LEDGER_KEY_LEN_MAX 1024u          /* a module's key, before the "<module>/" prefix                 */
+#define MN_LEDGER_VALUE_LEN_MAX 1048576u
+#define MN_LEDGER_REASON_LEN_MAX 256u        /* bytes of a refusal reason kept; longer ones are cut           */
+#define MN_LEDGER_EVENTS_PER_TX_MAX 64u
+#define MN_LEDGER_EVENT_LEN_MAX 4096u
+
+/** BPI's handle for one handler call. BPI-owned; valid only during the call it is passed to. */
+typedef struct mn_ledger_state mn_ledger_state;
+
+/** A transaction, as a handler sees it. Borrowed for the call. */
+typedef struct mn_ledger_tx {
+  uint32_t struct_size;
+  mn_bytes id;        /* 32 bytes: BLAKE2b-256 of "metanode/txid/v1" 0 body (plugin-sdk/docs/wire.md)         */
+  mn_bytes sender;    /* 32 bytes: the sender's Ed25519 public key; the signature is already verified          */
+  uint64_t nonce;
+  uint64_t fee;
+  mn_str kind;        /* "<module>/<type>"                                                                     */
+  mn_bytes payload;   /* the module's own encoding                                                             */
+} mn_ledger_tx;
+
+/** The block being executed. Borrowed for the call. */
+typedef struct mn_ledger_block {
+  uint32_t struct_size;
+  uint64_t height;
+  uint64_t timestamp_ms;  /* the proposer's, checked against the parent's by every validator                 */
+  mn_bytes proposer;      /* 32 bytes                                                                        */
+} mn_ledger_block;
+
+/** A module's handlers. Static: BPI keeps the pointer for the life of the process. Optional handlers may be NULL. */
+typedef struct mn_ledger_module {
+  uint32_t struct_size;
+  mn_str name;      /* the "<module>" of the kinds it handles; the string must be static too                   */
+  void *user_data;  /* passed back to every handler                                                          */
+  /** Admission to the mempool, reading committed state: MN_OK admits; otherwise call `reject` with the reason. */
+  mn_status (*check)(void *user_data, mn_ledger_state *state, const mn_ledger_tx *tx);
+  /** Execution in a block: reads and writes state, emits events. Required. */
+  mn_status (*deliver)(void *user_data, mn_ledger_state *state, const mn_ledger_tx *tx);
+  /** Before the block's first transaction, for every registered module in name order. Optional. */
+  mn_status (*begin_block)(void *user_data, mn_ledger_state *state, const mn_ledger_block *block);
+  /** After the block's last transaction (supply invariants belong here). Non-OK rejects the whole block. Optional. */
+  mn_status (*end_block)(void *user_data, mn_ledger_state *state, const mn_ledger_block *block);
+  /** A read-only question over committed state (GET /v1/plugins/bpi/query/<module>/<path>); answer with `answer`.
+   *  Optional. */
+  mn_status (*query)(void *user_data, mn_ledger_state *state, mn_str path, mn_bytes request);
+} mn_ledger_module;
+
+/** The service table. BPI-owned, one per BPI instance, valid for the life of the process. */
+typedef struct mn_ledger_api {
+  uint32_t struct_size;
+  /** Registers `module` (static) with the BPI instance that exported `ledger` (pass the table itself). Any
+   *  thread, before or after BPI starts. MN_ERR_EXISTS if the name is taken, MN_ERR_INVALID_ARGUMENT for a bad
+   *  name, a reserved name ("bpi", "test") or a missing `deliver`. */
+  mn_status (*register_module)(const struct mn_ledger_api *ledger, const mn_ledger_module *module);
+  /** The value of the module's `key`, as of the block so far (or committed state in check and query).
+   *  MN_ERR_NOT_FOUND if it has none. */
+  mn_status (*state_get)(mn_ledger_state *state, mn_bytes key, mn_buf *out_value);
+  /** Sets the module's `key`. In deliver, begin_block and end_block only; MN_ERR_DENIED elsewhere. */
+  mn_status (*state_put)(mn_ledger_state *state, mn_bytes key, mn_bytes value);
+  mn_status (*state_delete)(mn_ledger_state *state, mn_bytes key);
+  /** The reason for a refusal, kept with the status (e.g. "insufficient FLX: has 5, needs 7"). */
+  void (*reject)(mn_ledger_state *state, mn_str reason);
+  /** An event of the transaction being delivered (type e.g. "transfer"), kept in its result. */
+  mn_status (*emit_event)(mn_ledger_state *state, mn_str type, mn_bytes data);
+  /** The answer of a query. */
+  void (*answer)(mn_ledger_state *state, mn_bytes response);
+  /** Frees a buffer `state_get` returned. */
+  void (*buf_free)(mn_buf buf);
+} mn_ledger_api;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* METANODE_LEDGER_H */
