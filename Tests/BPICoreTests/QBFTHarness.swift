@@ -21,11 +21,15 @@ struct SimEnvironment: QBFTEnvironment {
 /// is behind sends it the finalized blocks it lacks), crash and restart with a surviving WAL and chain, and an
 /// optional equivocating proposer. Every run with one seed delivers the same messages in the same order.
 final class QBFTHarness {
-    enum Behaviour { case honest, equivocatingProposer }
+    enum Behaviour { case honest, equivocatingProposer, invalidProposer }
 
     final class Node: PeerTransportDelegate, @unchecked Sendable {
+        /// The node's place on the network.
         let index: Int
+        /// The validator it signs as: its own index, or the validator it is a twin of.
+        let validatorIndex: Int
         let signer: Ed25519Signer
+        var isTwin: Bool { index != validatorIndex }
         var behaviour: Behaviour = .honest
         var endpoint: SimulatedEndpoint
         var core: QBFTCore
@@ -36,8 +40,9 @@ final class QBFTHarness {
         var inbox: [(from: PeerID, bytes: [UInt8])] = []
         var equivocations = 0
 
-        init(index: Int, signer: Ed25519Signer, endpoint: SimulatedEndpoint, core: QBFTCore) {
+        init(index: Int, validatorIndex: Int, signer: Ed25519Signer, endpoint: SimulatedEndpoint, core: QBFTCore) {
             self.index = index
+            self.validatorIndex = validatorIndex
             self.signer = signer
             self.endpoint = endpoint
             self.core = core
@@ -68,8 +73,10 @@ final class QBFTHarness {
     private(set) var nowMs: UInt64 = 0
     private(set) var trace: [UInt8] = []
 
+    /// `twins` adds, for each validator index listed, a second node that signs with that validator's key and runs
+    /// independently: a Byzantine validator that sends conflicting messages without meaning to.
     init(validators count: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
-         config: QBFTConfig = QBFTConfig(roundTimeoutBaseMs: 200)) {
+         config: QBFTConfig = QBFTConfig(roundTimeoutBaseMs: 200), twins: [Int] = []) {
         self.seed = seed
         self.config = config
         network = SimulatedNetwork(seed: seed, faults: faults)
@@ -77,11 +84,18 @@ final class QBFTHarness {
             Ed25519Signer(seed: WireCrypto.domainHash("sim-validator", withUnsafeBytes(of: UInt64(node)) { Array($0) }))
         }
         validators = try! ValidatorSet(keys: signers.map(\.publicKey))
-        for (index, signer) in signers.enumerated() {
-            let endpoint = network.addNode(key: PeerID(bytes: signer.publicKey)!)
-            let core = QBFTCore(config: config, environment: SimEnvironment(signer: signer), me: index, height: 1,
-                                parentHash: Self.genesisHash, validators: validators)
-            let node = Node(index: index, signer: signer, endpoint: endpoint, core: core)
+        let members = Array(signers.enumerated().map { ($0.offset, $0.offset) })
+            + twins.enumerated().map { (count + $0.offset, $0.element) }
+        for (index, validatorIndex) in members {
+            let signer = signers[validatorIndex]
+            // The network knows nodes by a unique transport key; a twin gets its own.
+            let transportKey = index == validatorIndex ? signer.publicKey
+                : Ed25519Signer(seed: WireCrypto.domainHash("sim-twin", [UInt8(index)])).publicKey
+            let endpoint = network.addNode(key: PeerID(bytes: transportKey)!)
+            let core = QBFTCore(config: config, environment: SimEnvironment(signer: signer), me: validatorIndex,
+                                height: 1, parentHash: Self.genesisHash, validators: validators)
+            let node = Node(index: index, validatorIndex: validatorIndex, signer: signer, endpoint: endpoint,
+                            core: core)
             endpoint.setDelegate(node)
             nodes.append(node)
         }
@@ -109,7 +123,7 @@ final class QBFTHarness {
             case .prepared(_, let block, _): block.header.height == node.height
             }
         }
-        node.core = QBFTCore(config: config, environment: SimEnvironment(signer: node.signer), me: index,
+        node.core = QBFTCore(config: config, environment: SimEnvironment(signer: node.signer), me: node.validatorIndex,
                              height: node.height, parentHash: node.tipHash, validators: validators, replaying: records)
         apply(node, node.core.handle(.activate))
     }
@@ -145,19 +159,25 @@ final class QBFTHarness {
 
     // MARK: Checks
 
-    /// Heights at which two nodes finalized different blocks (must always be empty).
+    /// Nodes that run the protocol as written with a key nobody else holds.
+    var honest: [Node] {
+        let twinned = Set(nodes.filter(\.isTwin).map(\.validatorIndex))
+        return nodes.filter { $0.behaviour == .honest && !$0.isTwin && !twinned.contains($0.validatorIndex) }
+    }
+
+    /// Heights at which two honest nodes finalized different blocks (must always be empty).
     func forks() -> [UInt64] {
-        let longest = nodes.map(\.chain.count).max() ?? 0
+        let longest = honest.map(\.chain.count).max() ?? 0
         var forks: [UInt64] = []
         for height in 0..<longest {
-            let hashes = Set(nodes.compactMap { $0.chain.indices.contains(height) ? $0.chain[height].block.hash : nil })
+            let hashes = Set(honest.compactMap { $0.chain.indices.contains(height) ? $0.chain[height].block.hash : nil })
             if hashes.count > 1 { forks.append(UInt64(height + 1)) }
         }
         return forks
     }
 
-    var lowestHeight: Int { nodes.map(\.chain.count).min() ?? 0 }
-    var highestHeight: Int { nodes.map(\.chain.count).max() ?? 0 }
+    var lowestHeight: Int { honest.map(\.chain.count).min() ?? 0 }
+    var highestHeight: Int { honest.map(\.chain.count).max() ?? 0 }
 
     /// A hash of every node's chain and the network's delivery trace: equal for equal runs.
     var traceHash: [UInt8] {
@@ -237,6 +257,16 @@ final class QBFTHarness {
                 if node.behaviour == .equivocatingProposer, case .proposal(let message, let block, let changes,
                                                                             let prepares) = envelope {
                     equivocate(node, message, block, changes, prepares)
+                } else if node.behaviour == .invalidProposer, case .proposal(let message, var block, let changes,
+                                                                               let prepares) = envelope {
+                    // A properly signed proposal of a block whose transactions root is wrong.
+                    block.header.transactionsRoot = WireCrypto.blake2b256(block.header.transactionsRoot)
+                    var payload = message.payload
+                    payload.digest = block.hash
+                    let signed = SignedMessage(payload: payload, signer: message.signer,
+                                               signature: SimEnvironment(signer: node.signer).sign(payload.signingBytes))
+                    broadcast(from: node, [0] + ConsensusEnvelope.proposal(signed, block: block, roundChanges: changes,
+                                                                           prepares: prepares).encoded)
                 } else {
                     broadcast(from: node, [0] + envelope.encoded)
                 }
@@ -273,11 +303,18 @@ final class QBFTHarness {
     }
 
     private func buildBlock(_ node: Node, height: UInt64, round: UInt32) -> Block {
-        let transactions: [[UInt8]] = [[UInt8(node.index), UInt8(truncatingIfNeeded: height), UInt8(round)]]
+        Self.block(height: height, parent: node.tipHash, salt: UInt8(node.index) &* 31 &+ UInt8(truncatingIfNeeded: round),
+                   validators: validators, proposer: node.signer.publicKey, timestampMs: nowMs)
+    }
+
+    /// A block SimEnvironment accepts: one made-up transaction that `salt` makes distinct.
+    static func block(height: UInt64, parent: [UInt8], salt: UInt8, validators: ValidatorSet, proposer: [UInt8],
+                      timestampMs: UInt64) -> Block {
+        let transactions: [[UInt8]] = [[salt, UInt8(truncatingIfNeeded: height), UInt8(truncatingIfNeeded: height >> 8)]]
         let ids = transactions.map { WireCrypto.domainHash("sim-tx", $0) }
         let zero = [UInt8](repeating: 0, count: 32)
-        let header = BlockHeader(chainID: Self.chainID, height: height, parentHash: node.tipHash, timestampMs: nowMs,
-                                 proposer: node.signer.publicKey, transactionsRoot: Block.transactionsRoot(ids: ids),
+        let header = BlockHeader(chainID: chainID, height: height, parentHash: parent, timestampMs: timestampMs,
+                                 proposer: proposer, transactionsRoot: Block.transactionsRoot(ids: ids),
                                  stateRoot: zero, resultsRoot: zero, validatorSetHash: validators.hash, pohCount: 0,
                                  pohHash: zero)
         return Block(header: header, transactions: transactions)

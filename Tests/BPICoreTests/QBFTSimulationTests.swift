@@ -115,4 +115,86 @@ struct QBFTSimulationTests {
             #expect(sim.lowestHeight >= 8, "\(sim.reproduction)")
         }
     }
+
+    @Test("a twin (a second node signing with validator 1's key) among 4 validators: honest nodes never fork",
+          arguments: [4, 7])
+    func twinValidator(validators: Int) {
+        for seed in Self.seeds {
+            let sim = QBFTHarness(validators: validators, seed: seed,
+                                  faults: LinkFaults(latencyMs: 5, jitterMs: 15, dropPerMille: 20), twins: [1])
+            sim.run(forMs: 5_000)
+            #expect(sim.forks().isEmpty, "\(sim.reproduction)")
+            #expect(sim.lowestHeight >= 5, "\(sim.reproduction)")
+        }
+    }
+
+    @Test("a proposer of invalid blocks is voted past by round changes; the chain keeps its honest blocks")
+    func invalidProposals() {
+        for seed in Self.seeds {
+            let sim = QBFTHarness(validators: 4, seed: seed)
+            sim.nodes[2].behaviour = .invalidProposer
+            sim.run(forMs: 5_000)
+            #expect(sim.forks().isEmpty, "\(sim.reproduction)")
+            #expect(sim.lowestHeight >= 5, "\(sim.reproduction)")
+            // Heights whose round-0 proposer is validator 2 are decided in a later round, by someone else's block.
+            for node in sim.honest {
+                for finalized in node.chain where finalized.block.header.height % 4 == 2 {
+                    #expect(finalized.certificate.round >= 1)
+                    #expect(finalized.block.header.proposer != sim.nodes[2].signer.publicKey)
+                }
+            }
+        }
+    }
+
+    @Test("a validator restarted from its WAL signs no second prepare in a round, and its round change carries the block it prepared")
+    func walPreventsConflictingSignatures() throws {
+        let signers = (0..<4).map { Ed25519Signer(seed: WireCrypto.domainHash("wal", [UInt8($0)])) }
+        let validators = try ValidatorSet(keys: signers.map(\.publicKey))
+        let parent = QBFTHarness.genesisHash
+        let config = QBFTConfig(roundTimeoutBaseMs: 200)
+        func block(_ salt: UInt8) -> Block {
+            QBFTHarness.block(height: 1, parent: parent, salt: salt, validators: validators,
+                              proposer: signers[1].publicKey, timestampMs: 0)
+        }
+        func signed(_ payload: ConsensusPayload, by index: Int) -> SignedMessage {
+            SignedMessage(payload: payload, signer: UInt16(index),
+                          signature: SimEnvironment(signer: signers[index]).sign(payload.signingBytes))
+        }
+        func proposal(_ block: Block) -> ConsensusEnvelope {  // height 1, round 0: validator 1 proposes
+            .proposal(signed(ConsensusPayload(kind: .proposal, height: 1, round: 0, digest: block.hash), by: 1),
+                      block: block, roundChanges: [], prepares: [])
+        }
+        var wal: [QBFTRecord] = []
+        func persisted(_ actions: [QBFTAction]) -> [QBFTAction] {
+            for case .persist(let record) in actions { wal.append(record) }
+            return actions
+        }
+        var core = QBFTCore(config: config, environment: SimEnvironment(signer: signers[0]), me: 0, height: 1,
+                            parentHash: parent, validators: validators)
+        let first = persisted(core.handle(.received(proposal(block(1)))))
+        #expect(first.contains { if case .broadcast(.prepare) = $0 { true } else { false } })
+
+        // Restarted from the WAL: a different block for the same round gets no prepare.
+        var restored = QBFTCore(config: config, environment: SimEnvironment(signer: signers[0]), me: 0, height: 1,
+                                parentHash: parent, validators: validators, replaying: wal)
+        let second = restored.handle(.received(proposal(block(2))))
+        #expect(!second.contains { if case .broadcast(.prepare) = $0 { true } else { false } })
+
+        // Prepares from two others complete a quorum for block 1: validator 0 prepares it (its lock) and commits.
+        for index in [2, 3] {
+            let prepare = signed(ConsensusPayload(kind: .prepare, height: 1, round: 0, digest: block(1).hash), by: index)
+            _ = persisted(core.handle(.received(.prepare(prepare))))
+        }
+        #expect(wal.contains { if case .prepared(0, let locked, _) = $0 { locked == block(1) } else { false } })
+        // After a restart and a timeout, its round change names the locked block with its prepares.
+        var relocked = QBFTCore(config: config, environment: SimEnvironment(signer: signers[0]), me: 0, height: 1,
+                                parentHash: parent, validators: validators, replaying: wal)
+        _ = relocked.handle(.activate)
+        let timeout = relocked.handle(.timerExpired(height: 1, round: 0))
+        let change = timeout.compactMap { action -> (Block?, [SignedMessage])? in
+            if case .broadcast(.roundChange(_, let prepared, let prepares)) = action { return (prepared, prepares) }
+            return nil
+        }.first
+        #expect(change?.0 == block(1) && (change?.1.count ?? 0) >= validators.quorum)
+    }
 }
