@@ -268,6 +268,31 @@ struct BPIPluginSimulationTests {
         #expect(try stateRoot(3) == rootText)
     }
 
+    @Test("a validator that signs two different prepares for one round is caught: the evidence goes into a block and the ledger state")
+    func equivocationBecomesEvidence() throws {
+        let net = try BPINetwork(validators: 4, seed: 19)
+        // Validator 3 is replaced by a plugin that is also called "bpi" (so it signs exactly as BPI would) and, once
+        // started, sends two conflicting prepares for height 1, round 0.
+        net.sim.crash(3)
+        let impostor = net.sim.restart(3)
+        try impostor.load(PluginExport.descriptor(for: Equivocator.self, name: "equivocator", version: "0.1.0"),
+                          name: "bpi")
+        net.sim.run(forMs: 100)
+        #expect(net.submit(0, Self.transfer(nonce: 0)).status == 202)
+        net.sim.run(forMs: 2_000)
+        let (_, block) = try net.json(0, "/blocks/latest")
+        let evidenceRoot = try #require((block["header"] as? [String: Any])?["evidenceRoot"] as? String)
+        #expect(evidenceRoot != Hex.encode(MerkleTree.emptyRoot))
+        var key = WireWriter()
+        key.raw(Array("bpi/evidence/".utf8))
+        key.u16(3)
+        key.u64(1)
+        key.u32(0)
+        key.u8(MessageKind.prepare.rawValue)
+        let recorded = try net.json(1, "/state/\(Hex.encode(key.bytes))").1
+        #expect(recorded["value"] as? String != nil, "\(recorded)")
+    }
+
     @Test("bad requests get clear answers: unknown block, malformed id, undecodable body")
     func badRequests() throws {
         let net = try BPINetwork(validators: 1, seed: 1)
@@ -278,5 +303,21 @@ struct BPIPluginSimulationTests {
         let garbage = net.sim.host(0).http(net.plugins[0], "POST", "/tx", body: [1, 2, 3])
         #expect(garbage.status == 400)
         #expect(String(decoding: garbage.body, as: UTF8.self).contains("malformed transaction"))
+    }
+}
+
+/// Stands in for validator 3's BPI: signs two prepares for height 1, round 0 with different digests and sends both.
+final class Equivocator: Plugin {
+    let context: PluginContext
+
+    init(context: PluginContext) throws { self.context = context }
+
+    func start() throws {
+        for salt in [UInt8(1), 2] {
+            let payload = ConsensusPayload(kind: .prepare, height: 1, round: 0,
+                                           digest: WireCrypto.blake2b256([salt]))
+            let message = SignedMessage(payload: payload, signer: 3, signature: try context.signer.sign(payload.signingBytes))
+            _ = try context.net.broadcast(ConsensusEnvelope.prepare(message).encoded, on: "consensus")
+        }
     }
 }

@@ -21,10 +21,12 @@ public struct BlockHeader: Sendable, Hashable {
     public var validatorSetHash: [UInt8]
     public var pohCount: UInt64
     public var pohHash: [UInt8]
+    /// Merkle root over the hashes of the block's evidence (`Evidence.root`).
+    public var evidenceRoot: [UInt8]
 
     public init(chainID: String, height: UInt64, parentHash: [UInt8], timestampMs: UInt64, proposer: [UInt8],
                 transactionsRoot: [UInt8], stateRoot: [UInt8], resultsRoot: [UInt8], validatorSetHash: [UInt8],
-                pohCount: UInt64, pohHash: [UInt8]) {
+                pohCount: UInt64, pohHash: [UInt8], evidenceRoot: [UInt8] = MerkleTree.emptyRoot) {
         self.chainID = chainID
         self.height = height
         self.parentHash = parentHash
@@ -36,6 +38,7 @@ public struct BlockHeader: Sendable, Hashable {
         self.validatorSetHash = validatorSetHash
         self.pohCount = pohCount
         self.pohHash = pohHash
+        self.evidenceRoot = evidenceRoot
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -51,6 +54,7 @@ public struct BlockHeader: Sendable, Hashable {
         writer.fixed(validatorSetHash, count: 32)
         writer.u64(pohCount)
         writer.fixed(pohHash, count: 32)
+        writer.fixed(evidenceRoot, count: 32)
     }
 
     public var encoded: [UInt8] {
@@ -73,21 +77,24 @@ public struct BlockHeader: Sendable, Hashable {
             transactionsRoot: try reader.fixed(32, "header.transactionsRoot"),
             stateRoot: try reader.fixed(32, "header.stateRoot"), resultsRoot: try reader.fixed(32, "header.resultsRoot"),
             validatorSetHash: try reader.fixed(32, "header.validatorSetHash"),
-            pohCount: try reader.u64("header.pohCount"), pohHash: try reader.fixed(32, "header.pohHash"))
+            pohCount: try reader.u64("header.pohCount"), pohHash: try reader.fixed(32, "header.pohHash"),
+            evidenceRoot: try reader.fixed(32, "header.evidenceRoot"))
     }
 }
 
-/// A header and its transactions (each an encoded `Transaction`).
+/// A header, its transactions (each an encoded `Transaction`) and any evidence of equivocation.
 public struct Block: Sendable, Hashable {
     public static let transactionsMax = 20_000
     public static let bodyBytesMax = 16 * 1024 * 1024
 
     public var header: BlockHeader
     public var transactions: [[UInt8]]
+    public var evidence: [Evidence]
 
-    public init(header: BlockHeader, transactions: [[UInt8]]) {
+    public init(header: BlockHeader, transactions: [[UInt8]], evidence: [Evidence] = []) {
         self.header = header
         self.transactions = transactions
+        self.evidence = evidence
     }
 
     public var hash: [UInt8] { header.hash }
@@ -101,6 +108,8 @@ public struct Block: Sendable, Hashable {
         header.encode(into: &writer)
         writer.u32(UInt32(transactions.count))
         for transaction in transactions { writer.bytes32(transaction) }
+        writer.u16(UInt16(evidence.count))
+        for piece in evidence { piece.encode(into: &writer) }
     }
 
     public var encoded: [UInt8] {
@@ -123,7 +132,10 @@ public struct Block: Sendable, Hashable {
             }
             transactions.append(transaction)
         }
-        return Block(header: header, transactions: transactions)
+        let evidenceCount = try reader.count16("evidence", max: Evidence.perBlockMax, itemBytesMin: 222)
+        var evidence: [Evidence] = []
+        for _ in 0..<evidenceCount { evidence.append(try Evidence.decode(from: &reader)) }
+        return Block(header: header, transactions: transactions, evidence: evidence)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> Block {

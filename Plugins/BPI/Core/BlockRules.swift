@@ -9,6 +9,9 @@ public struct BlockRules: Sendable {
 
     public init(genesis: Genesis) { self.genesis = genesis }
 
+    /// The plugin name consensus signatures are scoped to.
+    public static let plugin = "bpi"
+
     /// What the parent of a height contributes: its hash, timestamp and PoH hash (the genesis for height 1).
     public struct Parent: Sendable, Hashable {
         public var height: UInt64
@@ -65,13 +68,15 @@ public struct BlockRules: Sendable {
     /// The header a proposer puts on `transactions` (already in execution order, nonces checked by the mempool).
     /// Returns nil if a module refused the block at end_block (the proposer then proposes without transactions).
     public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
-                      nowMs: UInt64, state: StateTree, execute: BlockExecutor) -> Block? {
+                      nowMs: UInt64, state: StateTree, evidence: [Evidence] = [], execute: BlockExecutor) -> Block? {
         let ids = transactions.map(\.id)
         var nextNonces: [[UInt8]: UInt64] = [:]
         for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
         let timestampMs = max(nowMs, parent.timestampMs)
         let context = BlockContext(height: parent.height + 1, timestampMs: timestampMs, proposer: proposer)
-        guard case .success(let execution) = execute(context, transactions, ids) else { return nil }
+        guard case .success(var execution) = execute(context, transactions, ids) else { return nil }
+        let evidence = Array(evidence.prefix(Evidence.perBlockMax))
+        for piece in evidence { execution.writes[piece.stateKey] = .some(piece.hash) }
         var after = Self.applying(nextNonces, execution.writes, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
@@ -79,14 +84,15 @@ public struct BlockRules: Sendable {
             timestampMs: timestampMs, proposer: proposer,
             transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
             resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: genesis.validators.hash,
-            pohCount: poh.count, pohHash: poh.hash)
-        return Block(header: header, transactions: encoded)
+            pohCount: poh.count, pohHash: poh.hash, evidenceRoot: Evidence.root(evidence))
+        return Block(header: header, transactions: encoded, evidence: evidence)
     }
 
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`
     /// says which transaction ids already had their signature checked (the mempool's), so each is verified once.
     public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree,
-                      nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool, execute: BlockExecutor)
+                      nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool,
+                      isRecorded: ([UInt8]) -> Bool = { _ in false }, execute: BlockExecutor)
         -> Result<Effects, BlockProblem> {
         let header = block.header
         guard header.chainID == genesis.chainID else { return .failure("chain id '\(header.chainID)'") }
@@ -136,10 +142,21 @@ public struct BlockRules: Sendable {
                                      ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         guard header.pohCount == poh.count, header.pohHash == poh.hash else { return .failure("proof of history") }
         let context = BlockContext(height: header.height, timestampMs: header.timestampMs, proposer: header.proposer)
-        let execution: Execution
+        var execution: Execution
         switch execute(context, transactions, effects.transactionIDs) {
         case .success(let done): execution = done
         case .failure(let problem): return .failure(problem)
+        }
+        guard header.evidenceRoot == Evidence.root(block.evidence) else { return .failure("evidence root") }
+        for (index, piece) in block.evidence.enumerated() {
+            if let problem = piece.problem(validators: genesis.validators, plugin: Self.plugin) {
+                return .failure("evidence \(index): \(problem)")
+            }
+            let key = piece.stateKey
+            guard execution.writes[key] == nil, !isRecorded(key) else {
+                return .failure("evidence \(index) is already recorded")
+            }
+            execution.writes[key] = .some(piece.hash)
         }
         guard header.resultsRoot == TransactionResult.resultsRoot(execution.results) else {
             return .failure("results root")

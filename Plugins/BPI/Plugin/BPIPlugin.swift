@@ -51,6 +51,9 @@ public final class BPI: Plugin {
     var verified: Set<[UInt8]> = []
     var checkedBlocks: [[UInt8]: Result<BlockRules.Effects, BlockProblem>] = [:]
     var heartbeat: TimerHandle?
+    /// Equivocations seen and not yet in a finalized block, by state key (bounded).
+    var pendingEvidence: [[UInt8]: Evidence] = [:]
+    static let pendingEvidenceMax = 256
     let heightGauge: Gauge
     let roundGauge: Gauge
     let blocksCommitted: Counter
@@ -170,8 +173,13 @@ public final class BPI: Plugin {
             case .equivocation(let first, let second):
                 equivocations.increment()
                 context.log.warn("validator \(first.signer) signed two \(first.payload.kind) messages at height "
-                    + "\(first.payload.height) round \(first.payload.round)")
-                _ = second
+                    + "\(first.payload.height) round \(first.payload.round); it goes on chain as evidence")
+                let evidence = Evidence(first, second)
+                if pendingEvidence.count < Self.pendingEvidenceMax,
+                   evidence.problem(validators: genesis.validators, plugin: Self.name) == nil,
+                   (try? store.moduleState(evidence.stateKey)) ?? nil == nil {
+                    pendingEvidence[evidence.stateKey] = evidence
+                }
             }
         }
         if let decided { commit(decided) }
@@ -185,9 +193,11 @@ public final class BPI: Plugin {
             [store] sender in (try? store.nextNonce(sender)) ?? 0
         }
         let nowMs = context.unixTimeMs
+        let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
+            .map { pendingEvidence[$0]! }
         if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
                                    encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
-                                   execute: ledger.execute) {
+                                   evidence: evidence, execute: ledger.execute) {
             return block
         }
         context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
@@ -199,7 +209,9 @@ public final class BPI: Plugin {
         if let known = checkedBlocks[block.hash] { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state,
                                  nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
-                                 isVerified: { [verified] id in verified.contains(id) }, execute: ledger.execute)
+                                 isVerified: { [verified] id in verified.contains(id) },
+                                 isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
+                                 execute: ledger.execute)
         checkedBlocks[block.hash] = result
         if case .failure(let problem) = result {
             context.log.warn("refused block \(Hex.encode(block.hash).prefix(12)) at height \(block.header.height): "
@@ -224,6 +236,7 @@ public final class BPI: Plugin {
             return
         }
         walCount = 0
+        for piece in block.evidence { pendingEvidence[piece.stateKey] = nil }
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
         checkedBlocks = [:]

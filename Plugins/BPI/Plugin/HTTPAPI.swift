@@ -35,6 +35,14 @@ extension BPI {
         var validatorSetHash: String
         var pohCount: UInt64
         var pohHash: String
+        var evidenceRoot: String
+    }
+
+    struct EvidenceView: Encodable {
+        var validator: UInt16
+        var height: UInt64
+        var round: UInt32
+        var kind: String
     }
 
     struct TransactionView: Encodable {
@@ -51,6 +59,7 @@ extension BPI {
         var round: UInt32
         var seals: [Int]
         var transactions: [TransactionView]
+        var evidence: [EvidenceView]
     }
 
     struct InclusionView: Encodable {
@@ -233,9 +242,13 @@ extension BPI {
                 proposer: Hex.encode(header.proposer), transactionsRoot: Hex.encode(header.transactionsRoot),
                 stateRoot: Hex.encode(header.stateRoot), resultsRoot: Hex.encode(header.resultsRoot),
                 validatorSetHash: Hex.encode(header.validatorSetHash), pohCount: header.pohCount,
-                pohHash: Hex.encode(header.pohHash)),
+                pohHash: Hex.encode(header.pohHash), evidenceRoot: Hex.encode(header.evidenceRoot)),
             round: finalized.certificate.round, seals: finalized.certificate.seals.map { Int($0.validator) },
-            transactions: finalized.block.transactions.compactMap { try? Transaction.decode($0) }.map(view))
+            transactions: finalized.block.transactions.compactMap { try? Transaction.decode($0) }.map(view),
+            evidence: finalized.block.evidence.map {
+                EvidenceView(validator: $0.first.signer, height: $0.first.payload.height, round: $0.first.payload.round,
+                             kind: "\($0.first.payload.kind)")
+            })
     }
 
     static func view(_ transaction: Transaction) -> TransactionView {
