@@ -12,7 +12,8 @@ struct ChainCommand: AsyncParsableCommand {
             With no genesis file configured, bpi runs a single-validator dev chain with the node's own key. \
             `chain genesis --validators N --out DIR` makes an N-validator network of data directories on loopback.
             """,
-        subcommands: [GenesisCommand.self, Status.self, BlockCommand.self, Tx.self, State.self, Submit.self, VerifyProof.self])
+        subcommands: [GenesisCommand.self, Status.self, BlockCommand.self, Tx.self, State.self, Submit.self, VerifyProof.self,
+                      Validators.self])
 
     static let pluginName = "bpi"
     static let apiPrefix = "/v1/plugins/bpi"
@@ -364,6 +365,109 @@ struct ChainCommand: AsyncParsableCommand {
                     proof      \((answer["stateProof"]?.stringValue ?? "").count / 2) bytes (verify with \
                     `metanode chain verify-proof`)
                     """)
+            }
+        }
+    }
+
+    /// Changing the validator set: each of a quorum of current validators approves the new set with its node key,
+    /// then anyone submits the approvals in a "bpi/validators" transaction.
+    struct Validators: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change the validator set: approve on each validator, then propose.",
+            discussion: """
+                On each of a quorum of the current validators: `metanode chain validators approve KEY... \
+                --data-dir NODE` prints this validator's approval. Then on any node: `metanode chain validators \
+                propose KEY... --approval A --approval B ... --data-dir NODE` submits the change (the node's key \
+                pays as the sender). It takes effect at the height after its block. A new validator must also be \
+                a peer of the others (`metanode net add-peer`).
+                """,
+            subcommands: [Approve.self, Propose.self])
+
+        static func newSet(_ keys: [String]) throws(MetanodeError) -> ValidatorSet {
+            var bytes: [[UInt8]] = []
+            for key in keys {
+                guard let decoded = Hex.decode(key), decoded.count == 32 else {
+                    throw MetanodeError(.invalidArgument, "'\(key)' is not a node key (64 hex digits)")
+                }
+                bytes.append(decoded)
+            }
+            do throws(WireError) { return try ValidatorSet(keys: bytes) } catch {
+                throw MetanodeError(.invalidArgument, error.message)
+            }
+        }
+
+        /// The running node's chain id and current validator set.
+        static func current(_ data: DataDirectory) throws(MetanodeError) -> (String, ValidatorSet) {
+            let status = try RunningNode.get(data, "\(ChainCommand.apiPrefix)/status")
+            let keys = (status["validators"]?.arrayValue ?? []).compactMap { $0.stringValue }
+            return (status["chainId"]?.stringValue ?? "", try newSet(keys))
+        }
+
+        struct Approve: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "This validator's approval of a new set.")
+            @OptionGroup var options: CommonOptions
+            @Argument(help: "The new set's node keys, in order.") var keys: [String]
+
+            func run() async throws {
+                try await Output.run(options) { () throws(MetanodeError) in
+                    let data = options.dataDirectory
+                    let (chainID, current) = try Validators.current(data)
+                    let set = try Validators.newSet(keys)
+                    let key = try data.loadNodeKey().keyPair
+                    guard let index = current.index(of: key.publicKey.bytes) else {
+                        throw MetanodeError(.invalidArgument, "this node is not a current validator")
+                    }
+                    let message = ValidatorSetChange.approvalMessage(chainID: chainID, current: current, new: set)
+                    let signature = key.sign(NodeSignature.signingBytes(plugin: ChainCommand.pluginName,
+                                                                        message: message))
+                    let approval = "\(index):\(Hex.encode(signature))"
+                    Output.emit(options, json: .object(["validator": .int(Int64(index)), "approval": .string(approval)]),
+                                text: approval)
+                }
+            }
+        }
+
+        struct Propose: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Submit a new set with its approvals.")
+            @OptionGroup var options: CommonOptions
+            @Argument(help: "The new set's node keys, in order.") var keys: [String]
+            @Option(name: .customLong("approval"), help: "An approval from `approve` (INDEX:SIGNATURE); repeat.")
+            var approvals: [String] = []
+
+            func run() async throws {
+                try await Output.run(options) { () throws(MetanodeError) in
+                    let data = options.dataDirectory
+                    let (chainID, _) = try Validators.current(data)
+                    let set = try Validators.newSet(keys)
+                    var parsed: [ValidatorSetChange.Approval] = []
+                    for approval in approvals {
+                        let parts = approval.split(separator: ":")
+                        guard parts.count == 2, let index = UInt16(parts[0]), let signature = Hex.decode(String(parts[1])),
+                              signature.count == 64 else {
+                            throw MetanodeError(.invalidArgument, "'\(approval)' is not an approval (INDEX:SIGNATURE)")
+                        }
+                        parsed.append(.init(validator: index, signature: signature))
+                    }
+                    let key = try data.loadNodeKey().keyPair
+                    let nonceKey = Hex.encode(BlockRules.nonceKey(key.publicKey.bytes))
+                    // Before the first block there is no state to ask: the nonce is 0.
+                    let state = try? RunningNode.get(data, "\(ChainCommand.apiPrefix)/state/\(nonceKey)")
+                    var nonce: UInt64 = 0
+                    if let value = state?["value"]?.stringValue.flatMap(Hex.decode), value.count == 8 {
+                        nonce = value.reduce(0) { $0 << 8 | UInt64($1) }
+                    }
+                    let payload = ValidatorSetChange(newSet: set, approvals: parsed).encoded
+                    let signer = Ed25519Signer(seed: key.seed)
+                    let transaction: Transaction
+                    do throws(WireError) {
+                        transaction = try Transaction.signed(chainID: chainID, signer: signer, nonce: nonce, fee: 0,
+                                                             kind: ValidatorSetChange.kind, payload: payload)
+                    } catch { throw MetanodeError(.invalidArgument, error.message) }
+                    let answer = try RunningNode.post(data, "\(ChainCommand.apiPrefix)/tx",
+                                                      .object(["tx": .string(Hex.encode(transaction.encoded))]))
+                    Output.emit(options, json: answer, text: "submitted validator set change "
+                        + "(\(set.count) validators): \(answer["id"]?.stringValue ?? "?")")
+                }
             }
         }
     }

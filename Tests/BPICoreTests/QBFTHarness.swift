@@ -238,7 +238,8 @@ final class QBFTHarness {
     private func commit(_ node: Node, _ finalized: FinalizedBlock) {
         node.chain.append(finalized)
         mix([3, UInt8(node.index)] + finalized.block.hash)
-        apply(node, node.core.advance(to: node.height, parentHash: node.tipHash, validators: validators))
+        apply(node, node.core.advance(to: node.height, parentHash: node.tipHash, validators: validators,
+                                      me: node.validatorIndex))
         apply(node, node.core.handle(.activate))
     }
 

@@ -293,6 +293,52 @@ struct BPIPluginSimulationTests {
         #expect(recorded["value"] as? String != nil, "\(recorded)")
     }
 
+    /// A "bpi/validators" transaction from alice naming `keys`, approved by validators `approvers` of `current`.
+    static func validatorChange(_ net: BPINetwork, keys: [[UInt8]], approvers: [Int], current: ValidatorSet,
+                                nonce: UInt64) throws -> Transaction {
+        let newSet = try ValidatorSet(keys: keys)
+        let message = ValidatorSetChange.approvalMessage(chainID: "sim", current: current, new: newSet)
+        let approvals = approvers.map { index in
+            let signer = Ed25519Signer(seed: Simulation.nodeKeySeed(seed: net.sim.seed, node: index))
+            return ValidatorSetChange.Approval(
+                validator: UInt16(current.index(of: signer.publicKey)!),
+                signature: signer.sign(NodeSignature.signingBytes(plugin: "bpi", message: message)))
+        }
+        return try Transaction.signed(chainID: "sim", signer: alice, nonce: nonce, fee: 1, kind: ValidatorSetChange.kind,
+                                      payload: ValidatorSetChange(newSet: newSet, approvals: approvals).encoded)
+    }
+
+    @Test("a quorum of validators removes one: the change takes effect at the next height and the chain goes on without it; too few approvals are refused")
+    func validatorSetChange() throws {
+        let net = try BPINetwork(validators: 4, seed: 23)
+        let keys = (0..<4).map { net.sim.key($0).bytes }
+        let current = try ValidatorSet(keys: keys)
+        let tooFew = net.submit(0, try Self.validatorChange(net, keys: Array(keys[0..<3]), approvers: [0, 1],
+                                                            current: current, nonce: 0))
+        #expect(tooFew.status == 400
+            && Self.error(tooFew.body) == "bpi refused it: 2 approval(s); a quorum of the 4 current validators is 3")
+        let change = try Self.validatorChange(net, keys: Array(keys[0..<3]), approvers: [0, 1, 2], current: current,
+                                              nonce: 0)
+        #expect(net.submit(0, change).status == 202)
+        net.sim.run(forMs: 1_000)
+        let changedAt = try net.height(0)
+        for node in 0..<4 {
+            #expect((try net.status(node)["validators"] as? [String])?.count == 3, "node \(node)")
+        }
+        // With validators 2 and 3 down, the old set (quorum 3 of 4) would stall; the new one (quorum 2 of 3) goes on.
+        net.sim.crash(3)
+        net.sim.crash(2)
+        for nonce in 1..<6 as Range<UInt64> {
+            #expect(net.submit(Int(nonce % 2), Self.transfer(nonce: nonce)).status == 202)
+            net.sim.run(forMs: 1_000)
+        }
+        #expect(try net.height(0) >= changedAt + 3)
+        let (_, block) = try net.json(1, "/blocks/latest")
+        #expect((block["seals"] as? [Int])?.allSatisfy { $0 < 3 } == true)
+        #expect((block["header"] as? [String: Any])?["validatorSetHash"] as? String
+            == Hex.encode(try ValidatorSet(keys: Array(keys[0..<3])).hash))
+    }
+
     @Test("bad requests get clear answers: unknown block, malformed id, undecodable body")
     func badRequests() throws {
         let net = try BPINetwork(validators: 1, seed: 1)

@@ -125,6 +125,34 @@ struct ChainTests {
     }
 }
 
+extension ChainTests {
+    @Test("the CLI changes the validator set: three approvals, one proposal, and from the next height the chain runs on the new set")
+    func validatorSetChangeThroughTheCLI() throws {
+        let net = try Network(validators: 4)
+        defer { net.stopAll() }
+        let keys = try (0..<4).map { index in
+            try #require(try CLI(dataDirectory: net.directories[index]).json("node", "id")["key"]?.stringValue)
+        }
+        let newSet = Array(keys[0..<3])
+        let approvals = try (0..<3).map { index in
+            try CLI(dataDirectory: net.directories[index]).ok(
+                ["chain", "validators", "approve"] + newSet).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let cli = CLI(dataDirectory: net.directories[0])
+        let proposed = try cli.ok(["chain", "validators", "propose"] + newSet + approvals.flatMap { ["--approval", $0] })
+        #expect(proposed.contains("submitted validator set change (3 validators)"), "\(proposed)")
+        let deadline = Date().addingTimeInterval(10)
+        var count = 4
+        while Date() < deadline, count != 3 {
+            count = try net.status(3)["validators"]?.arrayValue?.count ?? 4
+            usleep(50_000)
+        }
+        #expect(count == 3, "\(net.logs)")
+        let refused = try cli.fails(["chain", "validators", "propose"] + newSet + ["--approval", approvals[0]])
+        #expect(refused.contains("1 approval(s)") || refused.contains("does not verify"), "\(refused)")
+    }
+}
+
 /// `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
 func freeLoopbackPortRange(_ count: Int) throws -> Int {
     for _ in 0..<50 {

@@ -94,14 +94,18 @@ struct CLI {
 
     /// Runs and requires success, returning stdout.
     @discardableResult
-    func ok(_ arguments: String...) throws -> String {
+    func ok(_ arguments: String...) throws -> String { try ok(arguments) }
+
+    func ok(_ arguments: [String]) throws -> String {
         let result = try run(Repo.metanode, arguments + ["--data-dir", dataDirectory])
         try #require(result.status == 0, "metanode \(arguments.joined(separator: " ")) failed: \(result.output)")
         return result.stdout
     }
 
     /// Runs and requires failure, returning stderr.
-    func fails(_ arguments: String...) throws -> String {
+    func fails(_ arguments: String...) throws -> String { try fails(arguments) }
+
+    func fails(_ arguments: [String]) throws -> String {
         let result = try run(Repo.metanode, arguments + ["--data-dir", dataDirectory])
         try #require(result.status != 0, "metanode \(arguments.joined(separator: " ")) succeeded: \(result.output)")
         return result.stderr

@@ -68,7 +68,8 @@ public struct BlockRules: Sendable {
     /// The header a proposer puts on `transactions` (already in execution order, nonces checked by the mempool).
     /// Returns nil if a module refused the block at end_block (the proposer then proposes without transactions).
     public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
-                      nowMs: UInt64, state: StateTree, evidence: [Evidence] = [], execute: BlockExecutor) -> Block? {
+                      nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
+                      execute: BlockExecutor) -> Block? {
         let ids = transactions.map(\.id)
         var nextNonces: [[UInt8]: UInt64] = [:]
         for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
@@ -83,14 +84,15 @@ public struct BlockRules: Sendable {
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
             timestampMs: timestampMs, proposer: proposer,
             transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
-            resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: genesis.validators.hash,
+            resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: validators.hash,
             pohCount: poh.count, pohHash: poh.hash, evidenceRoot: Evidence.root(evidence))
         return Block(header: header, transactions: encoded, evidence: evidence)
     }
 
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`
     /// says which transaction ids already had their signature checked (the mempool's), so each is verified once.
-    public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree,
+    /// `validators` is the set in force at the block's height.
+    public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree, validators: ValidatorSet,
                       nextNonce: ([UInt8]) -> UInt64, isVerified: ([UInt8]) -> Bool,
                       isRecorded: ([UInt8]) -> Bool = { _ in false }, execute: BlockExecutor)
         -> Result<Effects, BlockProblem> {
@@ -106,8 +108,8 @@ public struct BlockRules: Sendable {
         guard header.timestampMs <= nowMs + Self.clockDriftMaxMs else {
             return .failure("timestamp \(header.timestampMs) is more than \(Self.clockDriftMaxMs) ms ahead")
         }
-        guard header.validatorSetHash == genesis.validators.hash else { return .failure("validator set hash") }
-        guard genesis.validators.index(of: header.proposer) != nil else { return .failure("proposer is no validator") }
+        guard header.validatorSetHash == validators.hash else { return .failure("validator set hash") }
+        guard validators.index(of: header.proposer) != nil else { return .failure("proposer is no validator") }
         guard block.transactions.count <= genesis.parameters.blockTransactionsMax else {
             let max = genesis.parameters.blockTransactionsMax
             return .failure("\(block.transactions.count) transactions; at most \(max)")
@@ -149,7 +151,7 @@ public struct BlockRules: Sendable {
         }
         guard header.evidenceRoot == Evidence.root(block.evidence) else { return .failure("evidence root") }
         for (index, piece) in block.evidence.enumerated() {
-            if let problem = piece.problem(validators: genesis.validators, plugin: Self.plugin) {
+            if let problem = piece.problem(validators: validators, plugin: Self.plugin) {
                 return .failure("evidence \(index): \(problem)")
             }
             let key = piece.stateKey

@@ -73,8 +73,8 @@ public enum QBFTRecord: Sendable, Hashable {
 public struct QBFTCore: Sendable {
     public let config: QBFTConfig
     public let environment: any QBFTEnvironment
-    /// This node's index, or nil if it follows without voting.
-    public let me: Int?
+    /// This node's index in the current height's validator set, or nil if it follows without voting.
+    public private(set) var me: Int?
 
     public private(set) var height: UInt64
     public private(set) var parentHash: [UInt8]
@@ -132,8 +132,9 @@ public struct QBFTCore: Sendable {
         }
     }
 
-    /// Moves to `height` after the previous one was decided (or synced).
-    public mutating func advance(to height: UInt64, parentHash: [UInt8], validators: ValidatorSet)
+    /// Moves to `height` after the previous one was decided (or synced), with that height's validators and this
+    /// node's index among them (nil if it is not one).
+    public mutating func advance(to height: UInt64, parentHash: [UInt8], validators: ValidatorSet, me: Int?)
         -> [QBFTAction] {
         precondition(height > self.height || (height == self.height && !isActive),
                      "QBFT moved from height \(self.height) to \(height)")

@@ -36,7 +36,9 @@ public final class BPI: Plugin {
     let genesis: Genesis
     let rules: BlockRules
     let store: ChainStore
-    let me: Int?
+    /// The validators of the height consensus is working on, and this node's index among them.
+    var validators: ValidatorSet
+    var me: Int? { validators.index(of: myKey) }
     let myKey: [UInt8]
     let heartbeatMs: UInt64
     /// The service modules register with; its table is exported as "bpi.ledger".
@@ -81,7 +83,6 @@ public final class BPI: Plugin {
         }
         rules = BlockRules(genesis: genesis)
         store = ChainStore(kv: context.kv)
-        me = genesis.validators.index(of: myKey)
         heartbeatMs = config.heartbeatMs ?? 0
         mempool = Mempool(chainID: genesis.chainID)
         let tip = try store.tipHeight()
@@ -93,13 +94,14 @@ public final class BPI: Plugin {
             }
             parent = BlockRules.Parent(header: block.block.header)
         }
+        validators = try store.validators(at: tip + 1) ?? genesis.validators
         state = try store.loadState()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         let environment = HostEnvironment(signer: context.signer, validate: { _, _ in nil })
         core = QBFTCore(config: QBFTConfig(roundTimeoutBaseMs: config.roundTimeoutBaseMs ?? 200),
-                        environment: environment, me: me, height: tip + 1, parentHash: parent.hash,
-                        validators: genesis.validators, replaying: records)
+                        environment: environment, me: validators.index(of: myKey), height: tip + 1,
+                        parentHash: parent.hash, validators: validators, replaying: records)
         heightGauge = try context.metrics.gauge("height", help: "Height of the last finalized block")
         roundGauge = try context.metrics.gauge("round", help: "QBFT round at the current height")
         blocksCommitted = try context.metrics.counter("blocks_total", help: "Blocks finalized")
@@ -111,9 +113,13 @@ public final class BPI: Plugin {
         // The core's environment needs the plugin for validation; `unowned` since the plugin owns the core.
         core = QBFTCore(config: core.config, environment: HostEnvironment(signer: context.signer, validate: {
             [unowned self] block, _ in self.problem(with: block)
-        }), me: me, height: tip + 1, parentHash: parent.hash, validators: genesis.validators, replaying: records)
+        }), me: me, height: tip + 1, parentHash: parent.hash, validators: validators, replaying: records)
 
         ledger.readCommitted = { [store] key in try? store.moduleState(key) }
+        ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
+        ledger.systemDeliver = { [unowned self] transaction, context, writes in
+            systemDeliver(transaction, context: context, writes: writes)
+        }
         try context.services.export("bpi.ledger", major: MN_LEDGER_VERSION_MAJOR, minor: MN_LEDGER_VERSION_MINOR,
                                     table: UnsafeRawPointer(ledger.table), size: MemoryLayout<mn_ledger_api>.size)
         try context.net.register("consensus") { [unowned self] peer, bytes in receiveConsensus(bytes, from: peer) }
@@ -128,7 +134,7 @@ public final class BPI: Plugin {
         try context.net.watchPeers { [unowned self] peer, up in if up { sendStatus(to: peer) } }
         try routes()
         context.log.info("chain \(genesis.chainID) at height \(tip); "
-            + (me.map { "validator \($0) of \(genesis.validators.count)" } ?? "not a validator"))
+            + (me.map { "validator \($0) of \(validators.count)" } ?? "not a validator"))
     }
 
     public func start() throws {
@@ -176,7 +182,7 @@ public final class BPI: Plugin {
                     + "\(first.payload.height) round \(first.payload.round); it goes on chain as evidence")
                 let evidence = Evidence(first, second)
                 if pendingEvidence.count < Self.pendingEvidenceMax,
-                   evidence.problem(validators: genesis.validators, plugin: Self.name) == nil,
+                   evidence.problem(validators: validators, plugin: Self.name) == nil,
                    (try? store.moduleState(evidence.stateKey)) ?? nil == nil {
                     pendingEvidence[evidence.stateKey] = evidence
                 }
@@ -197,17 +203,17 @@ public final class BPI: Plugin {
             .map { pendingEvidence[$0]! }
         if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
                                    encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
-                                   evidence: evidence, execute: ledger.execute) {
+                                   validators: validators, evidence: evidence, execute: ledger.execute) {
             return block
         }
         context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
         return rules.build(parent: parent, transactions: [], encoded: [], proposer: myKey, nowMs: nowMs, state: state,
-                           execute: ledger.execute)
+                           validators: validators, execute: ledger.execute)
     }
 
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks[block.hash] { return known }
-        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state,
+        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
                                  nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
                                  isVerified: { [verified] id in verified.contains(id) },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
@@ -248,7 +254,13 @@ public final class BPI: Plugin {
         mempoolGauge.set(Double(mempool.count))
         context.log.debug("finalized height \(block.header.height) round \(finalized.certificate.round): "
             + "\(block.transactions.count) tx")
-        run(core.advance(to: block.header.height + 1, parentHash: block.hash, validators: genesis.validators))
+        if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed,
+           let next = try? ValidatorSet.decode(encoded) {
+            context.log.info("validator set changes at height \(block.header.height + 1): \(next.count) validators; "
+                + (next.index(of: myKey).map { "this node is validator \($0)" } ?? "this node is not one"))
+            validators = next
+        }
+        run(core.advance(to: block.header.height + 1, parentHash: block.hash, validators: validators, me: me))
         scheduleWork()
     }
 
@@ -272,6 +284,47 @@ public final class BPI: Plugin {
             return
         }
         handle(.received(envelope))
+    }
+
+    // MARK: - BPI's own transactions
+
+    /// Admission of "bpi/…" kinds.
+    private func systemCheck(_ transaction: Transaction) -> MempoolRejection? {
+        guard transaction.kind == ValidatorSetChange.kind else { return .unknownKind(transaction.kind) }
+        do throws(WireError) {
+            let change = try ValidatorSetChange.decode(transaction.payload)
+            if let problem = change.problem(chainID: genesis.chainID, current: validators, plugin: Self.name) {
+                return .refused(module: Self.name, reason: problem)
+            }
+            return nil
+        } catch {
+            return .refused(module: Self.name, reason: error.message)
+        }
+    }
+
+    /// Execution of "bpi/…" kinds: a validator set change approved by a quorum of the block's validators takes
+    /// effect from the next height.
+    private func systemDeliver(_ transaction: Transaction, context: BlockContext, writes: [[UInt8]: [UInt8]?])
+        -> (TransactionResult, [[UInt8]: [UInt8]?]) {
+        func failed(_ reason: String) -> (TransactionResult, [[UInt8]: [UInt8]?]) {
+            (TransactionResult(status: UInt32(MN_ERR_INVALID_ARGUMENT), reason: reason, events: []), [:])
+        }
+        guard transaction.kind == ValidatorSetChange.kind else {
+            return (TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
+                                      reason: "no module handles kind '\(transaction.kind)'", events: []), [:])
+        }
+        guard writes[ValidatorSetChange.stateKey] == nil else {
+            return failed("this block already changes the validator set")
+        }
+        let change: ValidatorSetChange
+        do throws(WireError) { change = try ValidatorSetChange.decode(transaction.payload) } catch {
+            return failed(error.message)
+        }
+        if let problem = change.problem(chainID: genesis.chainID, current: validators, plugin: Self.name) {
+            return failed(problem)
+        }
+        return (TransactionResult(status: 0, reason: "", events: [.init(type: "validators", data: change.newSet.hash)]),
+                [ValidatorSetChange.stateKey: .some(change.newSet.encoded)])
     }
 
     // MARK: - Transactions
@@ -354,7 +407,7 @@ public final class BPI: Plugin {
             let header = finalized.block.header
             guard header.height == core.height else { return }
             if let problem = finalized.certificate.problem(blockHash: finalized.block.hash,
-                                                           validators: genesis.validators, plugin: Self.name) {
+                                                           validators: validators, plugin: Self.name) {
                 context.log.warn("sync: \(peer.short) sent height \(header.height) with a bad certificate: \(problem)")
                 return
             }

@@ -11,6 +11,7 @@ import MetanodeWire
 ///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
 ///     s <module>/<key>    a module's committed state value
 ///     r <txid>            a finalized transaction's result (TransactionResult encoding)
+///     v <from height>     the validator set in force from that height on (written when a change is finalized)
 ///     tip                 u64 height of the last finalized block
 struct ChainStore {
     let kv: KeyValueStore
@@ -69,6 +70,18 @@ struct ChainStore {
 
     func moduleState(_ key: [UInt8]) throws -> [UInt8]? { try kv.get([0x73] + key) }
 
+    /// The validator set in force at `height`, if it changed at or before it (nil: the genesis set).
+    func validators(at height: UInt64) throws -> ValidatorSet? {
+        var latest: [UInt8]?
+        try kv.scan(prefix: [0x76]) { pair in
+            var reader = WireReader(Array(pair.key.dropFirst()), context: "kv validator history")
+            guard let from = try? reader.u64("height"), from <= height else { return false }
+            latest = pair.value
+            return true
+        }
+        return try latest.map { bytes throws in try ValidatorSet.decode(bytes) }
+    }
+
     func result(ofTransaction id: [UInt8]) throws -> TransactionResult? {
         guard let bytes = try kv.get([0x72] + id) else { return nil }
         return try TransactionResult.decode(bytes)
@@ -87,6 +100,9 @@ struct ChainStore {
                 location.u64(height)
                 location.u32(UInt32(index))
                 try batch.put([0x74] + id, location.bytes)
+            }
+            if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed {
+                try batch.put(Self.key(0x76, height + 1), encoded)
             }
             for (key, value) in effects.writes {
                 if let value { try batch.put([0x73] + key, value) } else { try batch.delete([0x73] + key) }

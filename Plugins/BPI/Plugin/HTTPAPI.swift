@@ -13,6 +13,7 @@ extension BPI {
         var tipHash: String
         var validators: [String]
         var quorum: Int
+        var validatorSetHash: String
         var validatorIndex: Int?
         var mempool: MempoolView
     }
@@ -120,7 +121,8 @@ extension BPI {
         try context.http.route("GET", "/status") { [unowned self] _ in
             .json(StatusView(chainId: genesis.chainID, height: core.height - 1, nextHeight: core.height,
                              round: core.round, tipHash: Hex.encode(parent.hash),
-                             validators: genesis.validators.keys.map(Hex.encode), quorum: genesis.validators.quorum,
+                             validators: validators.keys.map(Hex.encode), quorum: validators.quorum,
+                             validatorSetHash: Hex.encode(validators.hash),
                              validatorIndex: me, mempool: MempoolView(transactions: mempool.count,
                                                                      bytes: mempool.bytes)))
         }

@@ -26,6 +26,13 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     let table: UnsafeMutableRawPointer
     /// Committed module state by full key ("<module>/<key>"); set by BPI.
     var readCommitted: ([UInt8]) -> [UInt8]? = { _ in nil }
+    /// BPI's own kinds ("bpi/…"): admission, and execution given the block's writes so far.
+    var systemCheck: (Transaction) -> MempoolRejection? = { .unknownKind($0.kind) }
+    var systemDeliver: (Transaction, BlockContext, [[UInt8]: [UInt8]?]) -> (TransactionResult, [[UInt8]: [UInt8]?]) = {
+        transaction, _, _ in
+        (TransactionResult(status: UInt32(MN_ERR_NOT_FOUND), reason: "no module handles kind '\(transaction.kind)'",
+                           events: []), [:])
+    }
 
     init() {
         let stride = MemoryLayout<mn_ledger_api>.stride
@@ -64,9 +71,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Mempool admission: nil admits, else why not. Kinds of BPI's own modules ("test/…") need no handler.
     func check(_ transaction: Transaction, id: [UInt8]) -> MempoolRejection? {
         let name = transaction.module
-        if Self.reservedModules.contains(String(name)) {
-            return name == "test" ? nil : .unknownKind(transaction.kind)
-        }
+        if name == "test" { return nil }
+        if name == "bpi" { return systemCheck(transaction) }
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
         guard let check = module.table.pointee.check else { return nil }
         let call = LedgerCall(mode: .check, module: module.name, read: readCommitted)
@@ -105,6 +111,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             let name = transaction.module
             if name == "test" {
                 results.append(.accepted)
+                continue
+            }
+            if name == "bpi" {
+                let (result, systemWrites) = systemDeliver(transaction, context, writes)
+                writes.merge(systemWrites) { $1 }
+                results.append(result)
                 continue
             }
             guard !Self.reservedModules.contains(String(name)), let module = module(name),
