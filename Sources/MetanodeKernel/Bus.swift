@@ -44,6 +44,12 @@ final class Bus: @unchecked Sendable {
     let dropped = Atomic<UInt64>(0)
     let onDrop: @Sendable (Int) -> Void
 
+    /// Kernel-side listeners on exact topics (HTTP event streams), by topic and listener id. `tapCount` lets publish
+    /// skip the lock when nobody listens, which is almost always.
+    private let taps = HostLock([String: [UInt64: @Sendable ([UInt8]) -> Void]]())
+    private let tapCount = Atomic<Int>(0)
+    private let nextTap = Atomic<UInt64>(1)
+
     init(timerLoop: any EventLoop, runtime: @escaping @Sendable (Int) -> PluginRuntime?,
          onDrop: @escaping @Sendable (Int) -> Void) {
         self.timerLoop = timerLoop
@@ -158,7 +164,34 @@ final class Bus: @unchecked Sendable {
 
     func publish(from sender: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer) -> UInt32 {
         published.add(1, ordering: .relaxed)
+        if tapCount.load(ordering: .relaxed) > 0 { relay(topic: topic, payload: payload, sender: sender.name) }
         return UInt32(fanOut(topic: topic, payload: payload, sender: sender, token: 0))
+    }
+
+    /// Calls `listener` with the payload of every message published on `topic` by plugin `publisher` (only that
+    /// plugin: a stream of "bpi.stream.blocks" cannot be fed by another plugin). Returns the id to remove it with.
+    func tap(topic: String, listener: @escaping @Sendable ([UInt8]) -> Void) -> UInt64 {
+        let id = nextTap.add(1, ordering: .relaxed).oldValue
+        taps.withLock { $0[topic, default: [:]][id] = listener }
+        tapCount.add(1, ordering: .relaxed)
+        return id
+    }
+
+    func untap(topic: String, id: UInt64) {
+        let removed = taps.withLock { taps -> Bool in
+            guard taps[topic]?.removeValue(forKey: id) != nil else { return false }
+            if taps[topic]?.isEmpty == true { taps[topic] = nil }
+            return true
+        }
+        if removed { tapCount.subtract(1, ordering: .relaxed) }
+    }
+
+    private func relay(topic: String, payload: UnsafeRawBufferPointer, sender: String) {
+        // Only the plugin the topic is named after feeds it.
+        guard topic.hasPrefix(sender + "."), let listeners = taps.withLock({ $0[topic].map { Array($0.values) } })
+        else { return }
+        let bytes = Array(payload)
+        for listener in listeners { listener(bytes) }
     }
 
     func request(from requester: PluginRuntime, topic: String, payload: UnsafeRawBufferPointer, timeoutMs: UInt32,

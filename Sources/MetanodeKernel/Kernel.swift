@@ -223,6 +223,37 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
 
     public func metricsText() -> String { metricsRegistry.emitToString() }
 
+    /// Messages at most kept per HTTP event stream for a client that reads slower than they come; older ones go.
+    public static let streamBufferMax = 1024
+    public static let streamKeepaliveMs = 15_000
+
+    /// The payloads plugin `plugin` publishes on bus topic "<plugin>.stream.<name>", from now until the consumer
+    /// stops iterating (HTTP event streams), with an empty element every `streamKeepaliveMs` (empty payloads
+    /// published by the plugin are not relayed, so an empty element is always a keepalive).
+    /// `stop` ends the stream from outside (at shutdown).
+    public func stream(plugin: String, name: String) -> (events: AsyncStream<[UInt8]>, stop: @Sendable () -> Void) {
+        let topic = "\(plugin).stream.\(name)"
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(Self.streamBufferMax))
+        let stop: @Sendable () -> Void = { continuation.finish() }
+        guard let bus else {
+            continuation.finish()
+            return (stream, stop)
+        }
+        let id = bus.tap(topic: topic) { payload in if !payload.isEmpty { continuation.yield(payload) } }
+        // An empty element now and then lets the consumer notice a client that went away.
+        let keepalive = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Self.streamKeepaliveMs))
+                continuation.yield([])
+            }
+        }
+        continuation.onTermination = { [weak bus] _ in
+            keepalive.cancel()
+            bus?.untap(topic: topic, id: id)
+        }
+        return (stream, stop)
+    }
+
     // MARK: - PluginHostBackend
 
     public func log(_ plugin: PluginHostContext, level: Int32, message: String) {

@@ -6,11 +6,20 @@ import MetanodeCore
 import MetanodeHostBridge
 import MetanodeKernel
 import NIOCore
+import ServiceLifecycle
 
 /// The node's HTTP API. Kernel routes are listed in OpenAPIDocument; everything else under /v1/plugins/NAME/ belongs
 /// to that plugin.
 enum HTTPAPI {
     static let pluginPrefix = "/v1/plugins/"
+
+    /// One SSE event: the payload as its data line when it is one line of UTF-8, else base64 under event "base64".
+    static func serverSentEvent(_ payload: [UInt8]) -> String {
+        if let text = String(validating: payload, as: UTF8.self), !text.contains("\n"), !text.contains("\r") {
+            return "data: \(text)\n\n"
+        }
+        return "event: base64\ndata: \(Data(payload).base64EncodedString())\n\n"
+    }
 
     static func router(state: NodeState) -> Router<BasicRequestContext> {
         let router = Router()
@@ -87,6 +96,33 @@ enum HTTPAPI {
                 "peers": .int(Int64(peers.count)),
                 "connected": .int(Int64(peers.filter { $0.state == .connected }.count)),
             ]))
+        }
+
+        // Server-sent events: every message plugin :plugin publishes on bus topic "<plugin>.stream.<stream>", as one
+        // event each (the payload as the data line if it is one line of UTF-8, else base64 in a "base64" event).
+        router.get("/v1/streams/:plugin/:stream") { _, context -> Response in
+            let plugin = context.parameters.get("plugin") ?? "", name = context.parameters.get("stream") ?? ""
+            guard state.kernel.runtime(named: plugin) != nil else {
+                return errorResponse(MetanodeError(.notFound, "no plugin named '\(plugin)' on this node"))
+            }
+            let (events, stop) = state.kernel.stream(plugin: plugin, name: name)
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: ": \(plugin) \(name)\n\n"))
+                // Ends when the node shuts down (the stream would otherwise hold the HTTP server open) or when a
+                // write fails because the client went away (the kernel sends an empty keepalive now and then).
+                try await withGracefulShutdownHandler {
+                    for await payload in events {
+                        try await writer.write(ByteBuffer(string: payload.isEmpty ? ": keepalive\n\n"
+                                                                                   : serverSentEvent(payload)))
+                    }
+                } onGracefulShutdown: {
+                    stop()
+                }
+                try? await writer.finish(nil)
+            })
         }
 
         router.get("/metrics") { _, _ -> Response in

@@ -86,6 +86,16 @@ enum OpenAPIDocument {
             "responses": {"200": {"description": "Peers", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Peer"}}}}}}
           }
         },
+        "/v1/streams/{plugin}/{stream}": {
+          "get": {
+            "summary": "Server-sent events: each message plugin {plugin} publishes on bus topic {plugin}.stream.{stream} (e.g. /v1/streams/bpi/blocks)",
+            "parameters": [
+              {"name": "plugin", "in": "path", "required": true, "schema": {"type": "string"}},
+              {"name": "stream", "in": "path", "required": true, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": {"description": "An event stream; a payload that is one line of UTF-8 is the data line, anything else comes base64 in an event named base64", "content": {"text/event-stream": {}}}, "404": {"description": "No such plugin"}}
+          }
+        },
         "/metrics": {
           "get": {
             "summary": "Prometheus text exposition: kernel metrics and every plugin's metrics (metanode_plugin_<plugin>_<name>)",

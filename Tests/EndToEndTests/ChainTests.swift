@@ -153,6 +153,44 @@ extension ChainTests {
     }
 }
 
+extension ChainTests {
+    @Test("GET /v1/streams/bpi/blocks streams each finalized block as a server-sent event")
+    func blockStream() throws {
+        let net = try Network(validators: 1)
+        defer { net.stopAll() }
+        let output = net.scratch.file("stream.txt")
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-sN", "--max-time", "20", "http://\(try net.node(0).address)/v1/streams/bpi/blocks"]
+        curl.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        try curl.run()
+        defer { if curl.isRunning { curl.terminate() } }
+        // The stream is open once its comment line has arrived.
+        let opened = Date().addingTimeInterval(10)
+        while Date() < opened, (try? String(contentsOfFile: output, encoding: .utf8))?.contains(": bpi blocks") != true {
+            usleep(20_000)
+        }
+        #expect(try net.submit(0, nonce: 0).status == 202)
+        #expect(try net.submit(0, nonce: 1).status == 202)
+        let deadline = Date().addingTimeInterval(10)
+        var events: [JSONValue] = []
+        while Date() < deadline, events.reduce(0, { $0 + ($1["transactions"]?.intValue ?? 0) }) < 2 {
+            usleep(50_000)
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            events = text.split(separator: "\n").filter { $0.hasPrefix("data: ") }
+                .compactMap { try? JSONValue.parse(Array($0.dropFirst(6).utf8)) }
+        }
+        #expect(events.first?["height"]?.intValue == 1, "\(events)")
+        #expect(events.reduce(0, { $0 + ($1["transactions"]?.intValue ?? 0) }) == 2, "\(events)")
+        #expect(events.allSatisfy { $0["hash"]?.stringValue?.count == 64 })
+        // SIGTERM with the stream still open: the node ends the stream and exits rather than wait for the client.
+        let node = try net.node(0)
+        node.process.terminate()
+        #expect(node.waitForExit(timeoutSeconds: 10), "\(node.log)")
+    }
+}
+
 /// `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
 func freeLoopbackPortRange(_ count: Int) throws -> Int {
     for _ in 0..<50 {

@@ -6,6 +6,7 @@
 //   GET  /blocks/latest | /blocks/<height>     a finalized block, as JSON (?format=raw for its wire bytes)
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
 //   GET  /state/<hex key>      a ledger state value (or its absence) with a proof against the tip's state root
+//   bus  bpi.stream.blocks     one JSON line per finalized block (the node serves it at GET /v1/streams/bpi/blocks)
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
 //   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
 //                              many were accepted and why each refused one was
@@ -254,6 +255,7 @@ public final class BPI: Plugin {
         mempoolGauge.set(Double(mempool.count))
         context.log.debug("finalized height \(block.header.height) round \(finalized.certificate.round): "
             + "\(block.transactions.count) tx")
+        publishBlock(finalized, effects: effects)
         if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed,
            let next = try? ValidatorSet.decode(encoded) {
             context.log.info("validator set changes at height \(block.header.height + 1): \(next.count) validators; "
@@ -284,6 +286,41 @@ public final class BPI: Plugin {
             return
         }
         handle(.received(envelope))
+    }
+
+    // MARK: - Event stream
+
+    /// One line of JSON per finalized block on bus topic "bpi.stream.blocks", which the node serves as server-sent
+    /// events at GET /v1/streams/bpi/blocks: height, hash, round, transaction count and every module event.
+    struct BlockEvent: Encodable {
+        struct Event: Encodable {
+            var transaction: String
+            var type: String
+            var data: String
+        }
+
+        var height: UInt64
+        var hash: String
+        var round: UInt32
+        var timestampMs: UInt64
+        var transactions: Int
+        var failed: Int
+        var events: [Event]
+    }
+
+    private func publishBlock(_ finalized: FinalizedBlock, effects: BlockRules.Effects) {
+        var events: [BlockEvent.Event] = []
+        for (id, result) in zip(effects.transactionIDs, effects.results) {
+            for event in result.events {
+                events.append(.init(transaction: Hex.encode(id), type: event.type, data: Hex.encode(event.data)))
+            }
+        }
+        let header = finalized.block.header
+        let event = BlockEvent(height: header.height, hash: Hex.encode(header.hash), round: finalized.certificate.round,
+                               timestampMs: header.timestampMs, transactions: finalized.block.transactions.count,
+                               failed: effects.results.filter { $0.status != 0 }.count, events: events)
+        guard let json = try? JSONEncoder().encode(event) else { return }
+        _ = try? context.bus.publish("bpi.stream.blocks", Array(json))
     }
 
     // MARK: - BPI's own transactions
