@@ -191,6 +191,40 @@ extension ChainTests {
     }
 }
 
+extension ChainTests {
+    @Test("a transaction built and signed in C (plugin-sdk/examples/sign-tx-c) matches the golden vector and is finalized")
+    func transactionFromC() throws {
+        let scratch = try Scratch("sign-tx")
+        let binary = scratch.file("sign_tx")
+        try run("/usr/bin/cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", binary,
+                                Repo.sdk + "/examples/sign-tx-c/sign_tx.c", "-lsodium"]).requireSuccess()
+        let golden = try run(binary, [])
+        try golden.requireSuccess()
+        let swift = try Transaction.signed(chainID: "metanode-dev", signer: Ed25519Signer(seed: Array(0..<32)), nonce: 7,
+                                           fee: 1000, kind: "bpci/transfer", payload: Array("hello".utf8))
+        #expect(golden.stdout == """
+            public-key \(Hex.encode(swift.sender))
+            body \(Hex.encode(swift.body))
+            signature \(Hex.encode(swift.signature))
+            id \(Hex.encode(swift.id))
+
+            """)
+
+        let net = try Network(validators: 1)
+        defer { net.stopAll() }
+        let seed = Hex.encode(WireCrypto.domainHash("c-sender", []))
+        let made = try run(binary, [seed, "metanode-local", "0", "5", "test/op", "from C"])
+        try made.requireSuccess()
+        let hex = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let transaction = try Transaction.decode(try #require(Hex.decode(hex)))
+        #expect(transaction.hasValidSignature && transaction.payload == Array("from C".utf8))
+        let answer = try net.node(0).post("/v1/plugins/bpi/tx", #"{"tx": "\#(hex)"}"#)
+        #expect(answer.status == 202, "\(answer.text)")
+        #expect(try net.waitForHeight(1))
+        #expect(try net.node(0).get("/v1/plugins/bpi/tx/\(Hex.encode(transaction.id))").status == 200)
+    }
+}
+
 /// `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
 func freeLoopbackPortRange(_ count: Int) throws -> Int {
     for _ in 0..<50 {
