@@ -19,7 +19,8 @@ DEV_KEY = .build/dev-publisher
 
 run: build
 	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
-	  "$(METANODE)" node init --dev --data-dir "$(DATA_DIR)" --bundled-plugins "$(BUNDLE)"; fi
+	  "$(METANODE)" node init --dev --data-dir "$(DATA_DIR)" --bundled-plugins "$(BUNDLE)" && \
+	  "$(METANODE)" chain genesis --chain-id metanode-dev --data-dir "$(DATA_DIR)"; fi
 	exec "$(METANODE)" node start --data-dir "$(DATA_DIR)"
 
 # Three groups, one after the other: unit tests; the network transport's tests (real sockets and timers, which a
