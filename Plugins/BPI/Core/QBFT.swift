@@ -95,6 +95,10 @@ public struct QBFTCore: Sendable {
     /// The round changes a proposal built for `proposalRequested` above round 0 will carry.
     private var pendingJustification: [SignedMessage] = []
     private var future: [ConsensusEnvelope] = []
+    /// Signatures already checked at this height, so a message seen directly and again inside justifications (round
+    /// changes carry prepares, proposals carry round changes) is verified once. Keyed by everything the check
+    /// covers: signer, signed bytes and signature. A class so the cache can fill inside non-mutating checks.
+    private let verifiedCache = VerifiedSignatures()
 
     private struct SignedKey: Hashable {
         var kind: MessageKind
@@ -262,7 +266,7 @@ public struct QBFTCore: Sendable {
         let payload = message.payload
         guard payload.height >= height else { return }
         guard payload.height == height else { return keepForLater(envelope) }
-        guard message.isSigned(by: validators, plugin: environment.plugin) else { return }
+        guard isVerified(message) else { return }
         let signer = Int(message.signer)
         switch envelope {
         case .proposal(_, let block, let changes, let prepareMessages):
@@ -277,8 +281,7 @@ public struct QBFTCore: Sendable {
             prepareIfQuorum(&actions)
         case .commit:
             guard let seal = payload.commitSeal, let key = validators.key(signer),
-                  NodeSignature.verify(signature: seal, nodeKey: key, plugin: environment.plugin,
-                                       message: CommitSeal.signingBytes(blockHash: payload.digest, round: payload.round))
+                  isVerifiedSeal(seal, key: key, digest: payload.digest, round: payload.round)
             else { return }
             guard Self.record(message, in: &commits, &actions) else { return }
             decideIfQuorum(round: payload.round, digest: payload.digest, &actions)
@@ -388,7 +391,7 @@ public struct QBFTCore: Sendable {
             let changePayload = change.payload
             guard changePayload.kind == .roundChange, changePayload.height == height,
                   changePayload.round == payload.round, signers.insert(change.signer).inserted,
-                  change.isSigned(by: validators, plugin: environment.plugin) else { return false }
+                  isVerified(change) else { return false }
             if let preparedRound = changePayload.preparedRound, preparedRound < payload.round,
                highest == nil || preparedRound > highest!.round {
                 highest = (preparedRound, changePayload.digest)
@@ -406,9 +409,25 @@ public struct QBFTCore: Sendable {
             let payload = message.payload
             guard payload.kind == .prepare, payload.height == height, payload.round == prepareRound,
                   payload.digest == digest, signers.insert(message.signer).inserted,
-                  message.isSigned(by: validators, plugin: environment.plugin) else { return false }
+                  isVerified(message) else { return false }
         }
         return signers.count >= validators.quorum
+    }
+
+    // MARK: - Signature checks
+
+    private func isVerified(_ message: SignedMessage) -> Bool {
+        var key = message.payload.signingBytes + message.signature
+        key.append(UInt8(message.signer >> 8))
+        key.append(UInt8(message.signer & 0xFF))
+        return verifiedCache.check(key) { message.isSigned(by: validators, plugin: environment.plugin) }
+    }
+
+    private func isVerifiedSeal(_ seal: [UInt8], key: [UInt8], digest: [UInt8], round: UInt32) -> Bool {
+        let message = CommitSeal.signingBytes(blockHash: digest, round: round)
+        return verifiedCache.check(message + seal + key) {
+            NodeSignature.verify(signature: seal, nodeKey: key, plugin: environment.plugin, message: message)
+        }
     }
 
     // MARK: - Signing
@@ -427,5 +446,18 @@ public struct QBFTCore: Sendable {
     private func send(_ envelope: ConsensusEnvelope, _ actions: inout [QBFTAction]) {
         actions.append(.persist(.sent(envelope)))
         actions.append(.broadcast(envelope))
+    }
+}
+
+/// Remembers which signatures verified (bounded; a new height starts with a new core and an empty cache).
+final class VerifiedSignatures: @unchecked Sendable {  // used by one core, on one thread at a time
+    static let entriesMax = 16_384
+    private var good: Set<[UInt8]> = []
+
+    func check(_ key: [UInt8], _ verify: () -> Bool) -> Bool {
+        if good.contains(key) { return true }
+        guard verify() else { return false }
+        if good.count < Self.entriesMax { good.insert(key) }
+        return true
     }
 }
