@@ -49,6 +49,8 @@ public final class BPI: Plugin {
     var parent: BlockRules.Parent
     /// The ledger state after the tip, loaded from kv at start.
     var state: StateTree
+    /// Every sender's next nonce after the tip (kv holds them too; this copy spares a read per transaction).
+    var nonces: [[UInt8]: UInt64]
     var walCount = 0
     /// Ids whose signatures the mempool checked, so block validation does not verify them again.
     var verified: Set<[UInt8]> = []
@@ -97,6 +99,7 @@ public final class BPI: Plugin {
         }
         validators = try store.validators(at: tip + 1) ?? genesis.validators
         state = try store.loadState()
+        nonces = try store.loadNonces()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         let environment = HostEnvironment(signer: context.signer, validate: { _, _ in nil })
@@ -197,7 +200,7 @@ public final class BPI: Plugin {
     private func buildBlock() -> Block? {
         let limits = genesis.parameters
         let chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
-            [store] sender in (try? store.nextNonce(sender)) ?? 0
+            [nonces] sender in nonces[sender] ?? 0
         }
         let nowMs = context.unixTimeMs
         let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
@@ -215,7 +218,7 @@ public final class BPI: Plugin {
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks[block.hash] { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
-                                 nextNonce: { [store] sender in (try? store.nextNonce(sender)) ?? 0 },
+                                 nextNonce: { [nonces] sender in nonces[sender] ?? 0 },
                                  isVerified: { [verified] id in verified.contains(id) },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
                                  execute: ledger.execute)
@@ -247,7 +250,8 @@ public final class BPI: Plugin {
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
         checkedBlocks = [:]
-        mempool.prune(senders: effects.nextNonces.keys) { [store] sender in (try? store.nextNonce(sender)) ?? 0 }
+        nonces.merge(effects.nextNonces) { $1 }
+        mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[sender] ?? 0 }
         for id in effects.transactionIDs { verified.remove(id) }
         blocksCommitted.increment()
         transactionsCommitted.add(UInt64(effects.transactionIDs.count))
@@ -396,7 +400,7 @@ public final class BPI: Plugin {
     private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
         var sender: [UInt8] = []
         if let transaction = try? Transaction.decode(encoded) { sender = transaction.sender }
-        let next = sender.isEmpty ? 0 : ((try? store.nextNonce(sender)) ?? 0)
+        let next = nonces[sender] ?? 0
         let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
         switch mempool.add(encoded, nextNonce: next, admissible: admissible) {
         case .failure(let rejection):

@@ -52,12 +52,6 @@ struct ChainStore {
         return try reader.u64("nonce")
     }
 
-    func nextNonce(_ sender: [UInt8]) throws -> UInt64 {
-        guard let bytes = try kv.get([0x6E] + sender) else { return 0 }
-        var reader = WireReader(bytes, context: "kv nonce")
-        return try reader.u64("nonce")
-    }
-
     /// The state tree of the committed ledger state: BPI's nonces and every module's values.
     func loadState() throws -> StateTree {
         var state = StateTree()
@@ -69,6 +63,15 @@ struct ChainStore {
     }
 
     func moduleState(_ key: [UInt8]) throws -> [UInt8]? { try kv.get([0x73] + key) }
+
+    func loadNonces() throws -> [[UInt8]: UInt64] {
+        var nonces: [[UInt8]: UInt64] = [:]
+        for pair in try kv.scan(prefix: [0x6E]) {
+            var reader = WireReader(pair.value, context: "kv nonce")
+            nonces[Array(pair.key.dropFirst())] = try reader.u64("nonce")
+        }
+        return nonces
+    }
 
     /// The validator set in force at `height`, if it changed at or before it (nil: the genesis set).
     func validators(at height: UInt64) throws -> ValidatorSet? {
