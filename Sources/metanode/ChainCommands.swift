@@ -44,10 +44,19 @@ struct ChainCommand: AsyncParsableCommand {
         }
         try write(genesis(chainID: chainID, validators: keys, peers: peers), to: genesisPath)
         for data in directories {
+            try makeDurable(data)
             _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
             _ = try PluginManager(data).configure(pluginName, config: .object(["genesisFile": .string(genesisPath)]))
         }
         return (directories, keys)
+    }
+
+    /// Validators fsync every storage write: the consensus WAL record of a signed message must survive a power cut,
+    /// or a restarted validator could sign a conflicting one. (BPI writes a few records and one batch per block.)
+    static func makeDurable(_ data: DataDirectory) throws(MetanodeError) {
+        var config = try data.loadConfig()
+        config.storageSyncWrites = true
+        try data.saveConfig(config)
     }
 
     static func genesis(chainID: String, validators: [[UInt8]], peers: [JSONValue]) -> JSONValue {
@@ -104,6 +113,7 @@ struct ChainCommand: AsyncParsableCommand {
             let key = try data.loadNodeKey().publicKey.key.bytes
             let path = "\(data.root)/genesis.json"
             try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: []), to: path)
+            try ChainCommand.makeDurable(data)
             _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
             Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
                                                 "validators": .array([.string(Hex.encode(key))])]),
