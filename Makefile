@@ -72,7 +72,7 @@ bench-chain:
 
 # The network frame decoder under libFuzzer (FUZZ_RUNS inputs, default 1,000,000). Not part of make test.
 FUZZ_RUNS ?= 1000000
-# Consensus simulation sweep: SEEDS seeds per scenario (make test runs 16). A failure prints the seed and the
+# Consensus simulation sweep: SEEDS seeds per scenario (make test runs 30). A failure prints the seed and the
 # command that replays it alone (METANODE_SIM_SEED=N).
 SEEDS ?= 1000
 sim: deps

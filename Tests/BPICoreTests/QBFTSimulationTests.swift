@@ -11,10 +11,10 @@ import Testing
 /// and progress; a failing seed is printed with the command that replays it.
 @Suite("QBFT consensus in a seeded simulation")
 struct QBFTSimulationTests {
-    /// `make test` tries 16 seeds per scenario; `make sim SEEDS=N` tries N (METANODE_SIM_SEEDS); METANODE_SIM_SEED
+    /// `make test` tries 30 seeds per scenario; `make sim SEEDS=N` tries N (METANODE_SIM_SEEDS); METANODE_SIM_SEED
     /// replays one.
     static let seeds = SimulationSeed.sweep(1...seedCount)
-    static let seedCount: UInt64 = getenv("METANODE_SIM_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 16
+    static let seedCount: UInt64 = getenv("METANODE_SIM_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 30
 
     @Test("4 validators on a clean network finalize a block per round-0 proposal, without round changes")
     func cleanNetworkFinalizesSteadily() {
