@@ -167,6 +167,17 @@ let package = Package(
         .target(
             name: "BPI", dependencies: ["BPIPlugin", .product(name: "MetanodePluginKit", package: "plugin-sdk")],
             path: "Plugins/BPI/Entry", swiftSettings: strict),
+        // BPCI's pure parts: tokens, addresses, the bank's rules and invariants.
+        .target(
+            name: "BPCICore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Plugins/BPCI/Core", swiftSettings: strict),
+        .testTarget(
+            name: "BPCICoreTests",
+            dependencies: [
+                "BPCICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
+            ],
+            path: "Tests/BPCICoreTests"),
         // The SDK's example ledger module in C, linked into tests without its entry symbol.
         .target(
             name: "CounterModule", path: "plugin-sdk/examples/counter-module", exclude: ["Makefile", "README.md",
