@@ -1,5 +1,6 @@
 import BPICore
 import MetanodeABI
+import MetanodePluginKit
 import MetanodeWire
 import Synchronization
 
@@ -56,7 +57,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     fileprivate func register(_ module: UnsafePointer<mn_ledger_module>) -> mn_status {
         guard module.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_module>.size),
               module.pointee.deliver != nil else { return MN_ERR_INVALID_ARGUMENT }
-        let name = module.pointee.name.text
+        let name = module.pointee.name.string
         guard Self.isValidName(name), !Self.reservedModules.contains(name) else { return MN_ERR_INVALID_ARGUMENT }
         return modules.withLock { table -> mn_status in
             guard table[name] == nil else { return MN_ERR_EXISTS }
@@ -86,24 +87,15 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
         -> Result<Execution, BlockProblem> {
         let ordered = modules.withLock { $0.values.sorted { $0.name < $1.name } }
-        var writes: [[UInt8]: [UInt8]?] = [:]
-        /// Reads for the next handler: the block's writes so far (a nil value is a deletion), then committed state.
-        func reader() -> ([UInt8]) -> [UInt8]? {
-            let snapshot = writes
-            return { [readCommitted] key in
-                if let written = snapshot[key] { return written }
-                return readCommitted(key)
-            }
+        // One write set for the block, read by each handler while it runs (a copy per handler would make every
+        // later merge copy the whole set: quadratic in the block's writes).
+        let block = BlockWrites()
+        let read: ([UInt8]) -> [UInt8]? = { [readCommitted] key in
+            if let written = block.writes[key] { return written }
+            return readCommitted(key)
         }
-        for module in ordered {
-            guard let begin = module.table.pointee.begin_block else { continue }
-            let call = LedgerCall(mode: .block, module: module.name, read: reader())
-            let status = call.run { state in Self.withBlock(context) { begin(module.table.pointee.user_data, state, $0) } }
-            guard status == MN_OK else {
-                return .failure(BlockProblem(
-                    stringLiteral: "module \(module.name) refused the block at begin_block: \(call.reasonOr(status))"))
-            }
-            writes.merge(call.writes) { $1 }
+        if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, read, block) {
+            return .failure(problem)
         }
         var results: [TransactionResult] = []
         results.reserveCapacity(transactions.count)
@@ -114,8 +106,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 continue
             }
             if name == "bpi" {
-                let (result, systemWrites) = systemDeliver(transaction, context, writes)
-                writes.merge(systemWrites) { $1 }
+                let (result, systemWrites) = systemDeliver(transaction, context, block.writes)
+                block.writes.merge(systemWrites) { $1 }
                 results.append(result)
                 continue
             }
@@ -125,29 +117,43 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                                  reason: "no module handles kind '\(transaction.kind)'", events: []))
                 continue
             }
-            let call = LedgerCall(mode: .deliver, module: module.name, read: reader())
+            let call = LedgerCall(mode: .deliver, module: module.name, read: read)
             let status = call.run { state in
                 Self.withTx(transaction, id: id) { deliver(module.table.pointee.user_data, state, $0) }
             }
             if status == MN_OK {
-                writes.merge(call.writes) { $1 }
+                block.writes.merge(call.writes) { $1 }
                 results.append(TransactionResult(status: 0, reason: "", events: call.events))
             } else {
                 results.append(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
                                                  events: []))
             }
         }
-        for module in ordered {
-            guard let end = module.table.pointee.end_block else { continue }
-            let call = LedgerCall(mode: .block, module: module.name, read: reader())
-            let status = call.run { state in Self.withBlock(context) { end(module.table.pointee.user_data, state, $0) } }
-            guard status == MN_OK else {
-                return .failure(BlockProblem(
-                    stringLiteral: "module \(module.name) refused the block at end_block: \(call.reasonOr(status))"))
-            }
-            writes.merge(call.writes) { $1 }
+        if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, read, block) {
+            return .failure(problem)
         }
-        return .success(Execution(results: results, writes: writes))
+        return .success(Execution(results: results, writes: block.writes))
+    }
+
+    private typealias BlockHook = (@convention(c) (UnsafeMutableRawPointer?, OpaquePointer?,
+                                                   UnsafePointer<mn_ledger_block>?) -> mn_status)?
+
+    /// Runs one block hook (begin_block or end_block) of every module that has it, merging each one's writes; the
+    /// first refusal rejects the block.
+    private func runBlockHooks(_ modules: [Module], _ hook: KeyPath<mn_ledger_module, BlockHook>, _ label: String,
+                               _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
+                               _ block: BlockWrites) -> BlockProblem? {
+        for module in modules {
+            guard let run = module.table.pointee[keyPath: hook] else { continue }
+            let call = LedgerCall(mode: .block, module: module.name, read: read)
+            let status = call.run { state in Self.withBlock(context) { run(module.table.pointee.user_data, state, $0) } }
+            guard status == MN_OK else {
+                return BlockProblem(stringLiteral:
+                    "module \(module.name) refused the block at \(label): \(call.reasonOr(status))")
+            }
+            block.writes.merge(call.writes) { $1 }
+        }
+        return nil
     }
 
     /// A read-only query over committed state: the module's answer, or why there is none.
@@ -160,7 +166,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         }
         let call = LedgerCall(mode: .query, module: name, read: readCommitted)
         let status = call.run { state in
-            path.withBytes { path in request.withBytes { request in
+            path.withMNBytes { path in request.withMNBytes { request in
                 query(module.table.pointee.user_data, state, path, request)
             } }
         }
@@ -170,8 +176,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     private static func withTx<R>(_ transaction: Transaction, id: [UInt8],
                                   _ body: (UnsafePointer<mn_ledger_tx>) -> R) -> R {
-        id.withBytes { id in transaction.sender.withBytes { sender in
-            transaction.kind.withBytes { kind in transaction.payload.withBytes { payload in
+        id.withMNBytes { id in transaction.sender.withMNBytes { sender in
+            transaction.kind.withMNBytes { kind in transaction.payload.withMNBytes { payload in
                 var tx = mn_ledger_tx(struct_size: UInt32(MemoryLayout<mn_ledger_tx>.size), id: id, sender: sender,
                                       nonce: transaction.nonce, fee: transaction.fee, kind: kind, payload: payload)
                 return withUnsafePointer(to: &tx) { body($0) }
@@ -180,7 +186,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     }
 
     private static func withBlock<R>(_ context: BlockContext, _ body: (UnsafePointer<mn_ledger_block>) -> R) -> R {
-        context.proposer.withBytes { proposer in
+        context.proposer.withMNBytes { proposer in
             var block = mn_ledger_block(struct_size: UInt32(MemoryLayout<mn_ledger_block>.size),
                                         height: context.height, timestamp_ms: context.timestampMs, proposer: proposer)
             return withUnsafePointer(to: &block) { body($0) }
@@ -223,14 +229,19 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             return call.put(key.array, nil, keyBytes: key.len, valueBytes: 0)
         },
         reject: { state, reason in
-            LedgerCall.from(state)?.reason = String(reason.text.utf8.prefix(Int(MN_LEDGER_REASON_LEN_MAX))) ?? ""
+            LedgerCall.from(state)?.reason = String(reason.string.utf8.prefix(Int(MN_LEDGER_REASON_LEN_MAX))) ?? ""
         },
         emit_event: { state, type, data in
             guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
-            return call.emit(type.text, data.array, dataBytes: data.len)
+            return call.emit(type.string, data.array, dataBytes: data.len)
         },
         answer: { state, response in LedgerCall.from(state)?.answer = response.array },
         buf_free: { buffer in free(buffer.ptr) })
+}
+
+/// A block's module writes so far (full keys; nil deletes), shared by its handler calls.
+final class BlockWrites {
+    var writes: [[UInt8]: [UInt8]?] = [:]
 }
 
 /// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
@@ -284,26 +295,4 @@ final class LedgerCall {
         events.append(TransactionResult.Event(type: type, data: data))
         return MN_OK
     }
-}
-
-extension mn_bytes {
-    var array: [UInt8] {
-        guard let ptr, len > 0 else { return [] }
-        return Array(UnsafeBufferPointer(start: ptr, count: len))
-    }
-
-    var text: String {
-        guard let ptr, len > 0 else { return "" }
-        return String(decoding: UnsafeBufferPointer(start: ptr, count: len), as: UTF8.self)
-    }
-}
-
-extension Array where Element == UInt8 {
-    func withBytes<R>(_ body: (mn_bytes) -> R) -> R {
-        withUnsafeBufferPointer { body(mn_bytes(ptr: $0.baseAddress, len: $0.count)) }
-    }
-}
-
-extension String {
-    func withBytes<R>(_ body: (mn_bytes) -> R) -> R { Array(utf8).withBytes(body) }
 }

@@ -70,22 +70,22 @@ extension Substring: ByteConvertible {
 }
 
 extension ByteConvertible {
-    /// The bytes as an `mn_bytes` view, borrowed for `body`.
+    /// The bytes as an `mn_bytes` view, borrowed for `body` (for service tables such as ledger.h's).
     @inline(__always)
-    func withMNBytes<R>(_ body: (mn_bytes) -> R) -> R {
+    public func withMNBytes<R>(_ body: (mn_bytes) -> R) -> R {
         withBytes { body(mn_bytes(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count)) }
     }
 }
 
 extension mn_bytes {
     /// A copy of the viewed bytes.
-    var array: [UInt8] {
+    public var array: [UInt8] {
         guard let ptr, len > 0 else { return [] }
         return Array(UnsafeBufferPointer(start: ptr, count: len))
     }
 
     /// The viewed bytes decoded as UTF-8 (invalid sequences become U+FFFD).
-    var string: String {
+    public var string: String {
         guard let ptr, len > 0 else { return "" }
         return String(decoding: UnsafeBufferPointer(start: ptr, count: len), as: UTF8.self)
     }
