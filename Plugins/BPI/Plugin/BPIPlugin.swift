@@ -44,6 +44,8 @@ public final class BPI: Plugin {
     let heartbeatMs: UInt64
     /// The service modules register with; its table is exported as "bpi.ledger".
     let ledger = LedgerService()
+    /// How the consensus core reaches this plugin to check blocks.
+    let validator = BlockValidatorLink()
     var core: QBFTCore
     var mempool: Mempool
     var parent: BlockRules.Parent
@@ -102,7 +104,8 @@ public final class BPI: Plugin {
         nonces = try store.loadNonces()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
-        let environment = HostEnvironment(signer: context.signer, validate: { _, _ in nil })
+        // The environment validates blocks through this plugin, which does not exist yet: it is attached below.
+        let environment = HostEnvironment(signer: context.signer, validator: validator)
         core = QBFTCore(config: QBFTConfig(roundTimeoutBaseMs: config.roundTimeoutBaseMs ?? 200),
                         environment: environment, me: validators.index(of: myKey), height: tip + 1,
                         parentHash: parent.hash, validators: validators, replaying: records)
@@ -114,10 +117,7 @@ public final class BPI: Plugin {
         rejected = try context.metrics.counter("transactions_rejected_total", help: "Transactions the mempool refused")
         equivocations = try context.metrics.counter("equivocations_total", help: "Conflicting signed messages seen")
         heightGauge.set(Double(tip))
-        // The core's environment needs the plugin for validation; `unowned` since the plugin owns the core.
-        core = QBFTCore(config: core.config, environment: HostEnvironment(signer: context.signer, validate: {
-            [unowned self] block, _ in self.problem(with: block)
-        }), me: me, height: tip + 1, parentHash: parent.hash, validators: validators, replaying: records)
+        validator.plugin = self
 
         ledger.readCommitted = { [store] key in try? store.moduleState(key) }
         ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
@@ -459,11 +459,16 @@ public final class BPI: Plugin {
     }
 }
 
+/// The plugin, for the consensus core's block checks (weak: the plugin owns the core).
+final class BlockValidatorLink: @unchecked Sendable {  // set once in BPI.init; used on BPI's executor thread
+    weak var plugin: BPI?
+}
+
 /// Signs through the host (which scopes the node key to "bpi") and validates through the plugin.
 struct HostEnvironment: QBFTEnvironment, @unchecked Sendable {
     let plugin = BPI.name
     let signer: Signer
-    let validate: (Block, [UInt8]) -> String?
+    let validator: BlockValidatorLink
 
     func sign(_ message: [UInt8]) -> [UInt8] {
         do { return try signer.sign(message) } catch {
@@ -471,5 +476,8 @@ struct HostEnvironment: QBFTEnvironment, @unchecked Sendable {
         }
     }
 
-    func problem(with block: Block, parentHash: [UInt8]) -> String? { validate(block, parentHash) }
+    func problem(with block: Block, parentHash: [UInt8]) -> String? {
+        guard let plugin = validator.plugin else { return "the ledger plugin is gone" }
+        return plugin.problem(with: block)
+    }
 }
