@@ -54,7 +54,8 @@ bundle:
 	@cp plugin-sdk/examples/hello-c/metanode-plugin.json plugin-sdk/examples/hello-c/libhello_c.so "$(BUNDLE)/hello-c/"
 	@cp plugin-sdk/examples/hello-swift/metanode-plugin.json "$(BIN)/libHelloSwift.so" "$(BUNDLE)/hello-swift/"
 	@mkdir -p "$(BUNDLE)/bpi" && cp Plugins/BPI/metanode-plugin.json "$(BIN)/libBPI.so" "$(BUNDLE)/bpi/"
-	@for p in hello-c hello-swift bpi; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
+	@mkdir -p "$(BUNDLE)/bpci" && cp Plugins/BPCI/metanode-plugin.json "$(BIN)/libBPCI.so" "$(BUNDLE)/bpci/"
+	@for p in hello-c hello-swift bpi bpci; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
 	@echo "bundled plugins signed in $(BUNDLE)"
 
 release:

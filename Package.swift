@@ -30,6 +30,7 @@ let package = Package(
         .library(name: "HelloSwift", type: .dynamic, targets: ["HelloSwift"]),
         // First-party plugins, bundled by `make bundle`.
         .library(name: "BPI", type: .dynamic, targets: ["BPI"]),
+        .library(name: "BPCI", type: .dynamic, targets: ["BPCI"]),
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
@@ -100,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "metanode",
             dependencies: [
-                "MetanodeNode", "MetanodeKernel", "BPICore",
+                "MetanodeNode", "MetanodeKernel", "MetanodeCrypto", "BPICore", "BPCICore",
                 .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -171,6 +172,16 @@ let package = Package(
         .target(
             name: "BPCICore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
             path: "Plugins/BPCI/Core", swiftSettings: strict),
+        .target(
+            name: "BPCIPlugin",
+            dependencies: [
+                "BPCICore", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
+            ],
+            path: "Plugins/BPCI/Plugin", swiftSettings: strict),
+        .target(
+            name: "BPCI", dependencies: ["BPCIPlugin", .product(name: "MetanodePluginKit", package: "plugin-sdk")],
+            path: "Plugins/BPCI/Entry", swiftSettings: strict),
         .testTarget(
             name: "BPCICoreTests",
             dependencies: [
@@ -187,7 +198,8 @@ let package = Package(
         .testTarget(
             name: "BPITests",
             dependencies: [
-                "BPIPlugin", "CounterModule", "BPICore", .product(name: "MetanodeWire", package: "plugin-sdk"),
+                "BPIPlugin", "CounterModule", "BPICore", "BPCIPlugin", "BPCICore",
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "MetanodeABI", package: "plugin-sdk"),
                 .product(name: "MetanodePluginKit", package: "plugin-sdk"),
                 .product(name: "MetanodePluginTesting", package: "plugin-sdk"),

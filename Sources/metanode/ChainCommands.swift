@@ -1,7 +1,9 @@
 import ArgumentParser
+import BPCICore
 import BPICore
 import Foundation
 import MetanodeCore
+import MetanodeCrypto
 import MetanodeKernel
 import MetanodeWire
 
@@ -22,7 +24,8 @@ struct ChainCommand: AsyncParsableCommand {
     /// for HTTP on 127.0.0.1:httpBasePort+i, and one genesis.json naming them as validators and peers; points each
     /// node's transport and bpi at it.
     static func makeNetwork(root: String, count: Int, chainID: String, basePort: Int, httpBasePort: Int,
-                            bundledPlugins: String?) throws(MetanodeError) -> ([DataDirectory], [[UInt8]]) {
+                            bundledPlugins: String?, fundedAccounts: [Address] = []) throws(MetanodeError)
+        -> ([DataDirectory], [[UInt8]]) {
         let genesisPath = "\(root)/genesis.json"
         guard !FileIO.exists(genesisPath) else {
             throw MetanodeError(.alreadyExists, "\(genesisPath) exists; choose an empty --out directory")
@@ -42,7 +45,9 @@ struct ChainCommand: AsyncParsableCommand {
         let peers = keys.enumerated().map { index, key in
             JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
         }
-        try write(genesis(chainID: chainID, validators: keys, peers: peers), to: genesisPath)
+        let dev = try devAccount(directories)
+        let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts)]
+        try write(genesis(chainID: chainID, validators: keys, peers: peers, modules: modules), to: genesisPath)
         for data in directories {
             try makeDurable(data)
             _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
@@ -59,7 +64,47 @@ struct ChainCommand: AsyncParsableCommand {
         try data.saveConfig(config)
     }
 
-    static func genesis(chainID: String, validators: [[UInt8]], peers: [JSONValue]) -> JSONValue {
+    /// The dev account `chain genesis` funds: the wallet "dev" in each new data directory.
+    static let devWallet = "dev"
+
+    /// BPCI's genesis section: the dev account holds all GEN and some of every other token (plus `accounts`, each
+    /// with `perAccount` FLX, for load generators); fees from BankGenesis' defaults, targeting half a block.
+    static func bankGenesis(dev: Address, accounts: [Address] = [], perAccount: String = "1000") -> JSONValue {
+        let defaults = Genesis.Parameters.defaults
+        var list: [JSONValue] = [.object(["address": .string(dev.description), "balances": .object([
+            "GEN": .string("100000"), "NEX": .string("1000"), "FLX": .string("1000000"), "AUR": .string("100"),
+        ])])]
+        for account in accounts {
+            list.append(.object(["address": .string(account.description),
+                                 "balances": .object(["FLX": .string(perAccount)])]))
+        }
+        let fees = BankGenesis.defaultFees
+        return .object(["accounts": .array(list), "fees": .object([
+            "initialBaseFee": .string(Denomination.flx.format(fees.initialBaseFee)),
+            "minimumBaseFee": .string(Denomination.flx.format(fees.minimumBaseFee)),
+            "changeDenominator": .int(Int64(fees.changeDenominator)),
+            "targetTransactions": .int(Int64(defaults.blockTransactionsMax / 2)),
+        ])])
+    }
+
+    /// The dev wallet of `data` (created if absent), the same key in every directory of a network.
+    static func devAccount(_ directories: [DataDirectory]) throws(MetanodeError) -> Address {
+        guard let first = directories.first else { throw MetanodeError(.internal, "no data directory") }
+        let store = Keystore(first)
+        let entry = store.names().contains(devWallet) ? try store.load(devWallet)
+            : try store.create(devWallet, passphrase: nil)
+        let contents = try KeyFile.readSecret(at: store.path(devWallet))
+        for data in directories.dropFirst() {
+            let copy = Keystore(data)
+            guard !FileIO.exists(copy.path(devWallet)) else { continue }
+            try FileIO.createDirectory(copy.directory, mode: 0o700)
+            try KeyFile.writeSecret(contents, to: copy.path(devWallet))
+        }
+        return entry.address
+    }
+
+    static func genesis(chainID: String, validators: [[UInt8]], peers: [JSONValue],
+                        modules: [String: JSONValue] = [:]) -> JSONValue {
         let defaults = Genesis.Parameters.defaults
         let parameters: [String: JSONValue] = [
             "blockTransactionsMax": .int(Int64(defaults.blockTransactionsMax)),
@@ -69,8 +114,48 @@ struct ChainCommand: AsyncParsableCommand {
         let validatorList: [JSONValue] = validators.map { key in .object(["key": .string(Hex.encode(key))]) }
         return .object([
             "chainId": .string(chainID), "genesisTimeMs": .int(0), "validators": .array(validatorList),
-            "parameters": .object(parameters), "modules": .object([:]), "peers": .array(peers),
+            "parameters": .object(parameters), "modules": .object(modules), "peers": .array(peers),
         ])
+    }
+
+    /// The sender's next nonce after the tip (0 before its first transaction, or before the first block).
+    static func nextNonce(_ data: DataDirectory, sender: [UInt8]) throws(MetanodeError) -> UInt64 {
+        let key = Hex.encode(BlockRules.nonceKey(sender))
+        let state: JSONValue
+        do {
+            state = try RunningNode.get(data, "\(apiPrefix)/state/\(key)")
+        } catch where error.code == .notFound && RunningNode.isRunning(data) {
+            return 0  // no finalized block yet
+        }
+        guard let value = state["value"]?.stringValue.flatMap(Hex.decode), value.count == 8 else { return 0 }
+        return value.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Signs a transaction with the sender's next nonce and submits it to the running node; returns its id.
+    static func submit(_ data: DataDirectory, chainID: String? = nil, signer: Ed25519Signer, fee: UInt64,
+                       kind: String, payload: [UInt8]) throws(MetanodeError) -> String {
+        var chain = chainID ?? ""
+        if chainID == nil { chain = try RunningNode.get(data, "\(apiPrefix)/status")["chainId"]?.stringValue ?? "" }
+        let nonce = try nextNonce(data, sender: signer.publicKey)
+        let transaction: Transaction
+        do throws(WireError) {
+            transaction = try Transaction.signed(chainID: chain, signer: signer, nonce: nonce, fee: fee, kind: kind,
+                                                 payload: payload)
+        } catch { throw MetanodeError(.invalidArgument, error.message) }
+        let answer = try RunningNode.post(data, "\(apiPrefix)/tx", .object(["tx": .string(Hex.encode(transaction.encoded))]))
+        return answer["id"]?.stringValue ?? Hex.encode(transaction.id)
+    }
+
+    /// Polls until transaction `id` is in a finalized block; its inclusion record (with "result").
+    static func awaitFinal(_ data: DataDirectory, id: String, timeoutMs: Int) throws(MetanodeError) -> JSONValue {
+        let deadline = Date().addingTimeInterval(Double(timeoutMs) / 1000)
+        while true {
+            do {
+                return try RunningNode.get(data, "\(apiPrefix)/tx/\(id)")
+            } catch where error.code == .notFound && Date() < deadline {
+                usleep(50_000)
+            }
+        }
     }
 
     static func write(_ value: JSONValue, to path: String) throws(MetanodeError) {
@@ -112,12 +197,15 @@ struct ChainCommand: AsyncParsableCommand {
             try data.requireInitialized()
             let key = try data.loadNodeKey().publicKey.key.bytes
             let path = "\(data.root)/genesis.json"
-            try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: []), to: path)
+            let dev = try ChainCommand.devAccount([data])
+            try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: [],
+                                                        modules: ["bpci": ChainCommand.bankGenesis(dev: dev)]), to: path)
             try ChainCommand.makeDurable(data)
             _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
             Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
                                                 "validators": .array([.string(Hex.encode(key))])]),
-                        text: "wrote \(path): chain \(chainID), 1 validator (this node)\nbpi uses it"
+                        text: "wrote \(path): chain \(chainID), 1 validator (this node)\nbpi uses it; "
+                            + "the wallet '\(ChainCommand.devWallet)' holds the genesis GEN and FLX"
                             + PluginCommand.restartHint(data))
         }
 
@@ -459,24 +547,11 @@ struct ChainCommand: AsyncParsableCommand {
                         parsed.append(.init(validator: index, signature: signature))
                     }
                     let key = try data.loadNodeKey().keyPair
-                    let nonceKey = Hex.encode(BlockRules.nonceKey(key.publicKey.bytes))
-                    // Before the first block there is no state to ask: the nonce is 0.
-                    let state = try? RunningNode.get(data, "\(ChainCommand.apiPrefix)/state/\(nonceKey)")
-                    var nonce: UInt64 = 0
-                    if let value = state?["value"]?.stringValue.flatMap(Hex.decode), value.count == 8 {
-                        nonce = value.reduce(0) { $0 << 8 | UInt64($1) }
-                    }
                     let payload = ValidatorSetChange(newSet: set, approvals: parsed).encoded
-                    let signer = Ed25519Signer(seed: key.seed)
-                    let transaction: Transaction
-                    do throws(WireError) {
-                        transaction = try Transaction.signed(chainID: chainID, signer: signer, nonce: nonce, fee: 0,
-                                                             kind: ValidatorSetChange.kind, payload: payload)
-                    } catch { throw MetanodeError(.invalidArgument, error.message) }
-                    let answer = try RunningNode.post(data, "\(ChainCommand.apiPrefix)/tx",
-                                                      .object(["tx": .string(Hex.encode(transaction.encoded))]))
-                    Output.emit(options, json: answer, text: "submitted validator set change "
-                        + "(\(set.count) validators): \(answer["id"]?.stringValue ?? "?")")
+                    let id = try ChainCommand.submit(data, chainID: chainID, signer: Ed25519Signer(seed: key.seed),
+                                                     fee: 0, kind: ValidatorSetChange.kind, payload: payload)
+                    Output.emit(options, json: .object(["id": .string(id)]), text: "submitted validator set change "
+                        + "(\(set.count) validators): \(id)")
                 }
             }
         }

@@ -17,7 +17,7 @@ struct Metanode: AsyncParsableCommand {
             Every command takes --data-dir (default $METANODE_DATA_DIR or ~/.metanode) and --json.
             """,
         version: MetanodeCLIVersion.current,
-        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, ChainCommand.self, TrustCommand.self, BenchCommand.self])
+        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, ChainCommand.self, WalletCommand.self, TrustCommand.self, BenchCommand.self])
 }
 
 enum MetanodeCLIVersion {
@@ -88,6 +88,8 @@ enum RunningNode {
         return address
     }
 
+    static func isRunning(_ data: DataDirectory) -> Bool { data.runningNodeAddress() != nil }
+
     static func get(_ data: DataDirectory, _ path: String) throws(MetanodeError) -> JSONValue {
         let response = try LoopbackHTTPClient.request("GET", address(data), path)
         return try decode(response, path)
@@ -105,7 +107,12 @@ enum RunningNode {
         if response.status >= 400 {
             // The kernel answers {"error": {"code", "message"}}; plugins such as BPI answer {"error": "message"}.
             let message = value?["error"]?["message"]?.stringValue ?? value?["error"]?.stringValue ?? response.text
-            let code = value?["error"]?["code"]?.stringValue.flatMap(MetanodeError.Code.init(name:)) ?? .internal
+            let byStatus: MetanodeError.Code = switch response.status {
+            case 404: .notFound
+            case 400: .invalidArgument
+            default: .internal
+            }
+            let code = value?["error"]?["code"]?.stringValue.flatMap(MetanodeError.Code.init(name:)) ?? byStatus
             throw MetanodeError(code, message)
         }
         guard let value else { throw MetanodeError(.invalidJSON, "the node answered \(path) with non-JSON") }

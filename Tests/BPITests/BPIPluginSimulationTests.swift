@@ -17,12 +17,12 @@ final class BPINetwork {
     let descriptor = PluginExport.descriptor(for: BPI.self, name: BPI.name, version: BPI.version)
 
     init(validators: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
-         heartbeatMs: UInt64 = 0) throws {
+         heartbeatMs: UInt64 = 0, genesisModules: String = "{}") throws {
         let sim = Simulation(nodes: validators, seed: seed, faults: faults)
         self.sim = sim
         let keys = (0..<validators).map { #"{"key": "\#(sim.key($0).hex)"}"# }
         genesisPath = NSTemporaryDirectory() + "bpi-genesis-\(seed)-\(validators)-\(UUID().uuidString).json"
-        try #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))]}"#
+        try #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))], "modules": \#(genesisModules)}"#
             .write(toFile: genesisPath, atomically: true, encoding: .utf8)
         let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs)
         plugins = try sim.loadOnEveryNode(descriptor, config: { _ in config })
@@ -34,20 +34,24 @@ final class BPINetwork {
         #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)}"#
     }
 
-    /// Restarts a crashed node with empty storage and BPI (and the counter module, if loaded) again.
+    /// Restarts a crashed node with empty storage and BPI (and the modules loaded next to it) again.
     func restart(_ node: Int) throws {
         let host = sim.restart(node)
         plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
-        if withCounter { try host.load(UnsafeRawPointer(counter_module_descriptor())) }
+        for module in modules { try host.load(module) }
     }
 
-    private(set) var withCounter = false
+    /// Module plugins loaded next to BPI on every node.
+    private(set) var modules: [UnsafeRawPointer] = []
+
+    /// Loads a module plugin next to BPI on every node.
+    func loadModule(_ descriptor: UnsafeRawPointer) throws {
+        try sim.loadOnEveryNode(descriptor)
+        modules.append(descriptor)
+    }
 
     /// Loads the SDK's example C module (plugin-sdk/examples/counter-module) next to BPI on every node.
-    func loadCounterModule() throws {
-        try sim.loadOnEveryNode(UnsafeRawPointer(counter_module_descriptor()))
-        withCounter = true
-    }
+    func loadCounterModule() throws { try loadModule(UnsafeRawPointer(counter_module_descriptor())) }
 
     func status(_ node: Int) throws -> [String: Any] {
         let response = sim.host(node).http(plugins[node], "GET", "/status")

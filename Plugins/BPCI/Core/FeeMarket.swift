@@ -14,8 +14,15 @@ public struct FeeMarket: Sendable, Hashable {
 
         public init(blockTransactionsMax: Int, changeDenominator: UInt64 = 8, minimumBaseFee: UInt64 = 1,
                     initialBaseFee: UInt64 = 1_000) {
-            precondition(blockTransactionsMax >= 2 && changeDenominator >= 1 && initialBaseFee >= minimumBaseFee)
-            targetTransactions = UInt64(blockTransactionsMax / 2)
+            precondition(blockTransactionsMax >= 2)
+            self.init(targetTransactions: UInt64(blockTransactionsMax / 2), changeDenominator: changeDenominator,
+                      minimumBaseFee: minimumBaseFee, initialBaseFee: initialBaseFee)
+        }
+
+        public init(targetTransactions: UInt64, changeDenominator: UInt64, minimumBaseFee: UInt64,
+                    initialBaseFee: UInt64) {
+            precondition(targetTransactions >= 1 && changeDenominator >= 1 && initialBaseFee >= minimumBaseFee)
+            self.targetTransactions = targetTransactions
             self.changeDenominator = changeDenominator
             self.minimumBaseFee = minimumBaseFee
             self.initialBaseFee = initialBaseFee

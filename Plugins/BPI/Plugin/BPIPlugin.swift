@@ -120,6 +120,7 @@ public final class BPI: Plugin {
         validator.plugin = self
 
         ledger.readCommitted = { [store] key in try? store.moduleState(key) }
+        ledger.genesisSections = genesis.modules
         ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
         ledger.systemDeliver = { [unowned self] transaction, context, writes in
             systemDeliver(transaction, context: context, writes: writes)
@@ -145,7 +146,23 @@ public final class BPI: Plugin {
         try context.timers.schedule(afterMs: Self.statusIntervalMs, everyMs: Self.statusIntervalMs) { [unowned self] in
             broadcastStatus()
         }
-        scheduleWork()
+        if core.height == 1 && !genesis.modules.isEmpty {
+            awaitGenesisModules(logged: false)
+        } else {
+            scheduleWork()
+        }
+    }
+
+    /// Block 1 sets up the state of the modules the genesis names (their `init_chain`), so it is made at once; but
+    /// only when they have all registered (they start after BPI), and no block is executed without them.
+    private func awaitGenesisModules(logged: Bool) {
+        let missing = genesis.modules.keys.sorted().filter { ledger.module(Substring($0)) == nil }
+        guard missing.isEmpty || core.height > 1 else {
+            if !logged { context.log.info("block 1 waits for the genesis modules \(missing) to register") }
+            _ = try? context.timers.schedule(afterMs: 50) { [unowned self] in awaitGenesisModules(logged: true) }
+            return
+        }
+        if core.height == 1 { handle(.activate) } else { scheduleWork() }
     }
 
     // MARK: - Consensus wiring

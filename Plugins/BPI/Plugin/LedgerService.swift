@@ -17,12 +17,21 @@ import Glibc
 final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex; the rest is used on BPI's thread
     static let reservedModules: Set<String> = ["bpi", "test"]
 
-    struct Module: @unchecked Sendable {  // the struct is static and immutable
+    /// A registered module: a copy of its handler table, zero past what its `struct_size` covers (a 1.0 module
+    /// has no `init_chain` or `charge_fee`), so BPI never reads past the module's static struct.
+    struct Module: @unchecked Sendable {  // the copy is immutable; user_data is the module's to guard
         let name: String
-        let table: UnsafePointer<mn_ledger_module>
+        let handlers: mn_ledger_module
     }
 
+    /// `mn_ledger_module`'s size in ledger 1.0, the smallest BPI accepts.
+    static let moduleSizeV1_0 = MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!
+
     private let modules = Mutex<[String: Module]>([:])
+    /// Kinds whose fees no module charges: BPI's own (validator changes are signed by node keys, which hold no FLX).
+    static let feeExemptModules: Set<Substring> = ["bpi", "test"]
+    /// Each module's genesis section (JSON), for `init_chain` in block 1; set by BPI.
+    var genesisSections: [String: String] = [:]
     /// The table, followed by a pointer to this instance.
     let table: UnsafeMutableRawPointer
     /// Committed module state by full key ("<module>/<key>"); set by BPI.
@@ -55,14 +64,22 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     }
 
     fileprivate func register(_ module: UnsafePointer<mn_ledger_module>) -> mn_status {
-        guard module.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_module>.size),
-              module.pointee.deliver != nil else { return MN_ERR_INVALID_ARGUMENT }
-        let name = module.pointee.name.string
+        let declared = Int(module.pointee.struct_size)
+        guard declared >= Self.moduleSizeV1_0 else { return MN_ERR_INVALID_ARGUMENT }
+        var handlers = mn_ledger_module()
+        withUnsafeMutableBytes(of: &handlers) { copy in
+            copy.copyMemory(from: UnsafeRawBufferPointer(start: module, count: min(declared, copy.count)))
+        }
+        guard handlers.deliver != nil else { return MN_ERR_INVALID_ARGUMENT }
+        let name = handlers.name.string
         guard Self.isValidName(name), !Self.reservedModules.contains(name) else { return MN_ERR_INVALID_ARGUMENT }
         return modules.withLock { table -> mn_status in
             guard table[name] == nil else { return MN_ERR_EXISTS }
             guard table.count < Int(MN_LEDGER_MODULES_MAX) else { return MN_ERR_LIMIT }
-            table[name] = Module(name: name, table: module)
+            if handlers.charge_fee != nil, table.values.contains(where: { $0.handlers.charge_fee != nil }) {
+                return MN_ERR_EXISTS
+            }
+            table[name] = Module(name: name, handlers: handlers)
             return MN_OK
         }
     }
@@ -75,10 +92,17 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         if name == "test" { return nil }
         if name == "bpi" { return systemCheck(transaction) }
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
-        guard let check = module.table.pointee.check else { return nil }
+        if let payer = feeModule(), let charge = payer.handlers.charge_fee {
+            let call = LedgerCall(mode: .check, module: payer.name, read: readCommitted)
+            let status = call.run { state in
+                Self.withTx(transaction, id: id) { charge(payer.handlers.user_data, state, $0, nil) }
+            }
+            if status != MN_OK { return .refused(module: payer.name, reason: call.reasonOr(status)) }
+        }
+        guard let check = module.handlers.check else { return nil }
         let call = LedgerCall(mode: .check, module: module.name, read: readCommitted)
         let status = call.run { state in
-            Self.withTx(transaction, id: id) { check(module.table.pointee.user_data, state, $0) }
+            Self.withTx(transaction, id: id) { check(module.handlers.user_data, state, $0) }
         }
         return status == MN_OK ? nil : .refused(module: module.name, reason: call.reasonOr(status))
     }
@@ -94,9 +118,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             if let written = block.writes[key] { return written }
             return readCommitted(key)
         }
+        if context.height == 1, let problem = initChain(ordered, context, read, block) { return .failure(problem) }
         if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, read, block) {
             return .failure(problem)
         }
+        let payer = ordered.first { $0.handlers.charge_fee != nil }
         var results: [TransactionResult] = []
         results.reserveCapacity(transactions.count)
         for (transaction, id) in zip(transactions, ids) {
@@ -112,27 +138,70 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 continue
             }
             guard !Self.reservedModules.contains(String(name)), let module = module(name),
-                  let deliver = module.table.pointee.deliver else {
+                  let deliver = module.handlers.deliver else {
                 results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
                                                  reason: "no module handles kind '\(transaction.kind)'", events: []))
                 continue
             }
+            // The fee first: its writes and events stay even when the owner's deliver fails.
+            var feeEvents: [TransactionResult.Event] = []
+            if let payer, let charge = payer.handlers.charge_fee {
+                let call = LedgerCall(mode: .deliver, module: payer.name, read: read)
+                let status = call.run { state in
+                    Self.withTx(transaction, id: id) { tx in
+                        Self.withBlock(context) { charge(payer.handlers.user_data, state, tx, $0) }
+                    }
+                }
+                guard status == MN_OK else {
+                    results.append(TransactionResult(status: UInt32(bitPattern: status),
+                                                     reason: "fee: \(call.reasonOr(status))", events: []))
+                    continue
+                }
+                block.writes.merge(call.writes) { $1 }
+                feeEvents = call.events
+            }
             let call = LedgerCall(mode: .deliver, module: module.name, read: read)
             let status = call.run { state in
-                Self.withTx(transaction, id: id) { deliver(module.table.pointee.user_data, state, $0) }
+                Self.withTx(transaction, id: id) { deliver(module.handlers.user_data, state, $0) }
             }
             if status == MN_OK {
                 block.writes.merge(call.writes) { $1 }
-                results.append(TransactionResult(status: 0, reason: "", events: call.events))
+                results.append(TransactionResult(status: 0, reason: "", events: feeEvents + call.events))
             } else {
                 results.append(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
-                                                 events: []))
+                                                 events: feeEvents))
             }
         }
         if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, read, block) {
             return .failure(problem)
         }
         return .success(Execution(results: results, writes: block.writes))
+    }
+
+    private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
+
+    /// Block 1: every module's `init_chain` with its genesis section, in name order.
+    private func initChain(_ modules: [Module], _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
+                           _ block: BlockWrites) -> BlockProblem? {
+        let registered = Set(modules.map(\.name))
+        if let missing = genesisSections.keys.sorted().first(where: { !registered.contains($0) }) {
+            return BlockProblem(stringLiteral: "the genesis has a section for module \(missing), which is not "
+                + "registered on this node: enable its plugin")
+        }
+        for module in modules {
+            guard let initChain = module.handlers.init_chain else { continue }
+            let call = LedgerCall(mode: .block, module: module.name, read: read)
+            let section = genesisSections[module.name] ?? "{}"
+            let status = call.run { state in
+                section.withMNBytes { initChain(module.handlers.user_data, state, $0) }
+            }
+            guard status == MN_OK else {
+                return BlockProblem(stringLiteral:
+                    "module \(module.name) refused its genesis section at init_chain: \(call.reasonOr(status))")
+            }
+            block.writes.merge(call.writes) { $1 }
+        }
+        return nil
     }
 
     private typealias BlockHook = (@convention(c) (UnsafeMutableRawPointer?, OpaquePointer?,
@@ -144,9 +213,9 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
                                _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
-            guard let run = module.table.pointee[keyPath: hook] else { continue }
+            guard let run = module.handlers[keyPath: hook] else { continue }
             let call = LedgerCall(mode: .block, module: module.name, read: read)
-            let status = call.run { state in Self.withBlock(context) { run(module.table.pointee.user_data, state, $0) } }
+            let status = call.run { state in Self.withBlock(context) { run(module.handlers.user_data, state, $0) } }
             guard status == MN_OK else {
                 return BlockProblem(stringLiteral:
                     "module \(module.name) refused the block at \(label): \(call.reasonOr(status))")
@@ -161,13 +230,13 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         guard let module = module(Substring(name)) else {
             return .failure(BlockProblem(stringLiteral: "no module '\(name)' is registered"))
         }
-        guard let query = module.table.pointee.query else {
+        guard let query = module.handlers.query else {
             return .failure(BlockProblem(stringLiteral: "module \(name) answers no queries"))
         }
         let call = LedgerCall(mode: .query, module: name, read: readCommitted)
         let status = call.run { state in
             path.withMNBytes { path in request.withMNBytes { request in
-                query(module.table.pointee.user_data, state, path, request)
+                query(module.handlers.user_data, state, path, request)
             } }
         }
         guard status == MN_OK else { return .failure(BlockProblem(stringLiteral: call.reasonOr(status))) }

@@ -1,5 +1,5 @@
 /*
- * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.0).
+ * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.1).
  *
  * BPI orders transactions and finalises blocks; modules (BPCI, DockLock, ENC, ...) give transactions meaning. A
  * module looks the service up with the host's `service_lookup` (capability "service"), then registers the
@@ -20,6 +20,11 @@
  *   block headers commit to (`stateRoot`). Writes during a block are buffered and committed with the block. If
  *   `deliver` returns anything but MN_OK, the transaction's writes and events are discarded. It stays in the block
  *   as failed: its nonce is used and its result records the status and reason.
+ * Fees: one module may take the fees of every transaction (`charge_fee`, BPCI in the product). BPI calls it for every
+ *   transaction whose kind is not "bpi/..." or "test/...": at admission, and in the block before the owner's
+ *   `deliver`. The fee's writes and events stay even when the owner's `deliver` then fails.
+ * Versions: 1.1 appended `init_chain` and `charge_fee` to `mn_ledger_module`. BPI reads them only when the module's
+ *   `struct_size` covers them, so a module built against 1.0 still registers.
  * Ownership: everything passed to a handler is borrowed for that call. `state_get` returns a BPI-owned buffer the
  *   module frees with `buf_free`.
  */
@@ -34,7 +39,7 @@ extern "C" {
 
 #define MN_LEDGER_SERVICE "bpi.ledger"
 #define MN_LEDGER_VERSION_MAJOR 1u
-#define MN_LEDGER_VERSION_MINOR 0u
+#define MN_LEDGER_VERSION_MINOR 1u
 
 #define MN_LEDGER_MODULE_NAME_LEN_MAX 32u   /* [a-z0-9_-]; "bpi" and "test" are BPI's own                   */
 #define MN_LEDGER_MODULES_MAX 64u
@@ -82,6 +87,19 @@ typedef struct mn_ledger_module {
   /** A read-only question over committed state (GET /v1/plugins/bpi/query/<module>/<path>); answer with `answer`.
    *  Optional. */
   mn_status (*query)(void *user_data, mn_ledger_state *state, mn_str path, mn_bytes request);
+  /* ---- 1.1 ---- */
+  /** Once, in the chain's first block (height 1), before any begin_block: sets the module's starting state from its
+   *  section of the genesis file (`modules.<name>`, as JSON; "{}" when the genesis has none). Non-OK rejects the
+   *  block, so a chain whose genesis a module refuses never starts. A module registered after block 1 starts empty.
+   *  A chain whose genesis has module sections makes block 1 at once, so this state exists before any transaction.
+   *  Optional. */
+  mn_status (*init_chain)(void *user_data, mn_ledger_state *state, mn_str genesis_section);
+  /** Charges `tx`'s fee (`tx->fee`, the most its sender pays). With `block` NULL it is admission: committed state,
+   *  read-only; refuse a fee the sender cannot pay. In a block it writes and may emit events; a refusal fails the
+   *  transaction with nothing written. At most one registered module may have it (MN_ERR_EXISTS otherwise).
+   *  Optional. */
+  mn_status (*charge_fee)(void *user_data, mn_ledger_state *state, const mn_ledger_tx *tx,
+                          const mn_ledger_block *block);
 } mn_ledger_module;
 
 /** The service table. BPI-owned, one per BPI instance, valid for the life of the process. */

@@ -1,0 +1,313 @@
+import Foundation
+import MetanodeWire
+
+/// A transaction as BPI hands it to a module (ledger.h's `mn_ledger_tx`); the signature is already verified.
+public struct ModuleTransaction: Sendable, Hashable {
+    public var id: [UInt8]
+    /// The sender's Ed25519 public key.
+    public var sender: [UInt8]
+    public var nonce: UInt64
+    public var fee: UInt64
+    public var kind: String
+    public var payload: [UInt8]
+
+    public init(id: [UInt8], sender: [UInt8], nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8]) {
+        self.id = id
+        self.sender = sender
+        self.nonce = nonce
+        self.fee = fee
+        self.kind = kind
+        self.payload = payload
+    }
+
+    public init(_ transaction: Transaction) {
+        self.init(id: transaction.id, sender: transaction.sender, nonce: transaction.nonce, fee: transaction.fee,
+                  kind: transaction.kind, payload: transaction.payload)
+    }
+}
+
+/// An event a handler attaches to its transaction's result.
+public struct ModuleEvent: Sendable, Hashable {
+    public var type: String
+    public var data: [UInt8]
+}
+
+/// Why a handler refused; the message goes to the submitter, the transaction's result or the node's log.
+public struct ModuleRefusal: Error, Sendable, Hashable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// BPCI's ledger module: what each ledger.h handler does, over any `ModuleState`. Pure: no clock, no randomness, no
+/// floating point; the plugin only adapts these to the C table.
+///
+/// Events: "bpci.transfer"  [20] from | [20] to | u8 denomination | u64 amount   (one per payment)
+///         "bpci.fee"       [20] payer | u64 burned | u64 tip | [20] proposer
+public enum BankModule {
+    public static let name = "bpci"
+    /// Entries a history query returns at most.
+    public static let historyPageMax = 100
+
+    // MARK: Genesis
+
+    /// Block 1: balances, supplies and fee parameters from the genesis section (see `BankGenesis`).
+    public static func initChain(_ section: [UInt8], state: inout some ModuleState) -> ModuleRefusal? {
+        let genesis: BankGenesis
+        do { genesis = try BankGenesis.parse(section) } catch { return ModuleRefusal(error.description) }
+        var store = StateBankStore(state)
+        if case .failure(let error) = Bank.genesis(genesis.balances, store: &store) {
+            return ModuleRefusal("genesis: \(error)")
+        }
+        state = store.state
+        state.put(BankKeys.feeParameters, genesis.fees.encoded)
+        state.setU64(BankKeys.baseFee, genesis.fees.initialBaseFee)
+        return nil
+    }
+
+    // MARK: Blocks
+
+    public static func beginBlock(height: UInt64, state: inout some ModuleState) {
+        state.setU64(BankKeys.blockHeight, height)
+    }
+
+    /// Moves the base fee for the next block and checks the supply invariants; a refusal rejects the block.
+    public static func endBlock(state: inout some ModuleState) -> ModuleRefusal? {
+        guard var market = try? feeMarket(state) else {
+            return ModuleRefusal("BPCI has no fee parameters: its genesis section was never applied")
+        }
+        market.endBlock(used: state.u64(BankKeys.blockUsed) ?? 0)
+        state.setU64(BankKeys.baseFee, market.baseFee)
+        state.put(BankKeys.blockUsed, nil)
+        if let violation = Bank.invariantViolation(StateBankStore(state)) {
+            return ModuleRefusal("supply invariant violated, block refused: \(violation)")
+        }
+        return nil
+    }
+
+    public static func feeMarket(_ state: some ModuleState) throws(ModuleRefusal) -> FeeMarket {
+        guard let raw = state.get(BankKeys.feeParameters), let base = state.u64(BankKeys.baseFee) else {
+            throw ModuleRefusal("BPCI's genesis state is not set up yet (the chain's first block sets it)")
+        }
+        do throws(WireError) {
+            return FeeMarket(parameters: try FeeMarket.Parameters.decode(raw), baseFee: base)
+        } catch { throw ModuleRefusal("stored fee parameters: \(error.message)") }
+    }
+
+    // MARK: Fees
+
+    /// The fee of any module's transaction: with `proposer` nil it is admission (can the sender pay it?); in a block
+    /// the base fee is burned and the rest paid to the proposer.
+    public static func chargeFee(_ transaction: ModuleTransaction, proposer: [UInt8]?, state: inout some ModuleState)
+        -> Result<[ModuleEvent], ModuleRefusal> {
+        let market: FeeMarket
+        do { market = try feeMarket(state) } catch { return .failure(error) }
+        let payer = Address(publicKey: transaction.sender)
+        guard let proposer else {
+            if case .failure(let error) = market.split(fee: transaction.fee) { return .failure(ModuleRefusal("\(error)")) }
+            let has = StateBankStore(state).balance(payer, .flx)
+            guard has >= transaction.fee else {
+                return .failure(ModuleRefusal("\(BankError.insufficientFunds(.flx, has: has, needs: transaction.fee)) "
+                    + "for the fee"))
+            }
+            return .success([])
+        }
+        let proposerAddress = Address(publicKey: proposer)
+        var store = StateBankStore(state)
+        if case .failure(let error) = Bank.chargeFee(transaction.fee, market: market, from: payer,
+                                                     proposer: proposerAddress, store: &store) {
+            if case .insufficientFunds = error { return .failure(ModuleRefusal("\(error) for the fee")) }
+            return .failure(ModuleRefusal("\(error)"))
+        }
+        state = store.state
+        state.setU64(BankKeys.blockUsed, (state.u64(BankKeys.blockUsed) ?? 0) + 1)
+        let burned = market.baseFee, tip = transaction.fee - market.baseFee
+        var writer = WireWriter(capacity: 56)
+        writer.fixed(payer.bytes, count: Address.byteCount)
+        writer.u64(burned)
+        writer.u64(tip)
+        writer.fixed(proposerAddress.bytes, count: Address.byteCount)
+        return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
+    }
+
+    // MARK: Transactions
+
+    /// Admission of a "bpci/…" transaction over committed state: the fee and the payments together must be payable.
+    public static func check(_ transaction: ModuleTransaction, state: some ModuleState) -> ModuleRefusal? {
+        let message: BankMessage
+        do throws(WireError) {
+            message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
+        } catch { return ModuleRefusal(error.message) }
+        var overlay = OverlayState(state)
+        // The fee first, as in a block (the fee collector stands in for the proposer it does not know yet).
+        if case .failure(let refusal) = chargeFee(transaction, proposer: Address.admissionProposerKey, state: &overlay) {
+            return refusal
+        }
+        var store = StateBankStore(overlay)
+        if case .failure(let error) = Bank.apply(message, from: Address(publicKey: transaction.sender), to: &store) {
+            return ModuleRefusal(error.description)
+        }
+        return nil
+    }
+
+    /// Execution in a block: the payments, their events and both sides' history.
+    public static func deliver(_ transaction: ModuleTransaction, state: inout some ModuleState)
+        -> Result<[ModuleEvent], ModuleRefusal> {
+        let message: BankMessage
+        do throws(WireError) {
+            message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
+        } catch { return .failure(ModuleRefusal(error.message)) }
+        let sender = Address(publicKey: transaction.sender)
+        var store = StateBankStore(state)
+        if case .failure(let error) = Bank.apply(message, from: sender, to: &store) {
+            return .failure(ModuleRefusal(error.description))
+        }
+        state = store.state
+        let payments: [Payment]
+        switch message {
+        case .transfer(let payment): payments = [payment]
+        case .multiSend(let all): payments = all
+        case .mint: payments = []  // refused by Bank.apply
+        }
+        let height = state.u64(BankKeys.blockHeight) ?? 0
+        var events: [ModuleEvent] = []
+        for (index, payment) in payments.enumerated() {
+            var writer = WireWriter(capacity: 49)
+            writer.fixed(sender.bytes, count: Address.byteCount)
+            writer.fixed(payment.to.bytes, count: Address.byteCount)
+            writer.u8(payment.denomination.rawValue)
+            writer.u64(payment.amount)
+            events.append(ModuleEvent(type: "bpci.transfer", data: writer.bytes))
+            record(HistoryEntry(height: height, transaction: transaction.id, direction: .sent, counterparty: payment.to,
+                                denomination: payment.denomination, amount: payment.amount,
+                                fee: index == 0 ? transaction.fee : 0), for: sender, state: &state)
+            record(HistoryEntry(height: height, transaction: transaction.id, direction: .received, counterparty: sender,
+                                denomination: payment.denomination, amount: payment.amount, fee: 0),
+                   for: payment.to, state: &state)
+        }
+        return .success(events)
+    }
+
+    private static func record(_ entry: HistoryEntry, for address: Address, state: inout some ModuleState) {
+        let count = state.u64(BankKeys.historyCount(address)) ?? 0
+        state.put(BankKeys.history(address, count), entry.encoded)
+        state.setU64(BankKeys.historyCount(address), count + 1)
+    }
+
+    // MARK: Queries
+
+    /// Read-only answers over committed state, as JSON:
+    ///   balance/<address>    every token's balance
+    ///   supply               every token's supply
+    ///   fees                 the base fee and the fee parameters
+    ///   history/<address>    the newest `historyPageMax` payments (request: optional u64 "before" sequence)
+    public static func query(path: String, request: [UInt8], state: some ModuleState) -> Result<[UInt8], ModuleRefusal> {
+        let parts = path.split(separator: "/", maxSplits: 1).map(String.init)
+        switch (parts.first ?? "", parts.count) {
+        case ("balance", 2):
+            return address(parts[1]).map { address in
+                json(BalanceView(address: address.description, balances: Denomination.allCases.map {
+                    AmountView($0, StateBankStore(state).balance(address, $0))
+                }))
+            }
+        case ("supply", 1):
+            let store = StateBankStore(state)
+            return .success(json(SupplyView(supply: Denomination.allCases.map { AmountView($0, store.supply($0)) })))
+        case ("fees", 1):
+            do {
+                let market = try feeMarket(state)
+                let parameters = market.parameters
+                return .success(json(FeesView(
+                    baseFee: AmountView(.flx, market.baseFee), minimumBaseFee: AmountView(.flx, parameters.minimumBaseFee),
+                    targetTransactions: parameters.targetTransactions,
+                    changeDenominator: parameters.changeDenominator,
+                    usedThisBlock: state.u64(BankKeys.blockUsed) ?? 0)))
+            } catch { return .failure(error) }
+        case ("history", 2):
+            return address(parts[1]).flatMap { address in
+                let count = state.u64(BankKeys.historyCount(address)) ?? 0
+                var end = count
+                if request.count == 8 { end = min(count, request.reduce(0) { $0 << 8 | UInt64($1) }) }
+                var entries: [HistoryView] = []
+                var sequence = end
+                while sequence > 0 && entries.count < historyPageMax {
+                    sequence -= 1
+                    guard let raw = state.get(BankKeys.history(address, sequence)),
+                          let entry = try? HistoryEntry.decode(raw) else {
+                        return .failure(ModuleRefusal("history entry \(sequence) of \(address) is missing or damaged"))
+                    }
+                    entries.append(HistoryView(sequence: sequence, entry: entry))
+                }
+                return .success(json(HistoryPage(address: address.description, count: count, entries: entries)))
+            }
+        default:
+            return .failure(ModuleRefusal("BPCI answers balance/<address>, supply, fees and history/<address>; "
+                + "not '\(path)'"))
+        }
+    }
+
+    private static func address(_ text: String) -> Result<Address, ModuleRefusal> {
+        do throws(WireError) { return .success(try Address.parse(text)) } catch {
+            return .failure(ModuleRefusal(error.message))
+        }
+    }
+
+    private static func json(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
+    }
+
+    public struct AmountView: Codable, Sendable, Hashable {
+        public var denom: String
+        /// In whole tokens, e.g. "12.5".
+        public var amount: String
+        /// In the token's smallest unit.
+        public var units: UInt64
+
+        public init(_ denomination: Denomination, _ units: UInt64) {
+            denom = denomination.symbol
+            amount = denomination.format(units)
+            self.units = units
+        }
+    }
+
+    public struct BalanceView: Codable, Sendable { public var address: String; public var balances: [AmountView] }
+    public struct SupplyView: Codable, Sendable { public var supply: [AmountView] }
+    public struct FeesView: Codable, Sendable {
+        public var baseFee: AmountView
+        public var minimumBaseFee: AmountView
+        public var targetTransactions: UInt64
+        public var changeDenominator: UInt64
+        public var usedThisBlock: UInt64
+    }
+    public struct HistoryView: Codable, Sendable {
+        public var sequence: UInt64
+        public var height: UInt64
+        public var transaction: String
+        public var direction: String
+        public var counterparty: String
+        public var amount: AmountView
+        public var fee: AmountView
+
+        init(sequence: UInt64, entry: HistoryEntry) {
+            self.sequence = sequence
+            height = entry.height
+            transaction = entry.transaction.map { String(format: "%02x", $0) }.joined()
+            direction = entry.direction == .sent ? "sent" : "received"
+            counterparty = entry.counterparty.description
+            amount = AmountView(entry.denomination, entry.amount)
+            fee = AmountView(.flx, entry.fee)
+        }
+    }
+    public struct HistoryPage: Codable, Sendable {
+        public var address: String
+        public var count: UInt64
+        public var entries: [HistoryView]
+    }
+}
+
+extension Address {
+    /// A stand-in proposer for admission's fee simulation, which does not know the block's proposer yet.
+    static let admissionProposerKey = [UInt8](repeating: 0, count: 32)
+}

@@ -1,0 +1,188 @@
+import MetanodeWire
+
+/// A ledger module's own key space, as BPI hands it to the module's handlers (BPI adds the "bpci/" prefix). The
+/// plugin backs it with ledger.h's state_get/state_put; tests with `DictionaryModuleState`.
+public protocol ModuleState {
+    func get(_ key: [UInt8]) -> [UInt8]?
+    /// nil deletes.
+    mutating func put(_ key: [UInt8], _ value: [UInt8]?)
+}
+
+/// Module state in a dictionary: for tests and simulations.
+public struct DictionaryModuleState: ModuleState, Sendable, Hashable {
+    public var values: [[UInt8]: [UInt8]] = [:]
+
+    public init() {}
+
+    public func get(_ key: [UInt8]) -> [UInt8]? { values[key] }
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { values[key] = value }
+}
+
+/// Writes kept apart from a base state: a handler's tentative changes (admission simulates the fee and the transfer
+/// on one, and throws it away).
+public struct OverlayState<Base: ModuleState>: ModuleState {
+    public let base: Base
+    public var writes: [[UInt8]: [UInt8]?] = [:]
+
+    public init(_ base: Base) { self.base = base }
+
+    public func get(_ key: [UInt8]) -> [UInt8]? {
+        if let written = writes[key] { return written }
+        return base.get(key)
+    }
+
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[key] = .some(value) }
+}
+
+/// Where BPCI keeps what, under "bpci/" in the ledger state (so block headers commit to all of it):
+///
+///     b [20] address u8 denomination   u64 balance (absent: 0)
+///     s u8 denomination                u64 supply
+///     t u8 denomination                u64 running total of balances
+///     n [20] address                   u64 how many history entries the account has
+///     h [20] address u64 sequence      a `HistoryEntry`
+///     fee/parameters                   the fee market's parameters (from genesis)
+///     fee/base                         the base fee of the block being made
+///     fee/used                         transactions charged so far in this block (cleared by end_block)
+///     block/height                     the height of the block being made (set by begin_block)
+public enum BankKeys {
+    public static func balance(_ address: Address, _ denomination: Denomination) -> [UInt8] {
+        [0x62] + address.bytes + [denomination.rawValue]
+    }
+    public static func supply(_ denomination: Denomination) -> [UInt8] { [0x73, denomination.rawValue] }
+    public static func total(_ denomination: Denomination) -> [UInt8] { [0x74, denomination.rawValue] }
+    public static func historyCount(_ address: Address) -> [UInt8] { [0x6E] + address.bytes }
+    public static func history(_ address: Address, _ sequence: UInt64) -> [UInt8] {
+        var writer = WireWriter(capacity: 29)
+        writer.u8(0x68)
+        writer.fixed(address.bytes, count: Address.byteCount)
+        writer.u64(sequence)
+        return writer.bytes
+    }
+    public static let feeParameters = Array("fee/parameters".utf8)
+    public static let baseFee = Array("fee/base".utf8)
+    public static let blockUsed = Array("fee/used".utf8)
+    public static let blockHeight = Array("block/height".utf8)
+}
+
+extension ModuleState {
+    public func u64(_ key: [UInt8]) -> UInt64? {
+        guard let value = get(key), value.count == 8 else { return nil }
+        return value.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
+    public mutating func setU64(_ key: [UInt8], _ value: UInt64, zeroDeletes: Bool = false) {
+        if zeroDeletes && value == 0 {
+            put(key, nil)
+            return
+        }
+        var writer = WireWriter(capacity: 8)
+        writer.u64(value)
+        put(key, writer.bytes)
+    }
+}
+
+/// The bank's balances, supplies and totals kept in module state.
+public struct StateBankStore<State: ModuleState>: BankStore {
+    public var state: State
+
+    public init(_ state: State) { self.state = state }
+
+    public func balance(_ address: Address, _ denomination: Denomination) -> UInt64 {
+        state.u64(BankKeys.balance(address, denomination)) ?? 0
+    }
+    public mutating func setBalance(_ address: Address, _ denomination: Denomination, _ amount: UInt64) {
+        state.setU64(BankKeys.balance(address, denomination), amount, zeroDeletes: true)
+    }
+    public func supply(_ denomination: Denomination) -> UInt64 { state.u64(BankKeys.supply(denomination)) ?? 0 }
+    public mutating func setSupply(_ denomination: Denomination, _ amount: UInt64) {
+        state.setU64(BankKeys.supply(denomination), amount)
+    }
+    public func balanceTotal(_ denomination: Denomination) -> UInt64 { state.u64(BankKeys.total(denomination)) ?? 0 }
+    public mutating func setBalanceTotal(_ denomination: Denomination, _ amount: UInt64) {
+        state.setU64(BankKeys.total(denomination), amount)
+    }
+}
+
+/// One line of an account's history: a payment it sent or received.
+///
+///     u64 height | [32] transaction id | u8 direction (0 sent, 1 received) | [20] counterparty | u8 denomination
+///     | u64 amount | u64 fee (what the sender paid for the whole transaction; 0 on the receiving side)
+public struct HistoryEntry: Sendable, Hashable {
+    public enum Direction: UInt8, Sendable { case sent = 0, received = 1 }
+
+    public var height: UInt64
+    public var transaction: [UInt8]
+    public var direction: Direction
+    public var counterparty: Address
+    public var denomination: Denomination
+    public var amount: UInt64
+    public var fee: UInt64
+
+    public init(height: UInt64, transaction: [UInt8], direction: Direction, counterparty: Address,
+                denomination: Denomination, amount: UInt64, fee: UInt64) {
+        self.height = height
+        self.transaction = transaction
+        self.direction = direction
+        self.counterparty = counterparty
+        self.denomination = denomination
+        self.amount = amount
+        self.fee = fee
+    }
+
+    public var encoded: [UInt8] {
+        var writer = WireWriter(capacity: 86)
+        writer.u64(height)
+        writer.fixed(transaction, count: 32)
+        writer.u8(direction.rawValue)
+        writer.fixed(counterparty.bytes, count: Address.byteCount)
+        writer.u8(denomination.rawValue)
+        writer.u64(amount)
+        writer.u64(fee)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> HistoryEntry {
+        var reader = WireReader(bytes, context: "history entry")
+        let height = try reader.u64("height")
+        let transaction = try reader.fixed(32, "transaction")
+        let rawDirection = try reader.u8("direction")
+        let counterparty = Address(bytes: try reader.fixed(Address.byteCount, "counterparty"))!
+        let rawDenomination = try reader.u8("denomination")
+        let amount = try reader.u64("amount"), fee = try reader.u64("fee")
+        try reader.finish()
+        guard let direction = Direction(rawValue: rawDirection),
+              let denomination = Denomination(rawValue: rawDenomination) else {
+            throw WireError(.invalidValue, "history entry: direction \(rawDirection) or denomination "
+                + "\(rawDenomination) is unknown")
+        }
+        return HistoryEntry(height: height, transaction: transaction, direction: direction, counterparty: counterparty,
+                            denomination: denomination, amount: amount, fee: fee)
+    }
+}
+
+extension FeeMarket.Parameters {
+    /// u64 target transactions | u64 change denominator | u64 minimum base fee | u64 initial base fee
+    public var encoded: [UInt8] {
+        var writer = WireWriter(capacity: 32)
+        writer.u64(targetTransactions)
+        writer.u64(changeDenominator)
+        writer.u64(minimumBaseFee)
+        writer.u64(initialBaseFee)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> FeeMarket.Parameters {
+        var reader = WireReader(bytes, context: "fee parameters")
+        let target = try reader.u64("targetTransactions"), denominator = try reader.u64("changeDenominator")
+        let minimum = try reader.u64("minimumBaseFee"), initial = try reader.u64("initialBaseFee")
+        try reader.finish()
+        guard target >= 1, denominator >= 1, initial >= minimum else {
+            throw WireError(.invalidValue, "fee parameters: target and denominator must be ≥ 1 and the initial base "
+                + "fee at least the minimum")
+        }
+        return FeeMarket.Parameters(targetTransactions: target, changeDenominator: denominator,
+                                    minimumBaseFee: minimum, initialBaseFee: initial)
+    }
+}

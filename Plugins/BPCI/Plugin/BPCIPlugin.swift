@@ -1,0 +1,158 @@
+// BPCI: Metanode's economy, as a ledger module on BPI ("bpi.ledger" 1.1, plugin-sdk/include/metanode/ledger.h).
+// The rules are BPCICore's (`BankModule`); this file adapts them to the C table.
+//
+//   kinds     bpci/transfer, bpci/multi-send, bpci/mint (refused for every key)
+//   fees      every non-BPI transaction's fee in FLX: the base fee burned, the rest to the block's proposer
+//   genesis   modules.bpci: starting balances and the fee market (BankGenesis)
+//   queries   GET /v1/plugins/bpi/query/bpci/balance/<address> | supply | fees | history/<address>
+import BPCICore
+import MetanodeABI
+import MetanodePluginKit
+
+public final class BPCI: Plugin {
+    public static let name = BankModule.name
+    public static let version = "0.1.0"
+
+    let context: PluginContext
+
+    public init(context: PluginContext) throws {
+        self.context = context
+        let service = try context.services.lookup(MN_LEDGER_SERVICE, major: MN_LEDGER_VERSION_MAJOR, minMinor: 1)
+        guard let ledger = service.bound(to: mn_ledger_api.self) else {
+            throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes; BPCI needs ledger 1.1",
+                              function: "service_lookup")
+        }
+        let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
+        guard status == MN_OK else {
+            throw PluginError(status, status == MN_ERR_EXISTS
+                ? "another module is registered as 'bpci' or already takes the fees" : "register_module failed",
+                function: "register_module")
+        }
+        context.log.info("registered ledger module bpci (transfers, multi-sends, FLX fees)")
+    }
+}
+
+/// The C side: a module table per registration, each with its own `user_data` (a simulation runs several nodes, so
+/// several BPI instances, in one process). BPI keeps the table for the life of the process, so it is never freed.
+enum LedgerModule {
+    /// What the handlers need: the ledger API of the BPI instance the module registered with.
+    final class Context: @unchecked Sendable {  // immutable
+        let api: UnsafePointer<mn_ledger_api>
+        init(api: UnsafePointer<mn_ledger_api>) { self.api = api }
+    }
+
+    /// The module's name as the static bytes ledger.h asks for (written once, never freed).
+    nonisolated(unsafe) static let moduleName: UnsafeMutablePointer<UInt8> = {
+        let bytes = Array(BankModule.name.utf8)
+        let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
+        pointer.initialize(from: bytes, count: bytes.count)
+        return pointer
+    }()
+
+    static func make(ledger: UnsafePointer<mn_ledger_api>) -> UnsafePointer<mn_ledger_module> {
+        let context = Unmanaged.passRetained(Context(api: ledger)).toOpaque()
+        let module = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
+        module.initialize(to: mn_ledger_module(
+            struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
+            name: mn_str(ptr: moduleName, len: BankModule.name.utf8.count),
+            user_data: context,
+            check: { userData, state, tx in
+                LedgerModule.run(userData, state) { view in
+                    BankModule.check(LedgerModule.transaction(tx), state: view).map { .failure($0) } ?? .success([])
+                }
+            },
+            deliver: { userData, state, tx in
+                LedgerModule.run(userData, state) { view in BankModule.deliver(LedgerModule.transaction(tx), state: &view) }
+            },
+            begin_block: { userData, state, block in
+                LedgerModule.run(userData, state) { view in
+                    BankModule.beginBlock(height: block?.pointee.height ?? 0, state: &view)
+                    return .success([])
+                }
+            },
+            end_block: { userData, state, _ in
+                LedgerModule.run(userData, state) { view in BankModule.endBlock(state: &view).map { .failure($0) } ?? .success([]) }
+            },
+            query: { userData, state, path, request in
+                let context = Unmanaged<Context>.fromOpaque(userData!).takeUnretainedValue()
+                let view = StateView(api: context.api, state: state!)
+                switch BankModule.query(path: path.string, request: request.array, state: view) {
+                case .success(let answer):
+                    answer.withMNBytes { context.api.pointee.answer(state, $0) }
+                    return MN_OK
+                case .failure(let refusal):
+                    refusal.reason.withMNBytes { context.api.pointee.reject(state, $0) }
+                    return MN_ERR_NOT_FOUND
+                }
+            },
+            init_chain: { userData, state, section in
+                LedgerModule.run(userData, state) { view in
+                    BankModule.initChain(section.array, state: &view).map { .failure($0) } ?? .success([])
+                }
+            },
+            charge_fee: { userData, state, tx, block in
+                LedgerModule.run(userData, state) { view in
+                    BankModule.chargeFee(LedgerModule.transaction(tx), proposer: block.map { $0.pointee.proposer.array },
+                                         state: &view)
+                }
+            }))
+        return UnsafePointer(module)
+    }
+
+    /// Runs a handler over the call's state: events are emitted, a refusal is rejected with its reason.
+    static func run(_ userData: UnsafeMutableRawPointer?, _ state: OpaquePointer?,
+                    _ body: (inout StateView) -> Result<[ModuleEvent], ModuleRefusal>) -> mn_status {
+        guard let userData, let state else { return MN_ERR_INVALID_ARGUMENT }
+        let api = Unmanaged<Context>.fromOpaque(userData).takeUnretainedValue().api
+        var view = StateView(api: api, state: state)
+        switch body(&view) {
+        case .success(let events):
+            for event in events {
+                let status = event.type.withMNBytes { type in
+                    event.data.withMNBytes { api.pointee.emit_event(state, type, $0) }
+                }
+                guard status == MN_OK else { return status }
+            }
+            return view.failure ?? MN_OK
+        case .failure(let refusal):
+            refusal.reason.withMNBytes { api.pointee.reject(state, $0) }
+            return MN_ERR_DENIED
+        }
+    }
+
+    static func transaction(_ tx: UnsafePointer<mn_ledger_tx>?) -> ModuleTransaction {
+        guard let tx = tx?.pointee else { return ModuleTransaction(id: [], sender: [], nonce: 0, fee: 0, kind: "", payload: []) }
+        return ModuleTransaction(id: tx.id.array, sender: tx.sender.array, nonce: tx.nonce, fee: tx.fee,
+                                 kind: tx.kind.string, payload: tx.payload.array)
+    }
+}
+
+/// The module's state as one handler call sees it, through ledger.h's state_get/state_put/state_delete.
+struct StateView: ModuleState {
+    let api: UnsafePointer<mn_ledger_api>
+    let state: OpaquePointer
+    /// The first write BPI refused (a limit): the handler then fails rather than commit half its writes.
+    var failure: mn_status?
+
+    init(api: UnsafePointer<mn_ledger_api>, state: OpaquePointer) {
+        self.api = api
+        self.state = state
+    }
+
+    func get(_ key: [UInt8]) -> [UInt8]? {
+        var buffer = mn_buf(ptr: nil, len: 0)
+        let status = key.withMNBytes { api.pointee.state_get(state, $0, &buffer) }
+        guard status == MN_OK else { return nil }
+        defer { api.pointee.buf_free(buffer) }
+        guard let pointer = buffer.ptr, buffer.len > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: pointer, count: buffer.len))
+    }
+
+    mutating func put(_ key: [UInt8], _ value: [UInt8]?) {
+        let status = key.withMNBytes { key in
+            if let value { return value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+            return api.pointee.state_delete(state, key)
+        }
+        if status != MN_OK && failure == nil { failure = status }
+    }
+}

@@ -1,0 +1,209 @@
+import BPCICore
+import Foundation
+import MetanodePluginTesting
+import MetanodeWire
+import Testing
+
+/// The ledger module's handlers over plain dictionaries, as BPI would call them: genesis, admission, fees, delivery,
+/// end of block and queries.
+@Suite("BPCI ledger module")
+struct BankModuleTests {
+    static let aliceKey = Ed25519Signer(seed: WireCrypto.domainHash("alice", [])).publicKey
+    static let bobKey = Ed25519Signer(seed: WireCrypto.domainHash("bob", [])).publicKey
+    static let proposerKey = [UInt8](repeating: 7, count: 32)
+    static var alice: Address { Address(publicKey: aliceKey) }
+    static var bob: Address { Address(publicKey: bobKey) }
+
+    static func genesisSection(extra: String = "") -> [UInt8] {
+        Array("""
+            {"accounts": [{"address": "\(alice)", "balances": {"GEN": "100000", "FLX": "100"}},
+                          {"address": "\(bob)", "balances": {"FLX": "0.5"}}\(extra)],
+             "fees": {"initialBaseFee": "0.000001", "minimumBaseFee": "0.000000001", "changeDenominator": 8,
+                      "targetTransactions": 4}}
+            """.utf8)
+    }
+
+    static func started() -> DictionaryModuleState {
+        var state = DictionaryModuleState()
+        #expect(BankModule.initChain(genesisSection(), state: &state) == nil)
+        BankModule.beginBlock(height: 1, state: &state)
+        return state
+    }
+
+    static func transaction(_ message: BankMessage, from sender: [UInt8] = aliceKey, fee: UInt64 = 2_000,
+                            nonce: UInt64 = 0) -> ModuleTransaction {
+        ModuleTransaction(id: WireCrypto.domainHash("tx", sender + [UInt8(truncatingIfNeeded: nonce)]), sender: sender,
+                          nonce: nonce, fee: fee, kind: message.kind, payload: message.payload)
+    }
+
+    static func balance(_ state: DictionaryModuleState, _ address: Address, _ denomination: Denomination) -> UInt64 {
+        StateBankStore(state).balance(address, denomination)
+    }
+
+    static func refusal<T>(_ result: Result<T, ModuleRefusal>) -> String? {
+        if case .failure(let refusal) = result { return refusal.reason }
+        return nil
+    }
+
+    @Test("genesis sets balances, supplies and fee parameters; a bad section is refused, naming what is wrong")
+    func genesis() throws {
+        let state = Self.started()
+        #expect(Self.balance(state, Self.alice, .gen) == Denomination.genSupply)
+        #expect(Self.balance(state, Self.bob, .flx) == 500_000_000)
+        #expect(StateBankStore(state).supply(.flx) == 100_500_000_000)
+        #expect(try BankModule.feeMarket(state).baseFee == 1_000)
+        let cases: [(String, String)] = [
+            (#"{"accounts": [{"address": "mn1qqq", "balances": {"GEN": "100000"}}]}"#, "is not an address"),
+            (#"{"accounts": [], "extra": 1}"#, "unknown field(s) [\"extra\"]"),
+            (#"{"accounts": []}"#, "genesis GEN adds up to 0; it must be exactly 100000"),
+            (#"{"accounts": [{"address": "\#(Self.alice)", "balances": {"XYZ": "1"}}]}"#, "'XYZ' is not a token"),
+            (#"{"accounts": [{"address": "\#(Self.alice)", "balances": {"GEN": 100000}}]}"#, "must be a positive amount"),
+            (#"{"fees": {"initialBaseFee": "0.1", "minimumBaseFee": "1"}}"#, "initialBaseFee is below"),
+            ("[1]", "is not a JSON object"),
+        ]
+        for (section, expected) in cases {
+            var empty = DictionaryModuleState()
+            let refusal = BankModule.initChain(Array(section.utf8), state: &empty)
+            #expect(refusal?.reason.contains(expected) == true, "\(section) → \(refusal?.reason ?? "accepted")")
+        }
+    }
+
+    @Test("admission refuses each bad transfer with its reason and writes nothing")
+    func admissionRefusals() {
+        let state = Self.started()
+        let before = state
+        let payment = { (amount: UInt64, to: Address, denomination: Denomination) in
+            Payment(to: to, denomination: denomination, amount: amount)
+        }
+        let cases: [(ModuleTransaction, String)] = [
+            (Self.transaction(.transfer(payment(101_000_000_000, Self.bob, .flx))), "insufficient FLX: has 99.999998, needs 101"),
+            (Self.transaction(.transfer(payment(1, Self.alice, .gen)), from: Self.bobKey), "insufficient GEN: has 0, needs 0.000001"),
+            (Self.transaction(.transfer(payment(0, Self.bob, .flx))), "amounts must be greater than zero"),
+            (Self.transaction(.multiSend([payment(.max, Self.bob, .gen), payment(2, Self.bob, .gen)])), "GEN amount would overflow"),
+            (Self.transaction(.mint(payment(5, Self.alice, .nex))), "minting NEX is reserved"),
+            (Self.transaction(.transfer(payment(1, Self.bob, .flx)), fee: 999), "below the base fee"),
+            (Self.transaction(.transfer(payment(1, Self.alice, .flx)), from: Self.proposerKey), "insufficient FLX: has 0, needs 0.000002 for the fee"),
+            // All of bob's 0.5 FLX is more than he can send once the fee is paid.
+            (Self.transaction(.transfer(payment(500_000_000, Self.alice, .flx)), from: Self.bobKey), "insufficient FLX"),
+        ]
+        for (transaction, expected) in cases {
+            let refusal = BankModule.check(transaction, state: state)
+            #expect(refusal?.reason.contains(expected) == true, "\(refusal?.reason ?? "admitted"), expected \(expected)")
+        }
+        var badDenomination = Self.transaction(.transfer(payment(1, Self.bob, .flx)))
+        badDenomination.payload[20] = 9
+        #expect(BankModule.check(badDenomination, state: state)?.reason
+            == "bpci/transfer: denomination 9 is unknown (1 GEN, 2 NEX, 3 FLX, 4 AUR)")
+        var truncated = Self.transaction(.transfer(payment(1, Self.bob, .flx)))
+        truncated.payload.removeLast()
+        #expect(BankModule.check(truncated, state: state) != nil)
+        var unknownKind = truncated
+        unknownKind.kind = "bpci/steal"
+        #expect(BankModule.check(unknownKind, state: state)?.reason == "BPCI has no transaction kind 'bpci/steal'")
+        #expect(BankModule.check(Self.transaction(.transfer(payment(1, Self.bob, .flx))), state: state) == nil)
+        #expect(state == before)
+    }
+
+    @Test("a block charges the fee (base burned, tip to the proposer), pays, records history and events")
+    func delivery() throws {
+        var state = Self.started()
+        let transfer = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1_000_000_000)),
+                                        fee: 1_500)
+        let feeEvents = try BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()
+        let events = try BankModule.deliver(transfer, state: &state).get()
+        #expect(feeEvents.map(\.type) == ["bpci.fee"] && events.map(\.type) == ["bpci.transfer"])
+        let proposer = Address(publicKey: Self.proposerKey)
+        #expect(Self.balance(state, Self.alice, .flx) == 100_000_000_000 - 1_000_000_000 - 1_500)
+        #expect(Self.balance(state, Self.bob, .flx) == 1_500_000_000)
+        #expect(Self.balance(state, proposer, .flx) == 500)
+        #expect(StateBankStore(state).supply(.flx) == 100_500_000_000 - 1_000)
+        #expect(BankModule.endBlock(state: &state) == nil)
+        // One transaction against a target of four: the base fee falls by (4-1)/4/8 of itself.
+        #expect(try BankModule.feeMarket(state).baseFee == 1_000 - 1_000 * 3 / 4 / 8)
+
+        let history = try JSONSerialization.jsonObject(with: Data(
+            try BankModule.query(path: "history/\(Self.bob)", request: [], state: state).get())) as? [String: Any]
+        let entries = history?["entries"] as? [[String: Any]]
+        #expect(history?["count"] as? Int == 1 && entries?.first?["direction"] as? String == "received")
+        #expect(entries?.first?["counterparty"] as? String == Self.alice.description)
+        #expect(entries?.first?["height"] as? Int == 1)
+        let supply = String(decoding: try BankModule.query(path: "supply", request: [], state: state).get(), as: UTF8.self)
+        #expect(supply.contains(#""amount":"100.499999","denom":"FLX""#))
+        #expect(Self.refusal(BankModule.query(path: "balance/nonsense", request: [], state: state))?
+            .contains("is not an address") == true)
+        #expect(Self.refusal(BankModule.query(path: "steal", request: [], state: state))?
+            .contains("BPCI answers balance/<address>") == true)
+    }
+
+    @Test("a transfer that fails in a block leaves the fee paid and nothing else changed")
+    func failedDelivery() throws {
+        var state = Self.started()
+        let tooMuch = Self.transaction(.transfer(Payment(to: Self.alice, denomination: .flx, amount: 500_000_000)),
+                                       from: Self.bobKey, fee: 1_000)
+        _ = try BankModule.chargeFee(tooMuch, proposer: Self.proposerKey, state: &state).get()
+        let afterFee = state
+        var attempt = state
+        #expect(Self.refusal(BankModule.deliver(tooMuch, state: &attempt))?.contains("insufficient FLX") == true)
+        // BPI drops a failed deliver's writes; the module reported failure before writing anything.
+        #expect(attempt == afterFee)
+        #expect(Self.balance(state, Self.bob, .flx) == 500_000_000 - 1_000)
+        #expect(BankModule.endBlock(state: &state) == nil)
+    }
+
+    @Test("end of block refuses a block whose balances and supply disagree")
+    func invariantRefusesBlock() {
+        var state = Self.started()
+        // The running total moving without the supply is what a bug in a payment path would do.
+        state.setU64(BankKeys.total(.flx), 1)
+        #expect(BankModule.endBlock(state: &state)?.reason == "supply invariant violated, block refused: FLX: balances "
+            + "add up to 0.000000001 but the supply is 100.5")
+    }
+
+    /// Random blocks of transfers, multi-sends, overdrafts, low fees and mints; each transaction is admitted or not
+    /// as BPI would, and delivered with BPI's drop-on-failure rule. Returns the final state.
+    static func randomChain(seed: UInt64, blocks: Int) -> (DictionaryModuleState, [String]) {
+        var random = SimulationRandom(seed: seed)
+        let keys = (0..<6).map { Ed25519Signer(seed: WireCrypto.domainHash("k", [UInt8($0)])).publicKey }
+        let addresses = keys.map(Address.init(publicKey:))
+        let accounts = addresses.map { #"{"address": "\#($0)", "balances": {"FLX": "10", "AUR": "1"}}"# }
+        var state = DictionaryModuleState()
+        var problems: [String] = []
+        let section = Self.genesisSection(extra: ", " + accounts.joined(separator: ", "))
+        if let refusal = BankModule.initChain(section, state: &state) { return (state, [refusal.reason]) }
+        for height in 1...UInt64(blocks) {
+            BankModule.beginBlock(height: height, state: &state)
+            for index in 0..<Int(random.below(12)) {
+                let sender = Int(random.below(UInt64(keys.count)))
+                let denomination: Denomination = random.chance(perMille: 800) ? .flx : .aur
+                let amount = random.below(3_000_000_000) + (random.chance(perMille: 50) ? 0 : 1)
+                let to = addresses[Int(random.below(UInt64(addresses.count)))]
+                let message: BankMessage = switch random.below(10) {
+                case 0: .mint(Payment(to: to, denomination: .nex, amount: amount))
+                case 1, 2: .multiSend([Payment(to: to, denomination: denomination, amount: amount / 2),
+                                       Payment(to: addresses[0], denomination: .flx, amount: amount / 3)])
+                default: .transfer(Payment(to: to, denomination: denomination, amount: amount))
+                }
+                let fee = ((try? BankModule.feeMarket(state))?.baseFee ?? 0) + random.below(2_000)
+                let transaction = Self.transaction(message, from: keys[sender], fee: random.chance(perMille: 50) ? 1 : fee,
+                                                   nonce: height << 8 | UInt64(index))
+                var tentative = state
+                guard case .success = BankModule.chargeFee(transaction, proposer: keys[Int(height) % keys.count],
+                                                           state: &tentative) else { continue }
+                state = tentative
+                if case .success = BankModule.deliver(transaction, state: &tentative) { state = tentative }
+            }
+            if let refusal = BankModule.endBlock(state: &state) { problems.append("block \(height): \(refusal)") }
+        }
+        return (state, problems)
+    }
+
+    @Test("random blocks keep every invariant, and the same blocks give the same state", arguments: 1...30)
+    func randomBlocks(seed: UInt64) {
+        let (first, problems) = Self.randomChain(seed: seed, blocks: 40)
+        #expect(problems.isEmpty, "seed \(seed): \(problems)")
+        #expect(Bank.invariantViolation(StateBankStore(first)) == nil)
+        #expect(StateBankStore(first).supply(.gen) == Denomination.genSupply)
+        let (second, _) = Self.randomChain(seed: seed, blocks: 40)
+        #expect(first == second, "seed \(seed) replayed differently")
+    }
+}

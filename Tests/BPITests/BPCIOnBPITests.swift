@@ -1,0 +1,115 @@
+import BPCICore
+import BPCIPlugin
+import BPICore
+import Foundation
+import MetanodePluginKit
+import MetanodePluginTesting
+import MetanodeWire
+import Testing
+
+/// BPCI as a ledger module next to BPI on simulated validators: the C table, genesis through init_chain, fees on
+/// every module's transactions, and all nodes agreeing on the state.
+@Suite("BPCI on BPI, simulated validators")
+struct BPCIOnBPITests {
+    static let alice = Ed25519Signer(seed: WireCrypto.domainHash("bpci-alice", []))
+    static let bob = Ed25519Signer(seed: WireCrypto.domainHash("bpci-bob", []))
+    static var aliceAddress: Address { Address(publicKey: alice.publicKey) }
+    static var bobAddress: Address { Address(publicKey: bob.publicKey) }
+
+    static var genesis: String {
+        #"{"bpci": {"accounts": [{"address": "\#(aliceAddress)", "balances": {"GEN": "100000", "FLX": "50"}}], "#
+            + #""fees": {"initialBaseFee": "0.000001", "targetTransactions": 2}}}"#
+    }
+
+    static func network(seed: UInt64) throws -> BPINetwork {
+        let net = try BPINetwork(validators: 4, seed: seed, genesisModules: genesis)
+        try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
+                                                                version: BPCI.version)))
+        return net
+    }
+
+    static func transfer(_ amount: UInt64, _ denomination: Denomination = .flx, to: Address = bobAddress,
+                         from: Ed25519Signer = alice, nonce: UInt64, fee: UInt64 = 5_000) -> Transaction {
+        let message = BankMessage.transfer(Payment(to: to, denomination: denomination, amount: amount))
+        return try! Transaction.signed(chainID: "sim", signer: from, nonce: nonce, fee: fee, kind: message.kind,
+                                       payload: message.payload)
+    }
+
+    static func balances(_ net: BPINetwork, _ node: Int, _ address: Address) throws -> [String: UInt64] {
+        let (status, answer) = try net.json(node, "/query/bpci/balance/\(address)")
+        #expect(status == 200, "node \(node): \(answer)")
+        var result: [String: UInt64] = [:]
+        for entry in answer["balances"] as? [[String: Any]] ?? [] {
+            result[entry["denom"] as? String ?? "?"] = (entry["units"] as? NSNumber)?.uint64Value
+        }
+        return result
+    }
+
+    static func stateRoot(_ net: BPINetwork, _ node: Int) throws -> String? {
+        (try net.json(node, "/blocks/latest").1["header"] as? [String: Any])?["stateRoot"] as? String
+    }
+
+    @Test("genesis balances exist from block 1, which is made at once; transfers settle alike on every node")
+    func transfersSettle() throws {
+        let net = try Self.network(seed: 41)
+        net.sim.run(forMs: 1_000)
+        #expect(try net.height(0) == 1, "block 1 sets up the genesis modules without waiting for a transaction")
+        #expect(try Self.balances(net, 2, Self.aliceAddress)["GEN"] == Denomination.genSupply)
+
+        #expect(net.submit(0, Self.transfer(10_000_000_000, nonce: 0)).status == 202)
+        #expect(net.submit(1, Self.transfer(1_000_000, .gen, nonce: 1)).status == 202)
+        net.sim.run(forMs: 1_000)
+        for node in 0..<4 {
+            let bob = try Self.balances(net, node, Self.bobAddress)
+            #expect(bob["FLX"] == 10_000_000_000 && bob["GEN"] == 1_000_000, "node \(node)")
+        }
+        #expect(Set(try (0..<4).map { try Self.stateRoot(net, $0) }).count == 1)
+        let replay = net.submit(2, Self.transfer(10_000_000_000, nonce: 0))
+        #expect(replay.status == 400 && replay.body.contains("nonce 0 already used, next is 2"), "\(replay.body)")
+        // Fees: the FLX supply fell by the burned base fees; the tips went to the proposers' addresses.
+        let supply = try net.json(3, "/query/bpci/supply").1["supply"] as? [[String: Any]] ?? []
+        let flx = (supply.first { $0["denom"] as? String == "FLX" }?["units"] as? NSNumber)?.uint64Value ?? 0
+        #expect(flx < 50_000_000_000 && flx > 50_000_000_000 - 10_000)
+        let history = try net.json(0, "/query/bpci/history/\(Self.bobAddress)").1
+        #expect(history["count"] as? Int == 2)
+
+        // A node that starts empty replays genesis and the transfers from synced blocks and reaches the same root.
+        let root = try Self.stateRoot(net, 0)
+        net.sim.crash(3)
+        try net.restart(3)
+        net.sim.run(forMs: 2_000)
+        #expect(try Self.stateRoot(net, 3) == root)
+        #expect(try Self.balances(net, 3, Self.bobAddress)["FLX"] == 10_000_000_000)
+    }
+
+    @Test("bad transfers are refused at admission with their reason; nothing is deducted")
+    func refusals() throws {
+        let net = try Self.network(seed: 43)
+        net.sim.run(forMs: 1_000)
+        let before = try Self.balances(net, 0, Self.aliceAddress)
+        let cases: [(Transaction, String)] = [
+            (Self.transfer(51_000_000_000, nonce: 0), "bpci refused it: insufficient FLX: has 49.999995, needs 51"),
+            (Self.transfer(1, .aur, nonce: 0), "bpci refused it: insufficient AUR: has 0, needs 0.000000001"),
+            (Self.transfer(0, nonce: 0), "bpci refused it: amounts must be greater than zero"),
+            (Self.transfer(1, nonce: 0, fee: 10), "bpci refused it: fee 0.00000001 FLX is below the base fee"),
+            (Self.transfer(1, from: Self.bob, nonce: 0), "bpci refused it: insufficient FLX: has 0, needs 0.000005 for the fee"),
+            (Self.transfer(1, nonce: 100), "nonce 100 is too far ahead: next is 0"),
+        ]
+        for (transaction, expected) in cases {
+            let answer = net.submit(0, transaction)
+            #expect(answer.status == 400 && answer.body.contains(expected), "\(answer.body), expected \(expected)")
+        }
+        var forged = Self.transfer(1, nonce: 0)
+        forged.signature[3] ^= 1
+        let badSignature = net.submit(0, forged)
+        #expect(badSignature.status == 400 && badSignature.body.contains("signature"), "\(badSignature.body)")
+        var badToken = Self.transfer(1, nonce: 0)
+        badToken.payload[20] = 9
+        let unknown = net.submit(0, try Transaction.signed(chainID: "sim", signer: Self.alice, nonce: 0, fee: 5_000,
+                                                           kind: badToken.kind, payload: badToken.payload))
+        #expect(unknown.body.contains("denomination 9 is unknown"), "\(unknown.body)")
+        net.sim.run(forMs: 500)
+        #expect(try Self.balances(net, 0, Self.aliceAddress) == before)
+        #expect(try net.height(0) == 1)
+    }
+}
