@@ -152,7 +152,11 @@ struct ChainCommand: AsyncParsableCommand {
         while true {
             do {
                 return try RunningNode.get(data, "\(apiPrefix)/tx/\(id)")
-            } catch where error.code == .notFound && Date() < deadline {
+            } catch where error.code == .notFound {
+                guard Date() < deadline else {
+                    throw MetanodeError(.timeout, "transaction \(id) is not final after \(timeoutMs) ms (\(error.message)); "
+                        + "it may still be included: `metanode chain tx \(id)`")
+                }
                 usleep(50_000)
             }
         }

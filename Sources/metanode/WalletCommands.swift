@@ -113,6 +113,7 @@ struct Keystore {
 
     func names() -> [String] {
         FileIO.listDirectory(directory).filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }
+            .filter { (try? Self.checkName($0)) != nil }
     }
 }
 
@@ -127,7 +128,9 @@ struct PassphraseOptions: ParsableArguments {
         if let file {
             let bytes = try FileIO.read(file, limit: 4096, what: "passphrase file")
             let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            return String(line.first ?? "")
+            var passphrase = String(line.first ?? "")
+            if passphrase.hasSuffix("\r") { passphrase.removeLast() }  // a file written on Windows
+            return passphrase
         }
         if let environment {
             guard let value = ProcessInfo.processInfo.environment[environment] else {
@@ -271,7 +274,8 @@ struct WalletCommand: AsyncParsableCommand {
                     feeUnits = parsed
                 } else {
                     let fees = try RunningNode.get(data, "\(WalletCommand.queryPrefix)/fees")
-                    feeUnits = (fees["baseFee"]?["units"]?.uintValue ?? 0).multipliedReportingOverflow(by: 2).partialValue
+                    let base = fees["baseFee"]?["units"]?.uintValue ?? 0
+                    feeUnits = base > UInt64.max / 2 ? .max : base * 2
                 }
                 let payment = Payment(to: receiver, denomination: denomination, amount: units)
                 let id = try ChainCommand.submit(data, signer: signer, fee: feeUnits,

@@ -58,7 +58,7 @@ struct BankModuleTests {
             (#"{"accounts": []}"#, "genesis GEN adds up to 0; it must be exactly 100000"),
             (#"{"accounts": [{"address": "\#(Self.alice)", "balances": {"XYZ": "1"}}]}"#, "'XYZ' is not a token"),
             (#"{"accounts": [{"address": "\#(Self.alice)", "balances": {"GEN": 100000}}]}"#, "must be a positive amount"),
-            (#"{"fees": {"initialBaseFee": "0.1", "minimumBaseFee": "1"}}"#, "initialBaseFee is below"),
+            (#"{"accounts": [], "fees": {"initialBaseFee": "0.1", "minimumBaseFee": "1"}}"#, "initialBaseFee is below"),
             ("[1]", "is not a JSON object"),
         ]
         for (section, expected) in cases {
@@ -66,6 +66,21 @@ struct BankModuleTests {
             let refusal = BankModule.initChain(Array(section.utf8), state: &empty)
             #expect(refusal?.reason.contains(expected) == true, "\(section) → \(refusal?.reason ?? "accepted")")
         }
+    }
+
+    @Test("a genesis without a bpci section leaves BPCI inactive: no fees, its transactions refused, blocks go on")
+    func inactiveWithoutGenesis() {
+        var state = DictionaryModuleState()
+        #expect(BankModule.initChain(Array("{}".utf8), state: &state) == nil)
+        #expect(state.values.isEmpty && !BankModule.isActive(state))
+        let transfer = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)))
+        #expect(BankModule.check(transfer, state: state)?.reason.contains("no modules.bpci section") == true)
+        #expect((try? BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()) == [])
+        #expect(Self.refusal(BankModule.deliver(transfer, state: &state))?.contains("not set up") == true)
+        #expect(BankModule.endBlock(state: &state) == nil && state.values.isEmpty)
+        var other = DictionaryModuleState()
+        #expect(BankModule.initChain(Array(#"{"fees": {}}"#.utf8), state: &other)?.reason.contains("needs \"accounts\"")
+            == true)
     }
 
     @Test("admission refuses each bad transfer with its reason and writes nothing")
@@ -81,6 +96,7 @@ struct BankModuleTests {
             (Self.transaction(.transfer(payment(0, Self.bob, .flx))), "amounts must be greater than zero"),
             (Self.transaction(.multiSend([payment(.max, Self.bob, .gen), payment(2, Self.bob, .gen)])), "GEN amount would overflow"),
             (Self.transaction(.mint(payment(5, Self.alice, .nex))), "minting NEX is reserved"),
+            (Self.transaction(.multiSend([])), "a multi-send needs at least one output"),
             (Self.transaction(.transfer(payment(1, Self.bob, .flx)), fee: 999), "below the base fee"),
             (Self.transaction(.transfer(payment(1, Self.alice, .flx)), from: Self.proposerKey), "insufficient FLX: has 0, needs 0.000002 for the fee"),
             // All of bob's 0.5 FLX is more than he can send once the fee is paid.

@@ -82,6 +82,27 @@ struct BPCIOnBPITests {
         #expect(try Self.balances(net, 3, Self.bobAddress)["FLX"] == 10_000_000_000)
     }
 
+    @Test("a sender who queues more transactions than it can pay fees for gets only those it pays for into blocks")
+    func unpayableFeesLeaveNoTrace() throws {
+        let net = try Self.network(seed: 47)
+        net.sim.run(forMs: 1_000)
+        #expect(net.submit(0, Self.transfer(6_000, nonce: 0)).status == 202)  // one fee of 5,000 and change
+        net.sim.run(forMs: 1_000)
+        let queued = (0..<3).map { Self.transfer(1, to: Self.aliceAddress, from: Self.bob, nonce: UInt64($0)) }
+        for transaction in queued {
+            let answer = net.submit(0, transaction)
+            #expect(answer.status == 202, "each fee alone is payable from committed state: \(answer.body)")
+        }
+        net.sim.run(forMs: 3_000)
+        #expect(try net.json(1, "/tx/\(Hex.encode(queued[0].id))").0 == 200)
+        for transaction in queued.dropFirst() {
+            let (status, answer) = try net.json(1, "/tx/\(Hex.encode(transaction.id))")
+            #expect(status == 404, "never in a block: \(answer)")
+        }
+        #expect(try Self.balances(net, 2, Self.bobAddress)["FLX"] == 999)
+        #expect(Set(try (0..<4).map { try Self.stateRoot(net, $0) }).count == 1)
+    }
+
     @Test("bad transfers are refused at admission with their reason; nothing is deducted")
     func refusals() throws {
         let net = try Self.network(seed: 43)

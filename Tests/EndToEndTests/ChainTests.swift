@@ -79,11 +79,13 @@ struct ChainTests {
     func fourValidatorsSurviveCrashes() throws {
         let net = try Network(validators: 4)
         defer { net.stopAll() }
-        #expect(try net.submit(0, nonce: 0).status == 202)
+        // Block 1 comes at once: it applies the genesis modules' sections (the bpci balances).
         try #require(try net.waitForHeight(1), "\(net.logs)")
+        #expect(try net.submit(0, nonce: 0).status == 202)
+        try #require(try net.waitForHeight(2), "\(net.logs)")
 
         var nonce: UInt64 = 1
-        for victim in [2, 3] {  // the proposer of height 2 (round 0) is validator 2
+        for victim in [3, 2] {  // the proposer of height 3 (round 0) is validator 3
             try net.kill9(victim)
             let killed = Date()
             let before = try net.height(0)
@@ -181,7 +183,7 @@ extension ChainTests {
             events = text.split(separator: "\n").filter { $0.hasPrefix("data: ") }
                 .compactMap { try? JSONValue.parse(Array($0.dropFirst(6).utf8)) }
         }
-        #expect(events.first?["height"]?.intValue == 1, "\(events)")
+        #expect((events.first?["height"]?.intValue ?? 0) >= 1, "\(events)")
         #expect(events.reduce(0, { $0 + ($1["transactions"]?.intValue ?? 0) }) == 2, "\(events)")
         #expect(events.allSatisfy { $0["hash"]?.stringValue?.count == 64 })
         // SIGTERM with the stream still open: the node ends the stream and exits rather than wait for the client.
@@ -220,8 +222,13 @@ extension ChainTests {
         #expect(transaction.hasValidSignature && transaction.payload == Array("from C".utf8))
         let answer = try net.node(0).post("/v1/plugins/bpi/tx", #"{"tx": "\#(hex)"}"#)
         #expect(answer.status == 202, "\(answer.text)")
-        #expect(try net.waitForHeight(1))
-        #expect(try net.node(0).get("/v1/plugins/bpi/tx/\(Hex.encode(transaction.id))").status == 200)
+        let deadline = Date().addingTimeInterval(10)
+        var final = try net.node(0).get("/v1/plugins/bpi/tx/\(Hex.encode(transaction.id))")
+        while final.status != 200, Date() < deadline {
+            usleep(50_000)
+            final = try net.node(0).get("/v1/plugins/bpi/tx/\(Hex.encode(transaction.id))")
+        }
+        #expect(final.status == 200, "\(final.text)")
     }
 }
 

@@ -79,7 +79,8 @@ public enum BankMessage: Sendable, Hashable {
     case multiSend([Payment])
     case mint(Payment)
 
-    public static let multiSendOutputsMax = 256
+    /// Each output writes two history entries; the fee is per transaction, so outputs are few.
+    public static let multiSendOutputsMax = 64
 
     public var kind: String {
         switch self {
@@ -142,6 +143,7 @@ public enum Bank {
         case .transfer(let payment):
             return pay(from: sender, [payment], store: &store)
         case .multiSend(let payments):
+            guard !payments.isEmpty else { return .failure(.reserved("a multi-send needs at least one output")) }
             guard payments.count <= BankMessage.multiSendOutputsMax else {
                 return .failure(.tooManyOutputs(max: BankMessage.multiSendOutputsMax))
             }

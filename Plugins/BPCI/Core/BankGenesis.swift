@@ -22,14 +22,18 @@ public struct BankGenesis: Sendable {
         public var description: String
     }
 
-    public static func parse(_ json: [UInt8]) throws(ParseError) -> BankGenesis {
+    /// nil for an empty section ("{}"): the chain has no economy.
+    public static func parse(_ json: [UInt8]) throws(ParseError) -> BankGenesis? {
         func fail(_ message: String) -> ParseError { ParseError(description: "genesis modules.bpci: \(message)") }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] else {
             throw fail("is not a JSON object")
         }
         let unknown = Set(object.keys).subtracting(["accounts", "fees"])
         guard unknown.isEmpty else { throw fail("unknown field(s) \(unknown.sorted())") }
-        let accounts = object["accounts"] as? [Any] ?? []
+        if object.isEmpty { return nil }
+        guard let accounts = object["accounts"] as? [Any] else {
+            throw fail("needs \"accounts\": a list of {\"address\", \"balances\"} (all 100,000 GEN among them)")
+        }
         guard accounts.count <= accountsMax else { throw fail("more than \(accountsMax) accounts") }
         var balances: [(Address, Denomination, UInt64)] = []
         for (index, item) in accounts.enumerated() {

@@ -51,10 +51,14 @@ public enum BankModule {
 
     // MARK: Genesis
 
-    /// Block 1: balances, supplies and fee parameters from the genesis section (see `BankGenesis`).
+    /// Block 1: balances, supplies and fee parameters from the genesis section (see `BankGenesis`). A genesis
+    /// without a section ("{}") leaves BPCI inactive: no fees, and its transactions are refused.
     public static func initChain(_ section: [UInt8], state: inout some ModuleState) -> ModuleRefusal? {
         let genesis: BankGenesis
-        do { genesis = try BankGenesis.parse(section) } catch { return ModuleRefusal(error.description) }
+        do {
+            guard let parsed = try BankGenesis.parse(section) else { return nil }
+            genesis = parsed
+        } catch { return ModuleRefusal(error.description) }
         var store = StateBankStore(state)
         if case .failure(let error) = Bank.genesis(genesis.balances, store: &store) {
             return ModuleRefusal("genesis: \(error)")
@@ -73,8 +77,9 @@ public enum BankModule {
 
     /// Moves the base fee for the next block and checks the supply invariants; a refusal rejects the block.
     public static func endBlock(state: inout some ModuleState) -> ModuleRefusal? {
+        guard isActive(state) else { return nil }
         guard var market = try? feeMarket(state) else {
-            return ModuleRefusal("BPCI has no fee parameters: its genesis section was never applied")
+            return ModuleRefusal("BPCI's stored fee parameters are damaged")
         }
         market.endBlock(used: state.u64(BankKeys.blockUsed) ?? 0)
         state.setU64(BankKeys.baseFee, market.baseFee)
@@ -85,9 +90,15 @@ public enum BankModule {
         return nil
     }
 
+    /// Whether this chain's genesis set BPCI up (a chain without a modules.bpci section has no economy).
+    public static func isActive(_ state: some ModuleState) -> Bool { state.get(BankKeys.feeParameters) != nil }
+
+    static let inactive = ModuleRefusal("BPCI is not set up on this chain: its genesis has no modules.bpci section "
+        + "(or its first block is not final yet)")
+
     public static func feeMarket(_ state: some ModuleState) throws(ModuleRefusal) -> FeeMarket {
         guard let raw = state.get(BankKeys.feeParameters), let base = state.u64(BankKeys.baseFee) else {
-            throw ModuleRefusal("BPCI's genesis state is not set up yet (the chain's first block sets it)")
+            throw inactive
         }
         do throws(WireError) {
             return FeeMarket(parameters: try FeeMarket.Parameters.decode(raw), baseFee: base)
@@ -100,6 +111,7 @@ public enum BankModule {
     /// the base fee is burned and the rest paid to the proposer.
     public static func chargeFee(_ transaction: ModuleTransaction, proposer: [UInt8]?, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
+        guard isActive(state) else { return .success([]) }  // no economy on this chain: nothing to charge
         let market: FeeMarket
         do { market = try feeMarket(state) } catch { return .failure(error) }
         let payer = Address(publicKey: transaction.sender)
@@ -134,6 +146,7 @@ public enum BankModule {
 
     /// Admission of a "bpci/…" transaction over committed state: the fee and the payments together must be payable.
     public static func check(_ transaction: ModuleTransaction, state: some ModuleState) -> ModuleRefusal? {
+        guard isActive(state) else { return inactive }
         let message: BankMessage
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
@@ -153,6 +166,7 @@ public enum BankModule {
     /// Execution in a block: the payments, their events and both sides' history.
     public static func deliver(_ transaction: ModuleTransaction, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
+        guard isActive(state) else { return .failure(inactive) }
         let message: BankMessage
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)

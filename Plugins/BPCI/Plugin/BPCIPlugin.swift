@@ -33,7 +33,8 @@ public final class BPCI: Plugin {
 }
 
 /// The C side: a module table per registration, each with its own `user_data` (a simulation runs several nodes, so
-/// several BPI instances, in one process). BPI keeps the table for the life of the process, so it is never freed.
+/// several BPI instances, in one process). BPI may call the handlers for the life of the process, so the table and
+/// its context are never freed (one small allocation per plugin start).
 enum LedgerModule {
     /// What the handlers need: the ledger API of the BPI instance the module registered with.
     final class Context: @unchecked Sendable {  // immutable
@@ -74,8 +75,9 @@ enum LedgerModule {
                 LedgerModule.run(userData, state) { view in BankModule.endBlock(state: &view).map { .failure($0) } ?? .success([]) }
             },
             query: { userData, state, path, request in
-                let context = Unmanaged<Context>.fromOpaque(userData!).takeUnretainedValue()
-                let view = StateView(api: context.api, state: state!)
+                guard let userData, let state else { return MN_ERR_INVALID_ARGUMENT }
+                let context = Unmanaged<Context>.fromOpaque(userData).takeUnretainedValue()
+                let view = StateView(api: context.api, state: state)
                 switch BankModule.query(path: path.string, request: request.array, state: view) {
                 case .success(let answer):
                     answer.withMNBytes { context.api.pointee.answer(state, $0) }

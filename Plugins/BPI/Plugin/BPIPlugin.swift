@@ -146,29 +146,39 @@ public final class BPI: Plugin {
         try context.timers.schedule(afterMs: Self.statusIntervalMs, everyMs: Self.statusIntervalMs) { [unowned self] in
             broadcastStatus()
         }
-        if core.height == 1 && !genesis.modules.isEmpty {
-            awaitGenesisModules(logged: false)
-        } else {
-            scheduleWork()
-        }
+        awaitGenesisModules(waitedMs: 0)
     }
 
-    /// Block 1 sets up the state of the modules the genesis names (their `init_chain`), so it is made at once; but
-    /// only when they have all registered (they start after BPI), and no block is executed without them.
-    private func awaitGenesisModules(logged: Bool) {
-        let missing = genesis.modules.keys.sorted().filter { ledger.module(Substring($0)) == nil }
-        guard missing.isEmpty || core.height > 1 else {
-            if !logged { context.log.info("block 1 waits for the genesis modules \(missing) to register") }
-            _ = try? context.timers.schedule(afterMs: 50) { [unowned self] in awaitGenesisModules(logged: true) }
+    static let genesisModulesWarnEveryMs: UInt64 = 5_000
+
+    /// No block runs until the modules the genesis names have registered (they start after BPI). Block 1 sets up
+    /// their state (`init_chain`), so it is made at once.
+    private func awaitGenesisModules(waitedMs: UInt64) {
+        let missing = ledger.missingGenesisModules()
+        guard missing.isEmpty else {
+            if waitedMs > 0 && waitedMs % Self.genesisModulesWarnEveryMs == 0 {
+                context.log.warn("waiting \(waitedMs / 1000) s for the module plugin(s) \(missing) the genesis names: "
+                    + "install and enable them (`metanode plugin list`)")
+            }
+            _ = try? context.timers.schedule(afterMs: 50) { [unowned self] in awaitGenesisModules(waitedMs: waitedMs + 50) }
             return
         }
-        if core.height == 1 { handle(.activate) } else { scheduleWork() }
+        if core.height == 1 && !genesis.modules.isEmpty { handle(.activate) } else { scheduleWork() }
     }
 
     // MARK: - Consensus wiring
 
     func handle(_ event: QBFTEvent) {
+        // Until every module the genesis names has registered, this node could not execute blocks as the others
+        // do: it takes no part in consensus (modules register milliseconds after BPI starts).
+        guard modulesReady else { return }
         run(core.handle(event))
+    }
+
+    private var modulesReadyLatch = false
+    var modulesReady: Bool {
+        if !modulesReadyLatch { modulesReadyLatch = ledger.missingGenesisModules().isEmpty }
+        return modulesReadyLatch
     }
 
     func run(_ actions: [QBFTAction]) {
@@ -216,16 +226,27 @@ public final class BPI: Plugin {
     /// refuses even that: the round then times out and another proposer tries).
     private func buildBlock() -> Block? {
         let limits = genesis.parameters
-        let chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
+        var chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
             [nonces] sender in nonces[sender] ?? 0
         }
         let nowMs = context.unixTimeMs
         let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
             .map { pendingEvidence[$0]! }
-        if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
-                                   encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
-                                   validators: validators, evidence: evidence, execute: ledger.execute) {
-            return block
+        for _ in 0..<2 {
+            if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
+                                       encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
+                                       validators: validators, evidence: evidence, execute: ledger.execute) {
+                return block
+            }
+            // Transactions whose fee their sender can no longer pay leave the mempool, and the rest go ahead.
+            let unpayable = Set(ledger.unpayable)
+            guard !unpayable.isEmpty else { break }
+            for index in unpayable {
+                let transaction = chosen[index].transaction
+                mempool.remove(id: chosen[index].id, sender: transaction.sender, nonce: transaction.nonce)
+            }
+            context.log.info("dropped \(unpayable.count) transaction(s) whose senders cannot pay their fees")
+            chosen = chosen.enumerated().filter { !unpayable.contains($0.offset) }.map(\.element)
         }
         context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
         return rules.build(parent: parent, transactions: [], encoded: [], proposer: myKey, nowMs: nowMs, state: state,
@@ -449,6 +470,7 @@ public final class BPI: Plugin {
     }
 
     private func receiveSync(_ bytes: [UInt8], from peer: PeerID) {
+        guard modulesReady else { return }  // see handle(_:)
         var reader = WireReader(bytes, context: "sync message")
         guard let tag = try? reader.u8("type") else { return }
         switch tag {

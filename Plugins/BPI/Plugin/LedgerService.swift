@@ -8,7 +8,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The ledger service one BPI instance exports ("bpi.ledger" 1.0, plugin-sdk/include/metanode/ledger.h): modules
+/// The ledger service one BPI instance exports ("bpi.ledger" 1.1, plugin-sdk/include/metanode/ledger.h): modules
 /// register here, and BPI runs their handlers when it admits transactions, executes blocks and answers queries.
 ///
 /// The exported C table has no context argument of its own, so each instance allocates its table with a pointer
@@ -57,6 +57,17 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     func module(_ name: Substring) -> Module? { modules.withLock { $0[String(name)] } }
 
+    /// Modules the genesis has sections for that have not registered yet (they start after BPI). No block runs
+    /// until this is empty: without them it would not reach the state the other validators reach.
+    func missingGenesisModules() -> [String] {
+        let registered = modules.withLock { Set($0.keys) }
+        return genesisSections.keys.filter { !registered.contains($0) }.sorted()
+    }
+
+    /// Transactions of the last `execute` whose fee could not be paid (such a block is invalid; a proposer drops
+    /// them and builds again).
+    private(set) var unpayable: [Int] = []
+
     static func isValidName(_ name: String) -> Bool {
         let utf8 = name.utf8
         return !utf8.isEmpty && utf8.count <= Int(MN_LEDGER_MODULE_NAME_LEN_MAX)
@@ -64,11 +75,15 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     }
 
     fileprivate func register(_ module: UnsafePointer<mn_ledger_module>) -> mn_status {
-        let declared = Int(module.pointee.struct_size)
+        // Read the size alone first: the module's struct may be smaller than this BPI's.
+        let declared = Int(UnsafeRawPointer(module).load(as: UInt32.self))
         guard declared >= Self.moduleSizeV1_0 else { return MN_ERR_INVALID_ARGUMENT }
         var handlers = mn_ledger_module()
         withUnsafeMutableBytes(of: &handlers) { copy in
-            copy.copyMemory(from: UnsafeRawBufferPointer(start: module, count: min(declared, copy.count)))
+            // Whole fields only: a size that ends inside a function pointer must not leave half of one behind.
+            let fields = min(declared, copy.count) / MemoryLayout<UnsafeRawPointer>.size
+            copy.copyMemory(from: UnsafeRawBufferPointer(start: module,
+                                                         count: fields * MemoryLayout<UnsafeRawPointer>.size))
         }
         guard handlers.deliver != nil else { return MN_ERR_INVALID_ARGUMENT }
         let name = handlers.name.string
@@ -111,6 +126,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
         -> Result<Execution, BlockProblem> {
         let ordered = modules.withLock { $0.values.sorted { $0.name < $1.name } }
+        unpayable = []
+        if let missing = missingGenesisModules().first {
+            return .failure(BlockProblem(stringLiteral: "the genesis has a section for module \(missing), which is not "
+                + "registered on this node: enable its plugin"))
+        }
         // One write set for the block, read by each handler while it runs (a copy per handler would make every
         // later merge copy the whole set: quadratic in the block's writes).
         let block = BlockWrites()
@@ -125,7 +145,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         let payer = ordered.first { $0.handlers.charge_fee != nil }
         var results: [TransactionResult] = []
         results.reserveCapacity(transactions.count)
-        for (transaction, id) in zip(transactions, ids) {
+        var unpayableReason = ""
+        for (index, (transaction, id)) in zip(transactions, ids).enumerated() {
             let name = transaction.module
             if name == "test" {
                 results.append(.accepted)
@@ -153,8 +174,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                     }
                 }
                 guard status == MN_OK else {
-                    results.append(TransactionResult(status: UInt32(bitPattern: status),
-                                                     reason: "fee: \(call.reasonOr(status))", events: []))
+                    // Not a failed transaction but an invalid block: a sender who cannot pay must not get its
+                    // nonces and block space for free (admission checks each fee alone, not a sender's queue).
+                    if unpayable.isEmpty { unpayableReason = call.reasonOr(status) }
+                    unpayable.append(index)
+                    results.append(TransactionResult(status: UInt32(bitPattern: status), reason: "", events: []))
                     continue
                 }
                 block.writes.merge(call.writes) { $1 }
@@ -172,6 +196,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                                  events: feeEvents))
             }
         }
+        if let first = unpayable.first {
+            return .failure(BlockProblem(stringLiteral: "\(unpayable.count) transaction(s) cannot pay their fee, "
+                + "the first \(Hex.encode(ids[first])): \(unpayableReason)"))
+        }
         if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, read, block) {
             return .failure(problem)
         }
@@ -183,11 +211,6 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Block 1: every module's `init_chain` with its genesis section, in name order.
     private func initChain(_ modules: [Module], _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
                            _ block: BlockWrites) -> BlockProblem? {
-        let registered = Set(modules.map(\.name))
-        if let missing = genesisSections.keys.sorted().first(where: { !registered.contains($0) }) {
-            return BlockProblem(stringLiteral: "the genesis has a section for module \(missing), which is not "
-                + "registered on this node: enable its plugin")
-        }
         for module in modules {
             guard let initChain = module.handlers.init_chain else { continue }
             let call = LedgerCall(mode: .block, module: module.name, read: read)

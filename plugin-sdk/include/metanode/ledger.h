@@ -71,7 +71,8 @@ typedef struct mn_ledger_block {
   mn_bytes proposer;      /* 32 bytes                                                                        */
 } mn_ledger_block;
 
-/** A module's handlers. Static: BPI keeps the pointer for the life of the process. Optional handlers may be NULL. */
+/** A module's handlers. BPI copies the table (the first `struct_size` bytes) when the module registers; `name` and
+ *  `user_data` must stay valid for the life of the process. Optional handlers may be NULL. */
 typedef struct mn_ledger_module {
   uint32_t struct_size;
   mn_str name;      /* the "<module>" of the kinds it handles; the string must be static too                   */
