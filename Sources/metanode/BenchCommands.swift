@@ -1,4 +1,5 @@
 import ArgumentParser
+import BPCICore
 import BPICore
 import Foundation
 import MetanodeCore
@@ -23,9 +24,18 @@ struct ChainBench: AsyncParsableCommand {
             Phases: (1) submit --transactions pre-signed transactions as fast as the nodes take them and time until \
             all are final; (2) for --seconds, submit at half the rate phase 1 reached and record each \
             transaction's submit→final latency; (3) kill -9 the next height's proposer and time the next block. \
-            Transactions are `test/op` with a 16-byte payload from --senders accounts. The bench process shares \
-            the machine's cores with the nodes.
+            With --workload transfers (the default) the transactions are BPCI transfers of FLX between --senders \
+            accounts the genesis funds, each paying a fee; with test-op they are BPI's `test/op` with a 16-byte \
+            payload, which no module executes. The bench process shares the machine's cores with the nodes.
             """)
+
+    enum Workload: String, ExpressibleByArgument, CaseIterable {
+        case transfers
+        case testOp = "test-op"
+    }
+
+    @Option(help: "transfers (BPCI, signed FLX transfers with fees) or test-op (ordering only).")
+    var workload: Workload = .transfers
 
     @Option(help: "Validators to start.") var validators = 4
     @Option(help: "Transactions for the throughput phase.") var transactions = 40_000
@@ -45,8 +55,10 @@ struct ChainBench: AsyncParsableCommand {
         }
         var template = Array("/tmp/metanode-bench-chain-XXXXXX".utf8CString)
         let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        let signers = Self.signers(senders)
+        let funded = workload == .transfers ? signers.map { Address(publicKey: $0.publicKey) } : []
         let network = try BenchNetwork(root: root + "/net", validators: validators, bundledPlugins: bundledPlugins,
-                                       log: { if !json { print($0) } })
+                                       fundedAccounts: funded, log: { if !json { print($0) } })
         defer {
             network.stopAll()
             if !keep { try? FileManager.default.removeItem(atPath: root) } else if !json { print("kept \(root)") }
@@ -54,8 +66,8 @@ struct ChainBench: AsyncParsableCommand {
         try network.waitConnected()
 
         let latencyBudget = max(transactions, 1)
-        let signed = Self.presign(senders: senders, count: transactions + 3 * latencyBudget + 1_000)
-        if !json { print("pre-signed \(signed.count) transactions from \(senders) senders") }
+        let signed = Self.presign(signers, count: transactions + 3 * latencyBudget + 1_000, workload: workload)
+        if !json { print("pre-signed \(signed.count) \(workload.rawValue) transactions from \(senders) senders") }
         let observer = FinalityObserver(network: network, ids: signed.map(\.id))
         observer.start()
         defer { observer.stop() }
@@ -130,6 +142,7 @@ struct ChainBench: AsyncParsableCommand {
         }
         if json {
             let result: JSONValue = .object([
+                "workload": .string(workload.rawValue),
                 "validators": .int(Int64(validators)), "transactions": .int(Int64(transactions)),
                 "throughputTxPerSecond": .double(throughput.rounded()),
                 "blocksPerSecond": .double((Double(blocks) / throughputSeconds * 10).rounded() / 10),
@@ -146,17 +159,39 @@ struct ChainBench: AsyncParsableCommand {
         var id: [UInt8]
     }
 
-    /// Transactions in submission order: round robin over senders, so each sender's nonces arrive in order.
-    static func presign(senders: Int, count: Int) -> [Signed] {
-        let signers = (0..<senders).map { Ed25519Signer(seed: WireCrypto.domainHash("bench-sender", [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8), UInt8(truncatingIfNeeded: $0 >> 16)])) }
-        var nonces = [UInt64](repeating: 0, count: senders)
+    static func signers(_ count: Int) -> [Ed25519Signer] {
+        (0..<count).map { index in
+            Ed25519Signer(seed: WireCrypto.domainHash("bench-sender", [UInt8(truncatingIfNeeded: index),
+                                                                       UInt8(truncatingIfNeeded: index >> 8),
+                                                                       UInt8(truncatingIfNeeded: index >> 16)]))
+        }
+    }
+
+    /// What each transfer offers in fees (0.01 FLX): far above the base fee even after many full blocks raise it
+    /// by 1/8 each; the genesis gives every sender `fundsPerSender` FLX.
+    static let transferFee: UInt64 = 10_000_000
+    static let fundsPerSender = "1000"
+
+    /// Transactions in submission order: round robin over senders, so each sender's nonces arrive in order. A
+    /// transfer pays 1 nano-FLX to the next sender.
+    static func presign(_ signers: [Ed25519Signer], count: Int, workload: Workload) -> [Signed] {
+        let addresses = signers.map { Address(publicKey: $0.publicKey) }
+        var nonces = [UInt64](repeating: 0, count: signers.count)
         var out: [Signed] = []
         out.reserveCapacity(count)
         for index in 0..<count {
-            let sender = index % senders
+            let sender = index % signers.count
+            let kind: String, payload: [UInt8], fee: UInt64
+            switch workload {
+            case .transfers:
+                let message = BankMessage.transfer(Payment(to: addresses[(sender + 1) % addresses.count],
+                                                           denomination: .flx, amount: 1))
+                (kind, payload, fee) = (message.kind, message.payload, transferFee)
+            case .testOp:
+                (kind, payload, fee) = ("test/op", Array("bench \(index)".utf8.prefix(16)), 1)
+            }
             let transaction = try! Transaction.signed(chainID: chainID, signer: signers[sender], nonce: nonces[sender],
-                                                      fee: 1, kind: "test/op",
-                                                      payload: Array("bench \(index)".utf8.prefix(16)))
+                                                      fee: fee, kind: kind, payload: payload)
             nonces[sender] += 1
             out.append(Signed(encoded: transaction.encoded, id: transaction.id))
         }
@@ -179,11 +214,13 @@ final class BenchNetwork: @unchecked Sendable {
     var processes: [Process?]
     var addresses: [String]
 
-    init(root: String, validators: Int, bundledPlugins: String?, log: (String) -> Void) throws {
+    init(root: String, validators: Int, bundledPlugins: String?, fundedAccounts: [Address], log: (String) -> Void)
+        throws {
         let base = 20_000 + Int(getpid() % 20_000)
         (directories, _) = try ChainCommand.makeNetwork(
             root: root, count: validators, chainID: ChainBench.chainID, basePort: base, httpBasePort: base + 1_000,
-            bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory())
+            bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory(),
+            fundedAccounts: fundedAccounts, perAccount: ChainBench.fundsPerSender)
         processes = []
         addresses = []
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

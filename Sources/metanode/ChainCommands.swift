@@ -24,7 +24,8 @@ struct ChainCommand: AsyncParsableCommand {
     /// for HTTP on 127.0.0.1:httpBasePort+i, and one genesis.json naming them as validators and peers; points each
     /// node's transport and bpi at it.
     static func makeNetwork(root: String, count: Int, chainID: String, basePort: Int, httpBasePort: Int,
-                            bundledPlugins: String?, fundedAccounts: [Address] = []) throws(MetanodeError)
+                            bundledPlugins: String?, fundedAccounts: [Address] = [], perAccount: String = "1000")
+        throws(MetanodeError)
         -> ([DataDirectory], [[UInt8]]) {
         let genesisPath = "\(root)/genesis.json"
         guard !FileIO.exists(genesisPath) else {
@@ -46,7 +47,7 @@ struct ChainCommand: AsyncParsableCommand {
             JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
         }
         let dev = try devAccount(directories)
-        let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts)]
+        let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts, perAccount: perAccount)]
         try write(genesis(chainID: chainID, validators: keys, peers: peers, modules: modules), to: genesisPath)
         for data in directories {
             try makeDurable(data)

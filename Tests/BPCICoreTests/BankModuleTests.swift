@@ -77,7 +77,7 @@ struct BankModuleTests {
         #expect(BankModule.check(transfer, state: state)?.reason.contains("no modules.bpci section") == true)
         #expect((try? BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()) == [])
         #expect(Self.refusal(BankModule.deliver(transfer, state: &state))?.contains("not set up") == true)
-        #expect(BankModule.endBlock(state: &state) == nil && state.values.isEmpty)
+        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil && state.values.isEmpty)
         var other = DictionaryModuleState()
         #expect(BankModule.initChain(Array(#"{"fees": {}}"#.utf8), state: &other)?.reason.contains("needs \"accounts\"")
             == true)
@@ -133,7 +133,7 @@ struct BankModuleTests {
         #expect(Self.balance(state, Self.bob, .flx) == 1_500_000_000)
         #expect(Self.balance(state, proposer, .flx) == 500)
         #expect(StateBankStore(state).supply(.flx) == 100_500_000_000 - 1_000)
-        #expect(BankModule.endBlock(state: &state) == nil)
+        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil)
         // One transaction against a target of four: the base fee falls by (4-1)/4/8 of itself.
         #expect(try BankModule.feeMarket(state).baseFee == 1_000 - 1_000 * 3 / 4 / 8)
 
@@ -163,7 +163,7 @@ struct BankModuleTests {
         // BPI drops a failed deliver's writes; the module reported failure before writing anything.
         #expect(attempt == afterFee)
         #expect(Self.balance(state, Self.bob, .flx) == 500_000_000 - 1_000)
-        #expect(BankModule.endBlock(state: &state) == nil)
+        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil)
     }
 
     @Test("end of block refuses a block whose balances and supply disagree")
@@ -171,7 +171,7 @@ struct BankModuleTests {
         var state = Self.started()
         // The running total moving without the supply is what a bug in a payment path would do.
         state.setU64(BankKeys.total(.flx), 1)
-        #expect(BankModule.endBlock(state: &state)?.reason == "supply invariant violated, block refused: FLX: balances "
+        #expect(BankModule.endBlock(transactions: 0, state: &state)?.reason == "supply invariant violated, block refused: FLX: balances "
             + "add up to 0.000000001 but the supply is 100.5")
     }
 
@@ -188,6 +188,7 @@ struct BankModuleTests {
         if let refusal = BankModule.initChain(section, state: &state) { return (state, [refusal.reason]) }
         for height in 1...UInt64(blocks) {
             BankModule.beginBlock(height: height, state: &state)
+            var included: UInt64 = 0
             for index in 0..<Int(random.below(12)) {
                 let sender = Int(random.below(UInt64(keys.count)))
                 let denomination: Denomination = random.chance(perMille: 800) ? .flx : .aur
@@ -206,9 +207,10 @@ struct BankModuleTests {
                 guard case .success = BankModule.chargeFee(transaction, proposer: keys[Int(height) % keys.count],
                                                            state: &tentative) else { continue }
                 state = tentative
+                included += 1
                 if case .success = BankModule.deliver(transaction, state: &tentative) { state = tentative }
             }
-            if let refusal = BankModule.endBlock(state: &state) { problems.append("block \(height): \(refusal)") }
+            if let refusal = BankModule.endBlock(transactions: included, state: &state) { problems.append("block \(height): \(refusal)") }
         }
         return (state, problems)
     }

@@ -182,6 +182,18 @@ public enum Bank {
 
     private static func pay(from sender: Address, _ payments: [Payment], store: inout some BankStore)
         -> Result<Void, BankError> {
+        if payments.count == 1 {  // a transfer: each balance read once
+            let payment = payments[0]
+            guard payment.amount > 0 else { return .failure(.zeroAmount) }
+            let has = store.balance(sender, payment.denomination)
+            guard has >= payment.amount else {
+                return .failure(.insufficientFunds(payment.denomination, has: has, needs: payment.amount))
+            }
+            store.setBalance(sender, payment.denomination, has - payment.amount)
+            store.setBalance(payment.to, payment.denomination,
+                             store.balance(payment.to, payment.denomination) + payment.amount)
+            return .success(())
+        }
         // Check everything before writing anything.
         var needed: [Denomination: UInt64] = [:]
         for payment in payments {

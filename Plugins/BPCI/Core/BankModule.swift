@@ -75,15 +75,15 @@ public enum BankModule {
         state.setU64(BankKeys.blockHeight, height)
     }
 
-    /// Moves the base fee for the next block and checks the supply invariants; a refusal rejects the block.
-    public static func endBlock(state: inout some ModuleState) -> ModuleRefusal? {
+    /// Moves the base fee for the next block (by how many of the block limit's `transactions` it held) and checks
+    /// the supply invariants; a refusal rejects the block.
+    public static func endBlock(transactions: UInt64, state: inout some ModuleState) -> ModuleRefusal? {
         guard isActive(state) else { return nil }
         guard var market = try? feeMarket(state) else {
             return ModuleRefusal("BPCI's stored fee parameters are damaged")
         }
-        market.endBlock(used: state.u64(BankKeys.blockUsed) ?? 0)
+        market.endBlock(used: transactions)
         state.setU64(BankKeys.baseFee, market.baseFee)
-        state.put(BankKeys.blockUsed, nil)
         if let violation = Bank.invariantViolation(StateBankStore(state)) {
             return ModuleRefusal("supply invariant violated, block refused: \(violation)")
         }
@@ -132,7 +132,6 @@ public enum BankModule {
             return .failure(ModuleRefusal("\(error)"))
         }
         state = store.state
-        state.setU64(BankKeys.blockUsed, (state.u64(BankKeys.blockUsed) ?? 0) + 1)
         let burned = market.baseFee, tip = transaction.fee - market.baseFee
         var writer = WireWriter(capacity: 56)
         writer.fixed(payer.bytes, count: Address.byteCount)
@@ -234,8 +233,7 @@ public enum BankModule {
                 return .success(json(FeesView(
                     baseFee: AmountView(.flx, market.baseFee), minimumBaseFee: AmountView(.flx, parameters.minimumBaseFee),
                     targetTransactions: parameters.targetTransactions,
-                    changeDenominator: parameters.changeDenominator,
-                    usedThisBlock: state.u64(BankKeys.blockUsed) ?? 0)))
+                    changeDenominator: parameters.changeDenominator)))
             } catch { return .failure(error) }
         case ("history", 2):
             return address(parts[1]).flatMap { address in
@@ -293,7 +291,6 @@ public enum BankModule {
         public var minimumBaseFee: AmountView
         public var targetTransactions: UInt64
         public var changeDenominator: UInt64
-        public var usedThisBlock: UInt64
     }
     public struct HistoryView: Codable, Sendable {
         public var sequence: UInt64

@@ -43,11 +43,15 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
 ///     h [20] address u64 sequence      a `HistoryEntry`
 ///     fee/parameters                   the fee market's parameters (from genesis)
 ///     fee/base                         the base fee of the block being made
-///     fee/used                         transactions charged so far in this block (cleared by end_block)
 ///     block/height                     the height of the block being made (set by begin_block)
 public enum BankKeys {
     public static func balance(_ address: Address, _ denomination: Denomination) -> [UInt8] {
-        [0x62] + address.bytes + [denomination.rawValue]
+        var key: [UInt8] = []
+        key.reserveCapacity(2 + Address.byteCount)
+        key.append(0x62)
+        key.append(contentsOf: address.bytes)
+        key.append(denomination.rawValue)
+        return key
     }
     public static func supply(_ denomination: Denomination) -> [UInt8] { [0x73, denomination.rawValue] }
     public static func total(_ denomination: Denomination) -> [UInt8] { [0x74, denomination.rawValue] }
@@ -61,7 +65,6 @@ public enum BankKeys {
     }
     public static let feeParameters = Array("fee/parameters".utf8)
     public static let baseFee = Array("fee/base".utf8)
-    public static let blockUsed = Array("fee/used".utf8)
     public static let blockHeight = Array("block/height".utf8)
 }
 
@@ -77,9 +80,7 @@ extension ModuleState {
             put(key, nil)
             return
         }
-        var writer = WireWriter(capacity: 8)
-        writer.u64(value)
-        put(key, writer.bytes)
+        put(key, withUnsafeBytes(of: value.bigEndian) { Array($0) })
     }
 }
 

@@ -71,8 +71,13 @@ enum LedgerModule {
                     return .success([])
                 }
             },
-            end_block: { userData, state, _ in
-                LedgerModule.run(userData, state) { view in BankModule.endBlock(state: &view).map { .failure($0) } ?? .success([]) }
+            end_block: { userData, state, block in
+                // ledger 1.1 counts the block's transactions; BPCI registers only with 1.1 (minMinor: 1).
+                let count = block.map { $0.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_block>.size)
+                    ? $0.pointee.transaction_count : 0 } ?? 0
+                return LedgerModule.run(userData, state) { view in
+                    BankModule.endBlock(transactions: count, state: &view).map { .failure($0) } ?? .success([])
+                }
             },
             query: { userData, state, path, request in
                 guard let userData, let state else { return MN_ERR_INVALID_ARGUMENT }

@@ -70,6 +70,14 @@ public struct BlockRules: Sendable {
     public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
                       nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
                       execute: BlockExecutor) -> Block? {
+        buildWithEffects(parent: parent, transactions: transactions, encoded: encoded, proposer: proposer, nowMs: nowMs,
+                         state: state, validators: validators, evidence: evidence, execute: execute)?.block
+    }
+
+    /// `build`, with the effects `check` would find for the block: a proposer need not execute its block again.
+    public func buildWithEffects(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
+                                 nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
+                                 execute: BlockExecutor) -> (block: Block, effects: Effects)? {
         let ids = transactions.map(\.id)
         var nextNonces: [[UInt8]: UInt64] = [:]
         for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
@@ -86,7 +94,13 @@ public struct BlockRules: Sendable {
             transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
             resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: validators.hash,
             pohCount: poh.count, pohHash: poh.hash, evidenceRoot: Evidence.root(evidence))
-        return Block(header: header, transactions: encoded, evidence: evidence)
+        var effects = Effects()
+        effects.nextNonces = nextNonces
+        effects.transactionIDs = ids
+        effects.results = execution.results
+        effects.writes = execution.writes
+        effects.state = after
+        return (Block(header: header, transactions: encoded, evidence: evidence), effects)
     }
 
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `isVerified`

@@ -119,7 +119,7 @@ public final class BPI: Plugin {
         heightGauge.set(Double(tip))
         validator.plugin = self
 
-        ledger.readCommitted = { [store] key in try? store.moduleState(key) }
+        ledger.readStored = { [store] key in try? store.moduleState(key) }
         ledger.genesisSections = genesis.modules
         ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
         ledger.systemDeliver = { [unowned self] transaction, context, writes in
@@ -233,9 +233,12 @@ public final class BPI: Plugin {
         let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
             .map { pendingEvidence[$0]! }
         for _ in 0..<2 {
-            if let block = rules.build(parent: parent, transactions: chosen.map(\.transaction),
-                                       encoded: chosen.map(\.encoded), proposer: myKey, nowMs: nowMs, state: state,
-                                       validators: validators, evidence: evidence, execute: ledger.execute) {
+            if let (block, effects) = rules.buildWithEffects(
+                parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+                proposer: myKey, nowMs: nowMs, state: state, validators: validators, evidence: evidence,
+                execute: ledger.execute) {
+                // Its own proposal comes back for checking: it was just executed, with these effects.
+                checkedBlocks[block.hash] = .success(effects)
                 return block
             }
             // Transactions whose fee their sender can no longer pay leave the mempool, and the rest go ahead.
@@ -284,6 +287,7 @@ public final class BPI: Plugin {
             return
         }
         walCount = 0
+        ledger.committedChanged()
         for piece in block.evidence { pendingEvidence[piece.stateKey] = nil }
         parent = BlockRules.Parent(header: block.header)
         state = effects.state

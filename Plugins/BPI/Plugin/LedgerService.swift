@@ -22,6 +22,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     struct Module: @unchecked Sendable {  // the copy is immutable; user_data is the module's to guard
         let name: String
         let handlers: mn_ledger_module
+        /// "<name>/": where its keys live in the ledger state.
+        let prefix: [UInt8]
+
+        init(name: String, handlers: mn_ledger_module) {
+            self.name = name
+            self.handlers = handlers
+            prefix = Array(name.utf8) + [0x2F]
+        }
     }
 
     /// `mn_ledger_module`'s size in ledger 1.0, the smallest BPI accepts.
@@ -34,8 +42,27 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     var genesisSections: [String: String] = [:]
     /// The table, followed by a pointer to this instance.
     let table: UnsafeMutableRawPointer
-    /// Committed module state by full key ("<module>/<key>"); set by BPI.
-    var readCommitted: ([UInt8]) -> [UInt8]? = { _ in nil }
+    /// Committed module state by full key ("<module>/<key>") from storage; set by BPI. Read through `committed`.
+    var readStored: ([UInt8]) -> [UInt8]? = { _ in nil }
+    /// Committed state only changes when a block commits, so what handlers read of it is kept until then
+    /// (`committedChanged()`): a transfer reads the same fee parameters, supplies and balances many times over,
+    /// at admission and in every execution of a block, and each would otherwise be a RocksDB read.
+    private var committedCache: [StateKey: [UInt8]?] = [:]
+    static let committedCacheEntriesMax = 1 << 18
+
+    /// Committed module state by full key, cached.
+    func readCommitted(_ key: [UInt8]) -> [UInt8]? { readCommitted(StateKey(key)) }
+
+    func readCommitted(_ key: StateKey) -> [UInt8]? {
+        if let cached = committedCache[key] { return cached }
+        let value = readStored(key.bytes)
+        if committedCache.count >= Self.committedCacheEntriesMax { committedCache.removeAll(keepingCapacity: true) }
+        committedCache[key] = .some(value)
+        return value
+    }
+
+    /// BPI committed a block: cached committed reads are stale.
+    func committedChanged() { committedCache.removeAll(keepingCapacity: true) }
     /// BPI's own kinds ("bpi/…"): admission, and execution given the block's writes so far.
     var systemCheck: (Transaction) -> MempoolRejection? = { .unknownKind($0.kind) }
     var systemDeliver: (Transaction, BlockContext, [[UInt8]: [UInt8]?]) -> (TransactionResult, [[UInt8]: [UInt8]?]) = {
@@ -107,15 +134,16 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         if name == "test" { return nil }
         if name == "bpi" { return systemCheck(transaction) }
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
-        if let payer = feeModule(), let charge = payer.handlers.charge_fee {
-            let call = LedgerCall(mode: .check, module: payer.name, read: readCommitted)
+        // The fee module's own check covers the fee of its own kinds (it must: it knows what else they spend).
+        if let payer = feeModule(), payer.name != module.name, let charge = payer.handlers.charge_fee {
+            let call = LedgerCall(mode: .check, prefix: payer.prefix, read: readCommitted)
             let status = call.run { state in
                 Self.withTx(transaction, id: id) { charge(payer.handlers.user_data, state, $0, nil) }
             }
             if status != MN_OK { return .refused(module: payer.name, reason: call.reasonOr(status)) }
         }
         guard let check = module.handlers.check else { return nil }
-        let call = LedgerCall(mode: .check, module: module.name, read: readCommitted)
+        let call = LedgerCall(mode: .check, prefix: module.prefix, read: readCommitted)
         let status = call.run { state in
             Self.withTx(transaction, id: id) { check(module.handlers.user_data, state, $0) }
         }
@@ -134,12 +162,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         // One write set for the block, read by each handler while it runs (a copy per handler would make every
         // later merge copy the whole set: quadratic in the block's writes).
         let block = BlockWrites()
-        let read: ([UInt8]) -> [UInt8]? = { [readCommitted] key in
+        let read: (StateKey) -> [UInt8]? = { [unowned self] key in
             if let written = block.writes[key] { return written }
             return readCommitted(key)
         }
         if context.height == 1, let problem = initChain(ordered, context, read, block) { return .failure(problem) }
-        if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, read, block) {
+        if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, transactions.count, read, block) {
             return .failure(problem)
         }
         let payer = ordered.first { $0.handlers.charge_fee != nil }
@@ -153,8 +181,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 continue
             }
             if name == "bpi" {
-                let (result, systemWrites) = systemDeliver(transaction, context, block.writes)
-                block.writes.merge(systemWrites) { $1 }
+                let (result, systemWrites) = systemDeliver(transaction, context, block.plainWrites)
+                for (key, value) in systemWrites { block.writes[StateKey(key)] = value }
                 results.append(result)
                 continue
             }
@@ -167,10 +195,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             // The fee first: its writes and events stay even when the owner's deliver fails.
             var feeEvents: [TransactionResult.Event] = []
             if let payer, let charge = payer.handlers.charge_fee {
-                let call = LedgerCall(mode: .deliver, module: payer.name, read: read)
+                let call = LedgerCall(mode: .deliver, prefix: payer.prefix, read: read)
                 let status = call.run { state in
                     Self.withTx(transaction, id: id) { tx in
-                        Self.withBlock(context) { charge(payer.handlers.user_data, state, tx, $0) }
+                        Self.withBlock(context, transactions: transactions.count) {
+                            charge(payer.handlers.user_data, state, tx, $0)
+                        }
                     }
                 }
                 guard status == MN_OK else {
@@ -184,7 +214,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 block.writes.merge(call.writes) { $1 }
                 feeEvents = call.events
             }
-            let call = LedgerCall(mode: .deliver, module: module.name, read: read)
+            let call = LedgerCall(mode: .deliver, prefix: module.prefix, read: read)
             let status = call.run { state in
                 Self.withTx(transaction, id: id) { deliver(module.handlers.user_data, state, $0) }
             }
@@ -200,20 +230,20 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             return .failure(BlockProblem(stringLiteral: "\(unpayable.count) transaction(s) cannot pay their fee, "
                 + "the first \(Hex.encode(ids[first])): \(unpayableReason)"))
         }
-        if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, read, block) {
+        if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, read, block) {
             return .failure(problem)
         }
-        return .success(Execution(results: results, writes: block.writes))
+        return .success(Execution(results: results, writes: block.plainWrites))
     }
 
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
 
     /// Block 1: every module's `init_chain` with its genesis section, in name order.
-    private func initChain(_ modules: [Module], _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
+    private func initChain(_ modules: [Module], _ context: BlockContext, _ read: @escaping (StateKey) -> [UInt8]?,
                            _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let initChain = module.handlers.init_chain else { continue }
-            let call = LedgerCall(mode: .block, module: module.name, read: read)
+            let call = LedgerCall(mode: .block, prefix: module.prefix, read: read)
             let section = genesisSections[module.name] ?? "{}"
             let status = call.run { state in
                 section.withMNBytes { initChain(module.handlers.user_data, state, $0) }
@@ -233,12 +263,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Runs one block hook (begin_block or end_block) of every module that has it, merging each one's writes; the
     /// first refusal rejects the block.
     private func runBlockHooks(_ modules: [Module], _ hook: KeyPath<mn_ledger_module, BlockHook>, _ label: String,
-                               _ context: BlockContext, _ read: @escaping ([UInt8]) -> [UInt8]?,
+                               _ context: BlockContext, _ transactions: Int, _ read: @escaping (StateKey) -> [UInt8]?,
                                _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let run = module.handlers[keyPath: hook] else { continue }
-            let call = LedgerCall(mode: .block, module: module.name, read: read)
-            let status = call.run { state in Self.withBlock(context) { run(module.handlers.user_data, state, $0) } }
+            let call = LedgerCall(mode: .block, prefix: module.prefix, read: read)
+            let status = call.run { state in
+                Self.withBlock(context, transactions: transactions) { run(module.handlers.user_data, state, $0) }
+            }
             guard status == MN_OK else {
                 return BlockProblem(stringLiteral:
                     "module \(module.name) refused the block at \(label): \(call.reasonOr(status))")
@@ -256,7 +288,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         guard let query = module.handlers.query else {
             return .failure(BlockProblem(stringLiteral: "module \(name) answers no queries"))
         }
-        let call = LedgerCall(mode: .query, module: name, read: readCommitted)
+        let call = LedgerCall(mode: .query, prefix: module.prefix, read: readCommitted)
         let status = call.run { state in
             path.withMNBytes { path in request.withMNBytes { request in
                 query(module.handlers.user_data, state, path, request)
@@ -277,10 +309,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         } }
     }
 
-    private static func withBlock<R>(_ context: BlockContext, _ body: (UnsafePointer<mn_ledger_block>) -> R) -> R {
+    private static func withBlock<R>(_ context: BlockContext, transactions: Int,
+                                     _ body: (UnsafePointer<mn_ledger_block>) -> R) -> R {
         context.proposer.withMNBytes { proposer in
             var block = mn_ledger_block(struct_size: UInt32(MemoryLayout<mn_ledger_block>.size),
-                                        height: context.height, timestamp_ms: context.timestampMs, proposer: proposer)
+                                        height: context.height, timestamp_ms: context.timestampMs, proposer: proposer,
+                                        transaction_count: UInt64(transactions))
             return withUnsafePointer(to: &block) { body($0) }
         }
     }
@@ -303,7 +337,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         state_get: { state, key, out in
             guard let call = LedgerCall.from(state), let out else { return MN_ERR_INVALID_ARGUMENT }
             guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else { return MN_ERR_TOO_LARGE }
-            guard let value = call.get(key.array) else {
+            guard let value = call.get(key) else {
                 out.pointee = mn_buf(ptr: nil, len: 0)
                 return MN_ERR_NOT_FOUND
             }
@@ -314,11 +348,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         },
         state_put: { state, key, value in
             guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
-            return call.put(key.array, value.array, keyBytes: key.len, valueBytes: value.len)
+            return call.put(key, value.array, valueBytes: value.len)
         },
         state_delete: { state, key in
             guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
-            return call.put(key.array, nil, keyBytes: key.len, valueBytes: 0)
+            return call.put(key, nil, valueBytes: 0)
         },
         reject: { state, reason in
             LedgerCall.from(state)?.reason = String(reason.string.utf8.prefix(Int(MN_LEDGER_REASON_LEN_MAX))) ?? ""
@@ -333,7 +367,24 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
 /// A block's module writes so far (full keys; nil deletes), shared by its handler calls.
 final class BlockWrites {
-    var writes: [[UInt8]: [UInt8]?] = [:]
+    var writes: [StateKey: [UInt8]?] = [:]
+
+    var plainWrites: [[UInt8]: [UInt8]?] {
+        var plain: [[UInt8]: [UInt8]?] = [:]
+        plain.reserveCapacity(writes.count)
+        for (key, value) in writes { plain[key.bytes] = value }
+        return plain
+    }
+}
+
+/// A ledger state key that hashes its bytes at once (`[UInt8]` hashes them one by one, and handlers look keys up
+/// several times each: in the call's writes, the block's, and the committed cache).
+struct StateKey: Hashable {
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
 }
 
 /// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
@@ -343,15 +394,15 @@ final class LedgerCall {
 
     let mode: Mode
     let prefix: [UInt8]
-    let read: ([UInt8]) -> [UInt8]?
-    var writes: [[UInt8]: [UInt8]?] = [:]
+    let read: (StateKey) -> [UInt8]?
+    var writes: [StateKey: [UInt8]?] = [:]
     var events: [TransactionResult.Event] = []
     var reason = ""
     var answer: [UInt8]?
 
-    init(mode: Mode, module: String, read: @escaping ([UInt8]) -> [UInt8]?) {
+    init(mode: Mode, prefix: [UInt8], read: @escaping (StateKey) -> [UInt8]?) {
         self.mode = mode
-        prefix = Array(module.utf8) + [0x2F]
+        self.prefix = prefix
         self.read = read
     }
 
@@ -365,18 +416,27 @@ final class LedgerCall {
 
     func reasonOr(_ status: mn_status) -> String { reason.isEmpty ? "status \(status)" : reason }
 
-    func get(_ key: [UInt8]) -> [UInt8]? {
-        let full = prefix + key
+    /// "<module>/" + key, in one allocation.
+    func fullKey(_ key: mn_bytes) -> StateKey {
+        var full: [UInt8] = []
+        full.reserveCapacity(prefix.count + key.len)
+        full.append(contentsOf: prefix)
+        if let pointer = key.ptr, key.len > 0 { full.append(contentsOf: UnsafeBufferPointer(start: pointer, count: key.len)) }
+        return StateKey(full)
+    }
+
+    func get(_ key: mn_bytes) -> [UInt8]? {
+        let full = fullKey(key)
         if let written = writes[full] { return written }
         return read(full)
     }
 
-    func put(_ key: [UInt8], _ value: [UInt8]?, keyBytes: Int, valueBytes: Int) -> mn_status {
+    func put(_ key: mn_bytes, _ value: [UInt8]?, valueBytes: Int) -> mn_status {
         guard mode == .deliver || mode == .block else { return MN_ERR_DENIED }
-        guard keyBytes <= Int(MN_LEDGER_KEY_LEN_MAX), valueBytes <= Int(MN_LEDGER_VALUE_LEN_MAX) else {
+        guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX), valueBytes <= Int(MN_LEDGER_VALUE_LEN_MAX) else {
             return MN_ERR_TOO_LARGE
         }
-        writes[prefix + key] = .some(value)
+        writes[fullKey(key)] = .some(value)
         return MN_OK
     }
 

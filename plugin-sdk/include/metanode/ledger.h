@@ -21,9 +21,12 @@
  *   `deliver` returns anything but MN_OK, the transaction's writes and events are discarded. It stays in the block
  *   as failed: its nonce is used and its result records the status and reason.
  * Fees: one module may take the fees of every transaction (`charge_fee`, BPCI in the product). BPI calls it for every
- *   transaction whose kind is not "bpi/..." or "test/...": at admission, and in the block before the owner's
- *   `deliver`. The fee's writes and events stay even when the owner's `deliver` then fails.
- * Versions: 1.1 appended `init_chain` and `charge_fee` to `mn_ledger_module`. BPI reads them only when the module's
+ *   transaction whose kind is not "bpi/..." or "test/...": at admission (except for the fee module's own kinds, whose
+ *   `check` must cover the fee), and in the block before the owner's `deliver`. The fee's writes and events stay
+ *   even when the owner's `deliver` then fails. A block with a transaction whose fee cannot be paid is invalid; a
+ *   proposer leaves such transactions out.
+ * Versions: 1.1 appended `init_chain` and `charge_fee` to `mn_ledger_module` and `transaction_count` to
+ *   `mn_ledger_block`. BPI reads them only when the module's
  *   `struct_size` covers them, so a module built against 1.0 still registers.
  * Ownership: everything passed to a handler is borrowed for that call. `state_get` returns a BPI-owned buffer the
  *   module frees with `buf_free`.
@@ -69,6 +72,8 @@ typedef struct mn_ledger_block {
   uint64_t height;
   uint64_t timestamp_ms;  /* the proposer's, checked against the parent's by every validator                 */
   mn_bytes proposer;      /* 32 bytes                                                                        */
+  /* ---- 1.1 (read only if struct_size covers it) ---- */
+  uint64_t transaction_count; /* transactions in the block, of every kind                                    */
 } mn_ledger_block;
 
 /** A module's handlers. BPI copies the table (the first `struct_size` bytes) when the module registers; `name` and
