@@ -177,6 +177,7 @@ let package = Package(
             dependencies: [
                 "BPCICore", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
                 .product(name: "MetanodeABI", package: "plugin-sdk"),
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
             ],
             path: "Plugins/BPCI/Plugin", swiftSettings: strict),
         .target(

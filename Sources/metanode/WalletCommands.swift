@@ -302,7 +302,8 @@ struct WalletCommand: AsyncParsableCommand {
     }
 
     struct History: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "An account's payments, newest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "An account's payments, newest first (the node's index of finalized blocks).")
         @OptionGroup var options: CommonOptions
         @Argument(help: "A wallet name or an address.") var account: String
 
@@ -310,7 +311,7 @@ struct WalletCommand: AsyncParsableCommand {
             try await Output.run(options) { () throws(MetanodeError) in
                 let data = options.dataDirectory
                 let address = try WalletCommand.resolve(account, data)
-                let answer = try RunningNode.get(data, "\(WalletCommand.queryPrefix)/history/\(address)")
+                let answer = try RunningNode.get(data, "/v1/plugins/bpci/history/\(address)")
                 let rows = (answer["entries"]?.arrayValue ?? []).map { entry -> [String] in
                     let amount = entry["amount"]
                     return [String(entry["height"]?.intValue ?? 0), entry["direction"]?.stringValue ?? "?",

@@ -26,7 +26,6 @@ struct BankModuleTests {
     static func started() -> DictionaryModuleState {
         var state = DictionaryModuleState()
         #expect(BankModule.initChain(genesisSection(), state: &state) == nil)
-        BankModule.beginBlock(height: 1, state: &state)
         return state
     }
 
@@ -137,18 +136,33 @@ struct BankModuleTests {
         // One transaction against a target of four: the base fee falls by (4-1)/4/8 of itself.
         #expect(try BankModule.feeMarket(state).baseFee == 1_000 - 1_000 * 3 / 4 / 8)
 
-        let history = try JSONSerialization.jsonObject(with: Data(
-            try BankModule.query(path: "history/\(Self.bob)", request: [], state: state).get())) as? [String: Any]
-        let entries = history?["entries"] as? [[String: Any]]
-        #expect(history?["count"] as? Int == 1 && entries?.first?["direction"] as? String == "received")
-        #expect(entries?.first?["counterparty"] as? String == Self.alice.description)
-        #expect(entries?.first?["height"] as? Int == 1)
+        // Each node indexes history from the events, as they come in the finalized block.
+        let block = BlockEvents(height: 9, events: (feeEvents + events).map {
+            BlockEvents.Event(transaction: Hex.encode(transfer.id), type: $0.type, data: Hex.encode($0.data))
+        })
+        let entries = HistoryIndex.entries(block)
+        #expect(entries.count == 2)
+        #expect(entries.first?.0 == Self.alice && entries.first?.1.direction == .sent && entries.first?.1.fee == 1_500)
+        #expect(entries.last?.0 == Self.bob && entries.last?.1 == HistoryEntry(
+            height: 9, transaction: transfer.id, direction: .received, counterparty: Self.alice, denomination: .flx,
+            amount: 1_000_000_000, fee: 0))
+        var index: [[UInt8]: [UInt8]] = [HistoryIndex.countKey(Self.bob): HistoryIndex.u64Bytes(1)]
+        index[HistoryIndex.entryKey(Self.bob, 0)] = entries.last?.1.encoded
+        let page = try JSONSerialization.jsonObject(with: Data(
+            try HistoryIndex.page(Self.bob, indexedThrough: 9, read: { index[$0] }).get())) as? [String: Any]
+        let pageEntries = page?["entries"] as? [[String: Any]]
+        #expect(page?["count"] as? Int == 1 && pageEntries?.first?["direction"] as? String == "received")
+        #expect(pageEntries?.first?["counterparty"] as? String == Self.alice.description)
+        #expect(page?["indexedThroughHeight"] as? Int == 9)
+        index[HistoryIndex.entryKey(Self.bob, 0)] = [1, 2, 3]
+        #expect(Self.refusal(HistoryIndex.page(Self.bob, indexedThrough: 9, read: { index[$0] }))?
+            .contains("history entry 0") == true)
         let supply = String(decoding: try BankModule.query(path: "supply", request: [], state: state).get(), as: UTF8.self)
         #expect(supply.contains(#""amount":"100.499999","denom":"FLX""#))
         #expect(Self.refusal(BankModule.query(path: "balance/nonsense", request: [], state: state))?
             .contains("is not an address") == true)
         #expect(Self.refusal(BankModule.query(path: "steal", request: [], state: state))?
-            .contains("BPCI answers balance/<address>") == true)
+            .contains("BPCI answers balance/<address>, supply and fees") == true)
     }
 
     @Test("a transfer that fails in a block leaves the fee paid and nothing else changed")
@@ -187,7 +201,6 @@ struct BankModuleTests {
         let section = Self.genesisSection(extra: ", " + accounts.joined(separator: ", "))
         if let refusal = BankModule.initChain(section, state: &state) { return (state, [refusal.reason]) }
         for height in 1...UInt64(blocks) {
-            BankModule.beginBlock(height: height, state: &state)
             var included: UInt64 = 0
             for index in 0..<Int(random.below(12)) {
                 let sender = Int(random.below(UInt64(keys.count)))

@@ -45,6 +45,14 @@ struct BPCIOnBPITests {
         return result
     }
 
+    /// The node's history page for `address`, from BPCI's own route.
+    static func history(_ net: BPINetwork, _ node: Int, _ address: Address) throws -> [String: Any] {
+        let plugin = net.modulePlugins[0][node]
+        let response = net.sim.host(node).http(plugin, "GET", "/history/\(address)")
+        #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+        return try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+    }
+
     static func stateRoot(_ net: BPINetwork, _ node: Int) throws -> String? {
         (try net.json(node, "/blocks/latest").1["header"] as? [String: Any])?["stateRoot"] as? String
     }
@@ -70,8 +78,7 @@ struct BPCIOnBPITests {
         let supply = try net.json(3, "/query/bpci/supply").1["supply"] as? [[String: Any]] ?? []
         let flx = (supply.first { $0["denom"] as? String == "FLX" }?["units"] as? NSNumber)?.uint64Value ?? 0
         #expect(flx < 50_000_000_000 && flx > 50_000_000_000 - 10_000)
-        let history = try net.json(0, "/query/bpci/history/\(Self.bobAddress)").1
-        #expect(history["count"] as? Int == 2)
+        #expect(try Self.history(net, 0, Self.bobAddress)["count"] as? Int == 2)
 
         // A node that starts empty replays genesis and the transfers from synced blocks and reaches the same root.
         let root = try Self.stateRoot(net, 0)
@@ -80,6 +87,10 @@ struct BPCIOnBPITests {
         net.sim.run(forMs: 2_000)
         #expect(try Self.stateRoot(net, 3) == root)
         #expect(try Self.balances(net, 3, Self.bobAddress)["FLX"] == 10_000_000_000)
+        // Its history index, empty after the crash, is rebuilt from BPI's stored blocks.
+        let rebuilt = try Self.history(net, 3, Self.bobAddress)
+        #expect(rebuilt["count"] as? Int == 2, "\(rebuilt)")
+        #expect((rebuilt["entries"] as? [[String: Any]])?.first?["direction"] as? String == "received")
     }
 
     @Test("a sender who queues more transactions than it can pay fees for gets only those it pays for into blocks")
@@ -101,6 +112,40 @@ struct BPCIOnBPITests {
         }
         #expect(try Self.balances(net, 2, Self.bobAddress)["FLX"] == 999)
         #expect(Set(try (0..<4).map { try Self.stateRoot(net, $0) }).count == 1)
+    }
+
+    @Test("a node's history index that missed a block replays it from BPI's stored blocks")
+    func historyCatchesUp() throws {
+        let net = try Self.network(seed: 53)
+        net.sim.run(forMs: 1_000)
+        let bpci = net.modulePlugins[0][1]
+        net.sim.host(1).failNextBatchCommit(bpci)  // node 1's index fails to store the next block
+        #expect(net.submit(0, Self.transfer(1_000, nonce: 0)).status == 202)
+        net.sim.run(forMs: 1_000)
+        #expect(try Self.history(net, 1, Self.bobAddress)["count"] as? Int == 0, "the block with the payment was lost")
+        #expect(net.submit(0, Self.transfer(2_000, nonce: 1)).status == 202)
+        net.sim.run(forMs: 1_000)
+        let page = try Self.history(net, 1, Self.bobAddress)
+        #expect(page["count"] as? Int == 2, "the gap was replayed: \(page)")
+        let height1 = try net.height(1)
+        #expect(page["indexedThroughHeight"] as? Int == height1)
+        let amounts = (page["entries"] as? [[String: Any]] ?? []).map { ($0["amount"] as? [String: Any])?["units"] as? Int }
+        #expect(amounts == [2_000, 1_000])
+
+        // BPI's replay itself: event lines from the asked height on; none past the tip.
+        var from = WireWriter()
+        from.u64(1)
+        let replay = net.sim.host(2).request("bpi.blocks.events", from.bytes)
+        net.sim.run(forMs: 10)
+        let blocks = try BlockEvents.decodeLines(replay.reply)
+        let height2 = try net.height(2)
+        #expect(replay.status == 0 && blocks.first?.height == 1 && blocks.count == height2)
+        #expect(blocks.flatMap(\.events).filter { $0.type == "bpci.transfer" }.count == 2)
+        var past = WireWriter()
+        past.u64(UInt64(height2) + 1)
+        let none = net.sim.host(2).request("bpi.blocks.events", past.bytes)
+        net.sim.run(forMs: 10)
+        #expect(none.status == 0 && none.reply.isEmpty)
     }
 
     @Test("bad transfers are refused at admission with their reason; nothing is deducted")

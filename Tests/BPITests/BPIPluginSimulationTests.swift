@@ -38,16 +38,22 @@ final class BPINetwork {
     func restart(_ node: Int) throws {
         let host = sim.restart(node)
         plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
-        for module in modules { try host.load(module) }
+        for (position, module) in modules.enumerated() { modulePlugins[position][node] = try host.load(module) }
     }
 
     /// Module plugins loaded next to BPI on every node.
     private(set) var modules: [UnsafeRawPointer] = []
 
-    /// Loads a module plugin next to BPI on every node.
-    func loadModule(_ descriptor: UnsafeRawPointer) throws {
-        try sim.loadOnEveryNode(descriptor)
+    /// Each module plugin's instance on every node, by the module's position in `modules`.
+    private(set) var modulePlugins: [[TestPlugin]] = []
+
+    /// Loads a module plugin next to BPI on every node; returns its instance on each.
+    @discardableResult
+    func loadModule(_ descriptor: UnsafeRawPointer) throws -> [TestPlugin] {
+        let loaded = try sim.loadOnEveryNode(descriptor)
         modules.append(descriptor)
+        modulePlugins.append(loaded)
+        return loaded
     }
 
     /// Loads the SDK's example C module (plugin-sdk/examples/counter-module) next to BPI on every node.

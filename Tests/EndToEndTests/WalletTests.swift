@@ -22,7 +22,13 @@ extension ChainTests {
         let balance = try cli.json("wallet", "balance", bob)
         let flx = balance["balances"]?.arrayValue?.first { $0["denom"]?.stringValue == "FLX" }
         #expect(flx?["amount"]?.stringValue == "25.5", "\(balance)")
-        let history = try cli.json("wallet", "history", "dev")
+        // History is each node's index of finalized blocks, a moment behind finality.
+        var history = try cli.json("wallet", "history", "dev")
+        let indexed = Date().addingTimeInterval(5)
+        while history["entries"]?[0] == nil, Date() < indexed {
+            usleep(20_000)
+            history = try cli.json("wallet", "history", "dev")
+        }
         #expect(history["entries"]?[0]?["direction"]?.stringValue == "sent"
             && history["entries"]?[0]?["counterparty"]?.stringValue == bob, "\(history)")
         let supply = try JSONValue.parse(Array(try net.node(0).get("/v1/plugins/bpi/query/bpci/supply").body))

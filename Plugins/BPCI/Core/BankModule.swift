@@ -71,10 +71,6 @@ public enum BankModule {
 
     // MARK: Blocks
 
-    public static func beginBlock(height: UInt64, state: inout some ModuleState) {
-        state.setU64(BankKeys.blockHeight, height)
-    }
-
     /// Moves the base fee for the next block (by how many of the block limit's `transactions` it held) and checks
     /// the supply invariants; a refusal rejects the block.
     public static func endBlock(transactions: UInt64, state: inout some ModuleState) -> ModuleRefusal? {
@@ -162,7 +158,7 @@ public enum BankModule {
         return nil
     }
 
-    /// Execution in a block: the payments, their events and both sides' history.
+    /// Execution in a block: the payments and their events (from which each node indexes history).
     public static func deliver(_ transaction: ModuleTransaction, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
         guard isActive(state) else { return .failure(inactive) }
@@ -182,29 +178,16 @@ public enum BankModule {
         case .multiSend(let all): payments = all
         case .mint: payments = []  // refused by Bank.apply
         }
-        let height = state.u64(BankKeys.blockHeight) ?? 0
         var events: [ModuleEvent] = []
-        for (index, payment) in payments.enumerated() {
+        for payment in payments {
             var writer = WireWriter(capacity: 49)
             writer.fixed(sender.bytes, count: Address.byteCount)
             writer.fixed(payment.to.bytes, count: Address.byteCount)
             writer.u8(payment.denomination.rawValue)
             writer.u64(payment.amount)
             events.append(ModuleEvent(type: "bpci.transfer", data: writer.bytes))
-            record(HistoryEntry(height: height, transaction: transaction.id, direction: .sent, counterparty: payment.to,
-                                denomination: payment.denomination, amount: payment.amount,
-                                fee: index == 0 ? transaction.fee : 0), for: sender, state: &state)
-            record(HistoryEntry(height: height, transaction: transaction.id, direction: .received, counterparty: sender,
-                                denomination: payment.denomination, amount: payment.amount, fee: 0),
-                   for: payment.to, state: &state)
         }
         return .success(events)
-    }
-
-    private static func record(_ entry: HistoryEntry, for address: Address, state: inout some ModuleState) {
-        let count = state.u64(BankKeys.historyCount(address)) ?? 0
-        state.put(BankKeys.history(address, count), entry.encoded)
-        state.setU64(BankKeys.historyCount(address), count + 1)
     }
 
     // MARK: Queries
@@ -213,7 +196,6 @@ public enum BankModule {
     ///   balance/<address>    every token's balance
     ///   supply               every token's supply
     ///   fees                 the base fee and the fee parameters
-    ///   history/<address>    the newest `historyPageMax` payments (request: optional u64 "before" sequence)
     public static func query(path: String, request: [UInt8], state: some ModuleState) -> Result<[UInt8], ModuleRefusal> {
         let parts = path.split(separator: "/", maxSplits: 1).map(String.init)
         switch (parts.first ?? "", parts.count) {
@@ -235,26 +217,9 @@ public enum BankModule {
                     targetTransactions: parameters.targetTransactions,
                     changeDenominator: parameters.changeDenominator)))
             } catch { return .failure(error) }
-        case ("history", 2):
-            return address(parts[1]).flatMap { address in
-                let count = state.u64(BankKeys.historyCount(address)) ?? 0
-                var end = count
-                if request.count == 8 { end = min(count, request.reduce(0) { $0 << 8 | UInt64($1) }) }
-                var entries: [HistoryView] = []
-                var sequence = end
-                while sequence > 0 && entries.count < historyPageMax {
-                    sequence -= 1
-                    guard let raw = state.get(BankKeys.history(address, sequence)),
-                          let entry = try? HistoryEntry.decode(raw) else {
-                        return .failure(ModuleRefusal("history entry \(sequence) of \(address) is missing or damaged"))
-                    }
-                    entries.append(HistoryView(sequence: sequence, entry: entry))
-                }
-                return .success(json(HistoryPage(address: address.description, count: count, entries: entries)))
-            }
         default:
-            return .failure(ModuleRefusal("BPCI answers balance/<address>, supply, fees and history/<address>; "
-                + "not '\(path)'"))
+            return .failure(ModuleRefusal("BPCI answers balance/<address>, supply and fees (history is at "
+                + "GET /v1/plugins/bpci/history/<address>); not '\(path)'"))
         }
     }
 
@@ -301,7 +266,7 @@ public enum BankModule {
         public var amount: AmountView
         public var fee: AmountView
 
-        init(sequence: UInt64, entry: HistoryEntry) {
+        public init(sequence: UInt64, entry: HistoryEntry) {
             self.sequence = sequence
             height = entry.height
             transaction = entry.transaction.map { String(format: "%02x", $0) }.joined()
@@ -314,6 +279,8 @@ public enum BankModule {
     public struct HistoryPage: Codable, Sendable {
         public var address: String
         public var count: UInt64
+        /// The node's index holds every finalized block up to this height.
+        public var indexedThroughHeight: UInt64
         public var entries: [HistoryView]
     }
 }

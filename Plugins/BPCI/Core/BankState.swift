@@ -39,11 +39,8 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
 ///     b [20] address u8 denomination   u64 balance (absent: 0)
 ///     s u8 denomination                u64 supply
 ///     t u8 denomination                u64 running total of balances
-///     n [20] address                   u64 how many history entries the account has
-///     h [20] address u64 sequence      a `HistoryEntry`
 ///     fee/parameters                   the fee market's parameters (from genesis)
 ///     fee/base                         the base fee of the block being made
-///     block/height                     the height of the block being made (set by begin_block)
 public enum BankKeys {
     public static func balance(_ address: Address, _ denomination: Denomination) -> [UInt8] {
         var key: [UInt8] = []
@@ -55,17 +52,8 @@ public enum BankKeys {
     }
     public static func supply(_ denomination: Denomination) -> [UInt8] { [0x73, denomination.rawValue] }
     public static func total(_ denomination: Denomination) -> [UInt8] { [0x74, denomination.rawValue] }
-    public static func historyCount(_ address: Address) -> [UInt8] { [0x6E] + address.bytes }
-    public static func history(_ address: Address, _ sequence: UInt64) -> [UInt8] {
-        var writer = WireWriter(capacity: 29)
-        writer.u8(0x68)
-        writer.fixed(address.bytes, count: Address.byteCount)
-        writer.u64(sequence)
-        return writer.bytes
-    }
     public static let feeParameters = Array("fee/parameters".utf8)
     public static let baseFee = Array("fee/base".utf8)
-    public static let blockHeight = Array("block/height".utf8)
 }
 
 extension ModuleState {
@@ -106,7 +94,7 @@ public struct StateBankStore<State: ModuleState>: BankStore {
     }
 }
 
-/// One line of an account's history: a payment it sent or received.
+/// One line of an account's history (`HistoryIndex`): a payment it sent or received.
 ///
 ///     u64 height | [32] transaction id | u8 direction (0 sent, 1 received) | [20] counterparty | u8 denomination
 ///     | u64 amount | u64 fee (what the sender paid for the whole transaction; 0 on the receiving side)

@@ -1,19 +1,28 @@
 // BPCI: Metanode's economy, as a ledger module on BPI ("bpi.ledger" 1.1, plugin-sdk/include/metanode/ledger.h).
-// The rules are BPCICore's (`BankModule`); this file adapts them to the C table.
+// The rules are BPCICore's (`BankModule`); this file adapts them to the C table and keeps the history index.
 //
 //   kinds     bpci/transfer, bpci/multi-send, bpci/mint (refused for every key)
 //   fees      every non-BPI transaction's fee in FLX: the base fee burned, the rest to the block's proposer
 //   genesis   modules.bpci: starting balances and the fee market (BankGenesis)
-//   queries   GET /v1/plugins/bpi/query/bpci/balance/<address> | supply | fees | history/<address>
+//   queries   GET /v1/plugins/bpi/query/bpci/balance/<address> | supply | fees       (ledger state, via BPI)
+//   GET  /history/<address>[?before=N]   payments, newest first, from this node's index of finalized blocks
+//   bus  bpi.stream.blocks (subscribed)  each finalized block's events feed the index; "bpi.blocks.events"
+//                                        requests replay the blocks it missed (after a restart, or a gap)
 import BPCICore
+import Foundation
 import MetanodeABI
 import MetanodePluginKit
+import MetanodeWire
 
 public final class BPCI: Plugin {
     public static let name = BankModule.name
     public static let version = "0.1.0"
 
     let context: PluginContext
+    /// The next block height the history index needs.
+    private(set) var nextHeight: UInt64
+    private var catchingUp = false
+    let indexed: Counter
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -22,13 +31,102 @@ public final class BPCI: Plugin {
             throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes; BPCI needs ledger 1.1",
                               function: "service_lookup")
         }
+        nextHeight = try context.kv.get(HistoryIndex.nextHeightKey).flatMap(HistoryIndex.u64) ?? 1
+        indexed = try context.metrics.counter("history_blocks_indexed_total",
+                                              help: "Finalized blocks whose events the history index has taken in")
         let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
         guard status == MN_OK else {
             throw PluginError(status, status == MN_ERR_EXISTS
                 ? "another module is registered as 'bpci' or already takes the fees" : "register_module failed",
                 function: "register_module")
         }
-        context.log.info("registered ledger module bpci (transfers, multi-sends, FLX fees)")
+        _ = try context.bus.subscribe("bpi.stream.blocks")
+        try context.http.route("GET", "/history/*") { [unowned self] request in
+            let text = String(request.path.dropFirst("/history/".count))
+            let address: Address
+            do throws(WireError) { address = try Address.parse(text) } catch {
+                return .json(["error": error.message], status: 400)
+            }
+            var before: UInt64?
+            if let raw = request.queryItem("before") {
+                guard let value = UInt64(raw) else { return .json(["error": "before must be a sequence number"], status: 400) }
+                before = value
+            }
+            let kv = context.kv
+            switch HistoryIndex.page(address, before: before, indexedThrough: nextHeight - 1,
+                                     read: { (try? kv.get($0)) ?? nil }) {
+            case .success(let json): return .bytes(json, contentType: "application/json")
+            case .failure(let refusal): return .json(["error": refusal.reason], status: 500)
+            }
+        }
+        context.log.info("registered ledger module bpci (transfers, multi-sends, FLX fees); history indexed through "
+            + "height \(nextHeight - 1)")
+    }
+
+    public func start() throws { catchUp() }
+
+    public func receive(_ message: BusMessage) {
+        guard message.topic == "bpi.stream.blocks",
+              let block = try? JSONDecoder().decode(BlockEvents.self, from: Data(message.payload)) else { return }
+        if block.height == nextHeight {
+            index(block)
+        } else if block.height > nextHeight {
+            catchUp()  // missed blocks (the index restarts behind BPI, or the bus dropped one): replay them first
+        }
+    }
+
+    /// Asks BPI for the stored blocks' events from `nextHeight` on, until it answers with none.
+    private func catchUp() {
+        guard !catchingUp else { return }
+        catchingUp = true
+        do {
+            try context.bus.request("bpi.blocks.events", HistoryIndex.u64Bytes(nextHeight)) { [weak self] result in
+                guard let self else { return }
+                catchingUp = false
+                switch result {
+                case .success(let lines):
+                    guard let blocks = try? BlockEvents.decodeLines(lines) else {
+                        context.log.warn("could not read BPI's block events for heights from \(nextHeight)")
+                        return
+                    }
+                    var progressed = false
+                    for block in blocks where block.height == nextHeight {
+                        index(block)
+                        progressed = true
+                    }
+                    if progressed { catchUp() }
+                case .failure(let error):
+                    context.log.warn("history index: replay from height \(nextHeight) failed: \(error.message)")
+                }
+            }
+        } catch {
+            catchingUp = false
+            context.log.warn("history index: cannot ask BPI for blocks from \(nextHeight): \(error.message)")
+        }
+    }
+
+    /// Adds one block's payments to the index and moves `nextHeight` past it, in one atomic kv batch.
+    private func index(_ block: BlockEvents) {
+        let entries = HistoryIndex.entries(block)
+        var counts: [Address: UInt64] = [:]
+        do {
+            for (address, _) in entries where counts[address] == nil {
+                counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(HistoryIndex.u64) ?? 0
+            }
+            try context.kv.batch { batch in
+                for (address, entry) in entries {
+                    let sequence = counts[address]!
+                    try batch.put(HistoryIndex.entryKey(address, sequence), entry.encoded)
+                    counts[address] = sequence + 1
+                }
+                for (address, count) in counts { try batch.put(HistoryIndex.countKey(address), HistoryIndex.u64Bytes(count)) }
+                try batch.put(HistoryIndex.nextHeightKey, HistoryIndex.u64Bytes(block.height + 1))
+            }
+            nextHeight = block.height + 1
+            indexed.increment()
+        } catch {
+            context.log.error("history index: could not store block \(block.height): \(error)")
+        }
     }
 }
 
@@ -65,12 +163,7 @@ enum LedgerModule {
             deliver: { userData, state, tx in
                 LedgerModule.run(userData, state) { view in BankModule.deliver(LedgerModule.transaction(tx), state: &view) }
             },
-            begin_block: { userData, state, block in
-                LedgerModule.run(userData, state) { view in
-                    BankModule.beginBlock(height: block?.pointee.height ?? 0, state: &view)
-                    return .success([])
-                }
-            },
+            begin_block: nil,
             end_block: { userData, state, block in
                 // ledger 1.1 counts the block's transactions; BPCI registers only with 1.1 (minMinor: 1).
                 let count = block.map { $0.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_block>.size)

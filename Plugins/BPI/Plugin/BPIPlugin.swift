@@ -7,6 +7,9 @@
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
 //   GET  /state/<hex key>      a ledger state value (or its absence) with a proof against the tip's state root
 //   bus  bpi.stream.blocks     one JSON line per finalized block (the node serves it at GET /v1/streams/bpi/blocks)
+//   bus  bpi.blocks.events     request: u64 height; reply: the same JSON lines, newline-separated, for the stored
+//                              blocks from that height on (at most `eventsReplyBlocksMax`; none past the tip), so a
+//                              module's index can catch up on blocks it missed while it was not running
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
 //   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
 //                              many were accepted and why each refused one was
@@ -135,6 +138,7 @@ public final class BPI: Plugin {
             }
             _ = admit(batch, gossip: false)
         }
+        _ = try context.bus.subscribe("bpi.blocks.events")
         try context.net.register("sync") { [unowned self] peer, bytes in receiveSync(bytes, from: peer) }
         try context.net.watchPeers { [unowned self] peer, up in if up { sendStatus(to: peer) } }
         try routes()
@@ -355,8 +359,15 @@ public final class BPI: Plugin {
     }
 
     private func publishBlock(_ finalized: FinalizedBlock, effects: BlockRules.Effects) {
+        guard let json = Self.blockEventJSON(finalized, ids: effects.transactionIDs, results: effects.results) else {
+            return
+        }
+        _ = try? context.bus.publish("bpi.stream.blocks", json)
+    }
+
+    static func blockEventJSON(_ finalized: FinalizedBlock, ids: [[UInt8]], results: [TransactionResult]) -> [UInt8]? {
         var events: [BlockEvent.Event] = []
-        for (id, result) in zip(effects.transactionIDs, effects.results) {
+        for (id, result) in zip(ids, results) {
             for event in result.events {
                 events.append(.init(transaction: Hex.encode(id), type: event.type, data: Hex.encode(event.data)))
             }
@@ -364,9 +375,32 @@ public final class BPI: Plugin {
         let header = finalized.block.header
         let event = BlockEvent(height: header.height, hash: Hex.encode(header.hash), round: finalized.certificate.round,
                                timestampMs: header.timestampMs, transactions: finalized.block.transactions.count,
-                               failed: effects.results.filter { $0.status != 0 }.count, events: events)
-        guard let json = try? JSONEncoder().encode(event) else { return }
-        _ = try? context.bus.publish("bpi.stream.blocks", Array(json))
+                               failed: results.filter { $0.status != 0 }.count, events: events)
+        return (try? JSONEncoder().encode(event)).map(Array.init)
+    }
+
+    static let eventsReplyBlocksMax: UInt64 = 16
+
+    /// Answers "bpi.blocks.events": the stored blocks' event lines from the requested height on.
+    public func receive(_ message: BusMessage) {
+        guard message.topic == "bpi.blocks.events", message.isRequest else { return }
+        var lines: [UInt8] = []
+        if message.payload.count == 8 {
+            let from = max(message.payload.reduce(0) { $0 << 8 | UInt64($1) }, 1)
+            var height = from
+            while height < from + Self.eventsReplyBlocksMax, height <= parent.height,
+                  let finalized = try? store.block(at: height) {
+                let ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
+                let results = ids.map { id in
+                    ((try? store.result(ofTransaction: id)) ?? nil) ?? TransactionResult(status: 0, reason: "", events: [])
+                }
+                guard let json = Self.blockEventJSON(finalized, ids: ids, results: results) else { break }
+                if !lines.isEmpty { lines.append(0x0A) }
+                lines += json
+                height += 1
+            }
+        }
+        _ = try? context.bus.reply(to: message, lines)
     }
 
     // MARK: - BPI's own transactions

@@ -1,0 +1,115 @@
+import Foundation
+import MetanodeWire
+
+/// A finalized block's module events, as BPI streams them ("bpi.stream.blocks") and replays them
+/// ("bpi.blocks.events"): one JSON object per block.
+public struct BlockEvents: Decodable, Sendable, Hashable {
+    public struct Event: Decodable, Sendable, Hashable {
+        public var transaction: String
+        public var type: String
+        public var data: String
+
+        public init(transaction: String, type: String, data: String) {
+            self.transaction = transaction
+            self.type = type
+            self.data = data
+        }
+    }
+
+    public var height: UInt64
+    public var events: [Event]
+
+    public init(height: UInt64, events: [Event]) {
+        self.height = height
+        self.events = events
+    }
+
+    /// Newline-separated block lines, as a replay answers.
+    public static func decodeLines(_ bytes: [UInt8]) throws -> [BlockEvents] {
+        let decoder = JSONDecoder()
+        return try bytes.split(separator: 0x0A).map { try decoder.decode(BlockEvents.self, from: Data($0)) }
+    }
+}
+
+/// Accounts' payment history, derived from BPCI's events in finalized blocks. It is an index each node keeps for
+/// itself, like a block explorer's, not ledger state: the events it comes from are in the blocks' results, which
+/// `resultsRoot` commits to, and keeping a copy in the state tree cost more than the transfers themselves (two new
+/// state leaves per payment, each hashed into the tree and stored).
+///
+/// In the plugin's kv:
+///
+///     history/next                 u64 the next height to index
+///     n [20] address               u64 how many entries the account has
+///     h [20] address u64 sequence  a `HistoryEntry`
+public enum HistoryIndex {
+    public static let nextHeightKey = Array("history/next".utf8)
+
+    public static func countKey(_ address: Address) -> [UInt8] { [0x6E] + address.bytes }
+
+    public static func entryKey(_ address: Address, _ sequence: UInt64) -> [UInt8] {
+        var writer = WireWriter(capacity: 29)
+        writer.u8(0x68)
+        writer.fixed(address.bytes, count: Address.byteCount)
+        writer.u64(sequence)
+        return writer.bytes
+    }
+
+    /// The history entries a block's events make, in order: for each payment a "sent" entry for the payer (with the
+    /// fee the transaction paid, on its first payment) and a "received" one for the payee.
+    public static func entries(_ block: BlockEvents) -> [(Address, HistoryEntry)] {
+        var feePaid: [String: UInt64] = [:]
+        for event in block.events where event.type == "bpci.fee" {
+            guard let data = Hex.decode(event.data), data.count == 56 else { continue }
+            var reader = WireReader(data, context: "bpci.fee")
+            _ = try? reader.fixed(Address.byteCount, "payer")
+            let burned = (try? reader.u64("burned")) ?? 0, tip = (try? reader.u64("tip")) ?? 0
+            feePaid[event.transaction] = burned + tip
+        }
+        var out: [(Address, HistoryEntry)] = []
+        var feeRecorded: Set<String> = []
+        for event in block.events where event.type == "bpci.transfer" {
+            guard let data = Hex.decode(event.data), data.count == 49, let id = Hex.decode(event.transaction),
+                  id.count == 32 else { continue }
+            var reader = WireReader(data, context: "bpci.transfer")
+            guard let fromBytes = try? reader.fixed(Address.byteCount, "from"),
+                  let toBytes = try? reader.fixed(Address.byteCount, "to"),
+                  let from = Address(bytes: fromBytes), let to = Address(bytes: toBytes),
+                  let raw = try? reader.u8("denomination"), let denomination = Denomination(rawValue: raw),
+                  let amount = try? reader.u64("amount") else { continue }
+            let fee = feeRecorded.insert(event.transaction).inserted ? feePaid[event.transaction] ?? 0 : 0
+            out.append((from, HistoryEntry(height: block.height, transaction: id, direction: .sent, counterparty: to,
+                                           denomination: denomination, amount: amount, fee: fee)))
+            out.append((to, HistoryEntry(height: block.height, transaction: id, direction: .received,
+                                         counterparty: from, denomination: denomination, amount: amount, fee: 0)))
+        }
+        return out
+    }
+
+    /// A page of an account's history, newest first, from `read` (the index's key-value store): at most
+    /// `BankModule.historyPageMax` entries before sequence `before` (default: the newest).
+    public static func page(_ address: Address, before: UInt64? = nil, indexedThrough: UInt64,
+                            read: ([UInt8]) -> [UInt8]?) -> Result<[UInt8], ModuleRefusal> {
+        let count = read(countKey(address)).flatMap(Self.u64) ?? 0
+        var sequence = min(before ?? count, count)
+        var entries: [BankModule.HistoryView] = []
+        while sequence > 0 && entries.count < BankModule.historyPageMax {
+            sequence -= 1
+            guard let raw = read(entryKey(address, sequence)), let entry = try? HistoryEntry.decode(raw) else {
+                return .failure(ModuleRefusal("history entry \(sequence) of \(address) is missing or damaged"))
+            }
+            entries.append(BankModule.HistoryView(sequence: sequence, entry: entry))
+        }
+        let page = BankModule.HistoryPage(address: address.description, count: count, indexedThroughHeight: indexedThrough,
+                                          entries: entries)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(page)).map { .success(Array($0)) }
+            ?? .failure(ModuleRefusal("could not encode the history page"))
+    }
+
+    public static func u64(_ bytes: [UInt8]) -> UInt64? {
+        bytes.count == 8 ? bytes.reduce(0) { $0 << 8 | UInt64($1) } : nil
+    }
+
+    public static func u64Bytes(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+}
