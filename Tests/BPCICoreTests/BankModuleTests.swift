@@ -138,7 +138,7 @@ struct BankModuleTests {
 
         // Each node indexes history from the events, as they come in the finalized block.
         let block = BlockEvents(height: 9, events: (feeEvents + events).map {
-            BlockEvents.Event(transaction: Hex.encode(transfer.id), type: $0.type, data: Hex.encode($0.data))
+            BlockEvents.Event(transaction: transfer.id, type: $0.type, data: $0.data)
         })
         let entries = HistoryIndex.entries(block)
         #expect(entries.count == 2)

@@ -137,7 +137,7 @@ struct BPCIOnBPITests {
         from.u64(1)
         let replay = net.sim.host(2).request("bpi.blocks.events", from.bytes)
         net.sim.run(forMs: 10)
-        let blocks = try BlockEvents.decodeLines(replay.reply)
+        let blocks = try BlockEvents.decodeReplay(replay.reply)
         let height2 = try net.height(2)
         #expect(replay.status == 0 && blocks.first?.height == 1 && blocks.count == height2)
         #expect(blocks.flatMap(\.events).filter { $0.type == "bpci.transfer" }.count == 2)
@@ -145,7 +145,8 @@ struct BPCIOnBPITests {
         past.u64(UInt64(height2) + 1)
         let none = net.sim.host(2).request("bpi.blocks.events", past.bytes)
         net.sim.run(forMs: 10)
-        #expect(none.status == 0 && none.reply.isEmpty)
+        let noBlocks = try BlockEvents.decodeReplay(none.reply)
+        #expect(none.status == 0 && noBlocks.isEmpty)
     }
 
     @Test("bad transfers are refused at admission with their reason; nothing is deducted")

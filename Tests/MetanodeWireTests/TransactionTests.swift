@@ -85,3 +85,23 @@ struct TransactionTests {
 func hex(_ bytes: [UInt8]) -> String {
     bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
 }
+
+@Suite("Block events")
+struct BlockEventsTests {
+    @Test("block events and replays decode to what was encoded; a truncated or oversized one is refused by field")
+    func roundTrip() throws {
+        let block = BlockEvents(height: 7, events: [
+            .init(transaction: [UInt8](repeating: 1, count: 32), type: "bpci.transfer", data: [1, 2, 3]),
+            .init(transaction: [UInt8](repeating: 2, count: 32), type: "bpci.fee", data: []),
+        ])
+        #expect(try BlockEvents.decode(block.encoded) == block)
+        let replay = BlockEvents.encodeReplay([block, BlockEvents(height: 8, events: [])])
+        #expect(try BlockEvents.decodeReplay(replay).map(\.height) == [7, 8])
+        #expect(try BlockEvents.decodeReplay(BlockEvents.encodeReplay([])).isEmpty)
+        #expect(throws: WireError.self) { try BlockEvents.decode(Array(block.encoded.dropLast())) }
+        var long = block
+        long.events[0].type = String(repeating: "x", count: BlockEvents.typeBytesMax + 1)
+        #expect(throws: WireError.self) { try BlockEvents.decode(long.encoded) }
+        #expect(throws: WireError.self) { try BlockEvents.decodeReplay(replay + [0]) }
+    }
+}

@@ -1,36 +1,6 @@
 import Foundation
 import MetanodeWire
 
-/// A finalized block's module events, as BPI streams them ("bpi.stream.blocks") and replays them
-/// ("bpi.blocks.events"): one JSON object per block.
-public struct BlockEvents: Decodable, Sendable, Hashable {
-    public struct Event: Decodable, Sendable, Hashable {
-        public var transaction: String
-        public var type: String
-        public var data: String
-
-        public init(transaction: String, type: String, data: String) {
-            self.transaction = transaction
-            self.type = type
-            self.data = data
-        }
-    }
-
-    public var height: UInt64
-    public var events: [Event]
-
-    public init(height: UInt64, events: [Event]) {
-        self.height = height
-        self.events = events
-    }
-
-    /// Newline-separated block lines, as a replay answers.
-    public static func decodeLines(_ bytes: [UInt8]) throws -> [BlockEvents] {
-        let decoder = JSONDecoder()
-        return try bytes.split(separator: 0x0A).map { try decoder.decode(BlockEvents.self, from: Data($0)) }
-    }
-}
-
 /// Accounts' payment history, derived from BPCI's events in finalized blocks. It is an index each node keeps for
 /// itself, like a block explorer's, not ledger state: the events it comes from are in the blocks' results, which
 /// `resultsRoot` commits to, and keeping a copy in the state tree cost more than the transfers themselves (two new
@@ -57,20 +27,20 @@ public enum HistoryIndex {
     /// The history entries a block's events make, in order: for each payment a "sent" entry for the payer (with the
     /// fee the transaction paid, on its first payment) and a "received" one for the payee.
     public static func entries(_ block: BlockEvents) -> [(Address, HistoryEntry)] {
-        var feePaid: [String: UInt64] = [:]
+        var feePaid: [[UInt8]: UInt64] = [:]
         for event in block.events where event.type == "bpci.fee" {
-            guard let data = Hex.decode(event.data), data.count == 56 else { continue }
-            var reader = WireReader(data, context: "bpci.fee")
+            guard event.data.count == 56 else { continue }
+            var reader = WireReader(event.data, context: "bpci.fee")
             _ = try? reader.fixed(Address.byteCount, "payer")
             let burned = (try? reader.u64("burned")) ?? 0, tip = (try? reader.u64("tip")) ?? 0
             feePaid[event.transaction] = burned + tip
         }
         var out: [(Address, HistoryEntry)] = []
-        var feeRecorded: Set<String> = []
+        var feeRecorded: Set<[UInt8]> = []
         for event in block.events where event.type == "bpci.transfer" {
-            guard let data = Hex.decode(event.data), data.count == 49, let id = Hex.decode(event.transaction),
-                  id.count == 32 else { continue }
-            var reader = WireReader(data, context: "bpci.transfer")
+            guard event.data.count == 49 else { continue }
+            let id = event.transaction
+            var reader = WireReader(event.data, context: "bpci.transfer")
             guard let fromBytes = try? reader.fixed(Address.byteCount, "from"),
                   let toBytes = try? reader.fixed(Address.byteCount, "to"),
                   let from = Address(bytes: fromBytes), let to = Address(bytes: toBytes),

@@ -6,7 +6,7 @@
 //   genesis   modules.bpci: starting balances and the fee market (BankGenesis)
 //   queries   GET /v1/plugins/bpi/query/bpci/balance/<address> | supply | fees       (ledger state, via BPI)
 //   GET  /history/<address>[?before=N]   payments, newest first, from this node's index of finalized blocks
-//   bus  bpi.stream.blocks (subscribed)  each finalized block's events feed the index; "bpi.blocks.events"
+//   bus  bpi.stream.events (subscribed)  each finalized block's events feed the index; "bpi.blocks.events"
 //                                        requests replay the blocks it missed (after a restart, or a gap)
 import BPCICore
 import Foundation
@@ -40,7 +40,7 @@ public final class BPCI: Plugin {
                 ? "another module is registered as 'bpci' or already takes the fees" : "register_module failed",
                 function: "register_module")
         }
-        _ = try context.bus.subscribe("bpi.stream.blocks")
+        _ = try context.bus.subscribe("bpi.stream.events")
         try context.http.route("GET", "/history/*") { [unowned self] request in
             let text = String(request.path.dropFirst("/history/".count))
             let address: Address
@@ -66,8 +66,7 @@ public final class BPCI: Plugin {
     public func start() throws { catchUp() }
 
     public func receive(_ message: BusMessage) {
-        guard message.topic == "bpi.stream.blocks",
-              let block = try? JSONDecoder().decode(BlockEvents.self, from: Data(message.payload)) else { return }
+        guard message.topic == "bpi.stream.events", let block = try? BlockEvents.decode(message.payload) else { return }
         if block.height == nextHeight {
             index(block)
         } else if block.height > nextHeight {
@@ -84,8 +83,8 @@ public final class BPCI: Plugin {
                 guard let self else { return }
                 catchingUp = false
                 switch result {
-                case .success(let lines):
-                    guard let blocks = try? BlockEvents.decodeLines(lines) else {
+                case .success(let reply):
+                    guard let blocks = try? BlockEvents.decodeReplay(reply) else {
                         context.log.warn("could not read BPI's block events for heights from \(nextHeight)")
                         return
                     }

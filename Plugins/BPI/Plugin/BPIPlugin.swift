@@ -7,9 +7,10 @@
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
 //   GET  /state/<hex key>      a ledger state value (or its absence) with a proof against the tip's state root
 //   bus  bpi.stream.blocks     one JSON line per finalized block (the node serves it at GET /v1/streams/bpi/blocks)
-//   bus  bpi.blocks.events     request: u64 height; reply: the same JSON lines, newline-separated, for the stored
-//                              blocks from that height on (at most `eventsReplyBlocksMax`; none past the tip), so a
-//                              module's index can catch up on blocks it missed while it was not running
+//   bus  bpi.stream.events     the same events in binary (MetanodeWire's BlockEvents), for modules' indexes
+//   bus  bpi.blocks.events     request: u64 height; reply: the stored blocks' BlockEvents from that height on (at
+//                              most `eventsReplyBlocksMax`; none past the tip), so a module's index can catch up on
+//                              blocks it missed
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
 //   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
 //                              many were accepted and why each refused one was
@@ -359,10 +360,21 @@ public final class BPI: Plugin {
     }
 
     private func publishBlock(_ finalized: FinalizedBlock, effects: BlockRules.Effects) {
+        _ = try? context.bus.publish("bpi.stream.events",
+                                     Self.blockEvents(finalized, ids: effects.transactionIDs, results: effects.results)
+                                         .encoded)
         guard let json = Self.blockEventJSON(finalized, ids: effects.transactionIDs, results: effects.results) else {
             return
         }
         _ = try? context.bus.publish("bpi.stream.blocks", json)
+    }
+
+    static func blockEvents(_ finalized: FinalizedBlock, ids: [[UInt8]], results: [TransactionResult]) -> BlockEvents {
+        var events: [BlockEvents.Event] = []
+        for (id, result) in zip(ids, results) {
+            for event in result.events { events.append(.init(transaction: id, type: event.type, data: event.data)) }
+        }
+        return BlockEvents(height: finalized.block.header.height, events: events)
     }
 
     static func blockEventJSON(_ finalized: FinalizedBlock, ids: [[UInt8]], results: [TransactionResult]) -> [UInt8]? {
@@ -381,10 +393,10 @@ public final class BPI: Plugin {
 
     static let eventsReplyBlocksMax: UInt64 = 16
 
-    /// Answers "bpi.blocks.events": the stored blocks' event lines from the requested height on.
+    /// Answers "bpi.blocks.events": the stored blocks' events from the requested height on.
     public func receive(_ message: BusMessage) {
         guard message.topic == "bpi.blocks.events", message.isRequest else { return }
-        var lines: [UInt8] = []
+        var blocks: [BlockEvents] = []
         if message.payload.count == 8 {
             let from = max(message.payload.reduce(0) { $0 << 8 | UInt64($1) }, 1)
             var height = from
@@ -394,13 +406,11 @@ public final class BPI: Plugin {
                 let results = ids.map { id in
                     ((try? store.result(ofTransaction: id)) ?? nil) ?? TransactionResult(status: 0, reason: "", events: [])
                 }
-                guard let json = Self.blockEventJSON(finalized, ids: ids, results: results) else { break }
-                if !lines.isEmpty { lines.append(0x0A) }
-                lines += json
+                blocks.append(Self.blockEvents(finalized, ids: ids, results: results))
                 height += 1
             }
         }
-        _ = try? context.bus.reply(to: message, lines)
+        _ = try? context.bus.reply(to: message, BlockEvents.encodeReplay(blocks))
     }
 
     // MARK: - BPI's own transactions
