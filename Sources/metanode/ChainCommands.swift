@@ -119,17 +119,14 @@ struct ChainCommand: AsyncParsableCommand {
         ])
     }
 
-    /// The sender's next nonce after the tip (0 before its first transaction, or before the first block).
+    /// The nonce the sender's next transaction should use: after its finalized transactions and those waiting in the
+    /// node's mempool, so a second transfer can follow the first before it is final.
     static func nextNonce(_ data: DataDirectory, sender: [UInt8]) throws(MetanodeError) -> UInt64 {
-        let key = Hex.encode(BlockRules.nonceKey(sender))
-        let state: JSONValue
-        do {
-            state = try RunningNode.get(data, "\(apiPrefix)/state/\(key)")
-        } catch where error.code == .notFound && RunningNode.isRunning(data) {
-            return 0  // no finalized block yet
+        let answer = try RunningNode.get(data, "\(apiPrefix)/nonce/\(Hex.encode(sender))")
+        guard let next = answer["next"]?.uintValue else {
+            throw MetanodeError(.invalidJSON, "the node's nonce answer has no \"next\": \(answer.serialized())")
         }
-        guard let value = state["value"]?.stringValue.flatMap(Hex.decode), value.count == 8 else { return 0 }
-        return value.reduce(0) { $0 << 8 | UInt64($1) }
+        return next
     }
 
     /// Signs a transaction with the sender's next nonce and submits it to the running node; returns its id.

@@ -88,8 +88,6 @@ enum RunningNode {
         return address
     }
 
-    static func isRunning(_ data: DataDirectory) -> Bool { data.runningNodeAddress() != nil }
-
     static func get(_ data: DataDirectory, _ path: String) throws(MetanodeError) -> JSONValue {
         let response = try LoopbackHTTPClient.request("GET", address(data), path)
         return try decode(response, path)

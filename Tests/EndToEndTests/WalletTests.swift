@@ -17,8 +17,13 @@ extension ChainTests {
         let mode = try FileManager.default.attributesOfItem(atPath: net.directories[0] + "/wallet/bob.json")[.posixPermissions]
         #expect(mode as? Int == 0o600)
 
-        let sent = try cli.ok("wallet", "transfer", "dev", "bob", "25.5", "FLX")
-        #expect(sent.contains("final at height") && sent.contains("25.5 FLX"), "\(sent)")
+        // Two without waiting, back to back: the second takes the nonce after the first, still in the mempool.
+        let first = try cli.json("wallet", "transfer", "dev", "bob", "20", "FLX", "--no-wait")
+        let second = try cli.json("wallet", "transfer", "dev", "bob", "5", "FLX", "--no-wait")
+        #expect(first["status"]?.stringValue == "submitted" && second["status"]?.stringValue == "submitted",
+                "\(first) \(second)")
+        let sent = try cli.ok("wallet", "transfer", "dev", "bob", "0.5", "FLX")
+        #expect(sent.contains("final at height") && sent.contains("0.5 FLX"), "\(sent)")
         let balance = try cli.json("wallet", "balance", bob)
         let flx = balance["balances"]?.arrayValue?.first { $0["denom"]?.stringValue == "FLX" }
         #expect(flx?["amount"]?.stringValue == "25.5", "\(balance)")

@@ -3,6 +3,7 @@
 //
 //   net protocols   consensus (QBFT messages), tx (transaction gossip), sync (status and finalized blocks)
 //   GET  /status               chain id, height, round, validators, mempool
+//   GET  /nonce/<sender hex>   the sender's next nonce: after its finalized transactions and those waiting here
 //   GET  /blocks/latest | /blocks/<height>     a finalized block, as JSON (?format=raw for its wire bytes)
 //   GET  /tx/<id>              where a finalized transaction is, with its Merkle inclusion proof
 //   GET  /state/<hex key>      a ledger state value (or its absence) with a proof against the tip's state root

@@ -46,6 +46,14 @@ extension BPI {
         var kind: String
     }
 
+    struct NonceView: Encodable {
+        var sender: String
+        /// The next nonce after the finalized transactions.
+        var committed: UInt64
+        /// After those waiting in this node's mempool too, without a gap.
+        var next: UInt64
+    }
+
     struct TransactionView: Encodable {
         var id: String
         var sender: String
@@ -125,6 +133,18 @@ extension BPI {
                              validatorSetHash: Hex.encode(validators.hash),
                              validatorIndex: me, mempool: MempoolView(transactions: mempool.count,
                                                                      bytes: mempool.bytes)))
+        }
+        // GET /nonce/<sender hex>: the nonce a new transaction should use, counting the sender's transactions that
+        // wait in this node's mempool after the finalized ones (so a wallet can send again before the last is final).
+        try context.http.route("GET", "/nonce/*") { [unowned self] request in
+            let text = String(request.path.dropFirst("/nonce/".count))
+            guard let sender = Hex.decode(text), sender.count == 32 else {
+                return .json(ErrorView(error: "'\(text)' is not a sender key (64 hex digits)"), status: 400)
+            }
+            let committed = nonces[sender] ?? 0
+            var next = committed
+            for entry in mempool.pending(sender: sender) where entry.transaction.nonce == next { next += 1 }
+            return .json(NonceView(sender: text, committed: committed, next: next))
         }
         try context.http.route("GET", "/blocks/*") { [unowned self] request in
             let which = String(request.path.dropFirst("/blocks/".count))
