@@ -150,7 +150,8 @@ struct WalletCommand: AsyncParsableCommand {
             Where an address is asked for, a wallet name works too. A dev node (`make run`) has a funded wallet \
             named 'dev'.
             """,
-        subcommands: [New.self, List.self, AddressCommand.self, Balance.self, Transfer.self, History.self])
+        subcommands: [New.self, List.self, AddressCommand.self, Balance.self, Transfer.self, MultiSend.self,
+                      History.self])
 
     static let queryPrefix = "\(ChainCommand.apiPrefix)/query/bpci"
 
@@ -234,6 +235,66 @@ struct WalletCommand: AsyncParsableCommand {
         }
     }
 
+    /// A payment from the command line; each problem named before anything is signed.
+    static func payment(to: String, amount: String, token: String, _ data: DataDirectory) throws(MetanodeError)
+        -> Payment {
+        guard let denomination = Denomination(symbol: token) else {
+            throw MetanodeError(.invalidArgument, "'\(token)' is not a token: GEN, NEX, FLX or AUR")
+        }
+        guard let units = denomination.parse(amount) else {
+            throw MetanodeError(.invalidArgument, "'\(amount)' is not a \(denomination) amount (a positive "
+                + "number with at most \(denomination.decimals) decimals)")
+        }
+        guard units > 0 else { throw MetanodeError(.invalidArgument, "the amount must be greater than zero") }
+        return Payment(to: try resolve(to, data), denomination: denomination, amount: units)
+    }
+
+    /// What `transfer` and `multi-send` share: sign with the wallet, pay the fee, submit, wait for finality.
+    struct SendOptions: ParsableArguments {
+        @Option(help: "The most to pay in fees, in FLX (default: twice the current base fee).") var fee: String?
+        @Flag(name: .customLong("no-wait"), help: "Return once the node has admitted it.") var noWait = false
+        @Option(name: .customLong("timeout-ms"), help: "How long to wait for finality.") var timeoutMs = 30_000
+        @OptionGroup var passphrase: PassphraseOptions
+
+        func send(_ message: BankMessage, from: String, describing payments: [Payment], _ options: CommonOptions)
+            throws(MetanodeError) {
+            let data = options.dataDirectory
+            let store = Keystore(data)
+            let entry = try store.load(from)
+            let signer = try store.signer(entry, passphrase: try passphrase.passphrase())
+            let feeUnits: UInt64
+            if let fee {
+                guard let parsed = Denomination.flx.parse(fee) else {
+                    throw MetanodeError(.invalidArgument, "--fee '\(fee)' is not an FLX amount")
+                }
+                feeUnits = parsed
+            } else {
+                let fees = try RunningNode.get(data, "\(WalletCommand.queryPrefix)/fees")
+                let base = fees["baseFee"]?["units"]?.uintValue ?? 0
+                feeUnits = base > UInt64.max / 2 ? .max : base * 2
+            }
+            let id = try ChainCommand.submit(data, signer: signer, fee: feeUnits, kind: message.kind,
+                                             payload: message.payload)
+            let paid = payments.map { "\($0.denomination.format($0.amount)) \($0.denomination) to \($0.to)" }
+            let summary = "\(paid.joined(separator: ", ")) from \(entry.address), fee up to "
+                + "\(Denomination.flx.format(feeUnits)) FLX"
+            guard !noWait else {
+                Output.emit(options, json: .object(["id": .string(id), "status": .string("submitted")]),
+                            text: "submitted \(id): \(summary)")
+                return
+            }
+            let final = try ChainCommand.awaitFinal(data, id: id, timeoutMs: timeoutMs)
+            let status = final["result"]?["status"]?.intValue ?? -1
+            let height = final["height"]?.intValue ?? 0
+            guard status == 0 else {
+                // In the chain as failed: its nonce is used; its fee was paid unless the fee was what failed.
+                throw MetanodeError(.denied, "\(message.kind) \(id) failed in block \(height): "
+                    + (final["result"]?["reason"]?.stringValue ?? "status \(status)"))
+            }
+            Output.emit(options, json: final, text: "final at height \(height): \(summary)\n\(id)")
+        }
+    }
+
     struct Transfer: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Send tokens: metanode wallet transfer FROM TO AMOUNT TOKEN (e.g. dev mn1… 12.5 FLX).",
@@ -246,57 +307,43 @@ struct WalletCommand: AsyncParsableCommand {
         @Argument(help: "The receiving address (or wallet name).") var to: String
         @Argument(help: "The amount in whole tokens, e.g. 12.5.") var amount: String
         @Argument(help: "GEN, NEX, FLX or AUR.") var token: String
-        @Option(help: "The most to pay in fees, in FLX (default: twice the current base fee).") var fee: String?
-        @Flag(name: .customLong("no-wait"), help: "Return once the node has admitted it.") var noWait = false
-        @Option(name: .customLong("timeout-ms"), help: "How long to wait for finality.") var timeoutMs = 30_000
-        @OptionGroup var passphrase: PassphraseOptions
+        @OptionGroup var send: SendOptions
 
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
-                let data = options.dataDirectory
-                guard let denomination = Denomination(symbol: token) else {
-                    throw MetanodeError(.invalidArgument, "'\(token)' is not a token: GEN, NEX, FLX or AUR")
+                let payment = try WalletCommand.payment(to: to, amount: amount, token: token, options.dataDirectory)
+                try send.send(.transfer(payment), from: from, describing: [payment], options)
+            }
+        }
+    }
+
+    struct MultiSend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "multi-send",
+            abstract: "Pay several accounts in one transaction, all or none: FROM TO:AMOUNT:TOKEN… "
+                + "(e.g. dev alice:1.5:FLX bob:2:GEN).",
+            discussion: "At most \(BankMessage.multiSendOutputsMax) payments. Fees as for transfer.")
+        @OptionGroup var options: CommonOptions
+        @Argument(help: "The paying wallet.") var from: String
+        @Argument(help: "Payments as TO:AMOUNT:TOKEN (TO is an address or a wallet name).") var payments: [String]
+        @OptionGroup var send: SendOptions
+
+        func run() async throws {
+            try await Output.run(options) { () throws(MetanodeError) in
+                guard (1...BankMessage.multiSendOutputsMax).contains(payments.count) else {
+                    throw MetanodeError(.invalidArgument, "a multi-send pays 1-\(BankMessage.multiSendOutputsMax) "
+                        + "accounts, not \(payments.count)")
                 }
-                guard let units = denomination.parse(amount) else {
-                    throw MetanodeError(.invalidArgument, "'\(amount)' is not a \(denomination) amount (a positive "
-                        + "number with at most \(denomination.decimals) decimals)")
-                }
-                guard units > 0 else { throw MetanodeError(.invalidArgument, "the amount must be greater than zero") }
-                let receiver = try WalletCommand.resolve(to, data)
-                let store = Keystore(data)
-                let entry = try store.load(from)
-                let signer = try store.signer(entry, passphrase: try passphrase.passphrase())
-                let feeUnits: UInt64
-                if let fee {
-                    guard let parsed = Denomination.flx.parse(fee) else {
-                        throw MetanodeError(.invalidArgument, "--fee '\(fee)' is not an FLX amount")
+                var parsed: [Payment] = []
+                for text in payments {
+                    let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                    guard parts.count == 3 else {
+                        throw MetanodeError(.invalidArgument, "'\(text)' is not a payment: write TO:AMOUNT:TOKEN")
                     }
-                    feeUnits = parsed
-                } else {
-                    let fees = try RunningNode.get(data, "\(WalletCommand.queryPrefix)/fees")
-                    let base = fees["baseFee"]?["units"]?.uintValue ?? 0
-                    feeUnits = base > UInt64.max / 2 ? .max : base * 2
+                    parsed.append(try WalletCommand.payment(to: parts[0], amount: parts[1], token: parts[2],
+                                                            options.dataDirectory))
                 }
-                let payment = Payment(to: receiver, denomination: denomination, amount: units)
-                let id = try ChainCommand.submit(data, signer: signer, fee: feeUnits,
-                                                 kind: BankMessage.transfer(payment).kind,
-                                                 payload: BankMessage.transfer(payment).payload)
-                let summary = "\(denomination.format(units)) \(denomination) from \(entry.address) to \(receiver), "
-                    + "fee up to \(Denomination.flx.format(feeUnits)) FLX"
-                guard !noWait else {
-                    Output.emit(options, json: .object(["id": .string(id), "status": .string("submitted")]),
-                                text: "submitted \(id): \(summary)")
-                    return
-                }
-                let final = try ChainCommand.awaitFinal(data, id: id, timeoutMs: timeoutMs)
-                let status = final["result"]?["status"]?.intValue ?? -1
-                let height = final["height"]?.intValue ?? 0
-                guard status == 0 else {
-                    // In the chain as failed: its nonce is used; its fee was paid unless the fee was what failed.
-                    throw MetanodeError(.denied, "transfer \(id) failed in block \(height): "
-                        + (final["result"]?["reason"]?.stringValue ?? "status \(status)"))
-                }
-                Output.emit(options, json: final, text: "final at height \(height): \(summary)\n\(id)")
+                try send.send(.multiSend(parsed), from: from, describing: parsed, options)
             }
         }
     }

@@ -54,6 +54,17 @@ extension ChainTests {
             let error = try cli.fails(["wallet", "transfer"] + arguments)
             #expect(error.contains(expected), "\(arguments): \(error)")
         }
+        // A multi-send pays everyone or no one.
+        let carol = try cli.ok("wallet", "new", "carol").split(separator: "\n").first.map(String.init) ?? ""
+        let many = try cli.ok("wallet", "multi-send", "dev", "carol:1.5:FLX", "\(carol):2:GEN")
+        #expect(many.contains("final at height"), "\(many)")
+        let carolBalances = try cli.json("wallet", "balance", "carol")["balances"]?.arrayValue ?? []
+        #expect(carolBalances.map { $0["amount"]?.stringValue ?? "?" } == ["2", "0", "1.5", "0"], "\(carolBalances)")
+        let partial = try cli.fails("wallet", "multi-send", "bob", "carol:1:FLX", "dev:1:GEN")
+        #expect(partial.contains("insufficient GEN"), "\(partial)")
+        let malformed = try cli.fails("wallet", "multi-send", "dev", "carol-1-FLX")
+        #expect(malformed.contains("'carol-1-FLX' is not a payment: write TO:AMOUNT:TOKEN"), "\(malformed)")
+
         let after = try cli.json("wallet", "balance", "bob")
         #expect(after["balances"]?.arrayValue?.first { $0["denom"]?.stringValue == "FLX" }?["amount"]?.stringValue
             == "25.5", "refusals deduct nothing: \(after)")
