@@ -220,7 +220,7 @@ final class BenchNetwork: @unchecked Sendable {
         (directories, _) = try ChainCommand.makeNetwork(
             root: root, count: validators, chainID: ChainBench.chainID, basePort: base, httpBasePort: base + 1_000,
             bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory(),
-            fundedAccounts: fundedAccounts, perAccount: ChainBench.fundsPerSender)
+            fundedAccounts: fundedAccounts, perAccount: ChainBench.fundsPerSender, testTransactions: true)
         processes = []
         addresses = []
         let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

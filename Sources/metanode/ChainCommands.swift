@@ -24,8 +24,8 @@ struct ChainCommand: AsyncParsableCommand {
     /// for HTTP on 127.0.0.1:httpBasePort+i, and one genesis.json naming them as validators and peers; points each
     /// node's transport and bpi at it.
     static func makeNetwork(root: String, count: Int, chainID: String, basePort: Int, httpBasePort: Int,
-                            bundledPlugins: String?, fundedAccounts: [Address] = [], perAccount: String = "1000")
-        throws(MetanodeError)
+                            bundledPlugins: String?, fundedAccounts: [Address] = [], perAccount: String = "1000",
+                            testTransactions: Bool = false) throws(MetanodeError)
         -> ([DataDirectory], [[UInt8]]) {
         let genesisPath = "\(root)/genesis.json"
         guard !FileIO.exists(genesisPath) else {
@@ -48,7 +48,8 @@ struct ChainCommand: AsyncParsableCommand {
         }
         let dev = try devAccount(directories)
         let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts, perAccount: perAccount)]
-        try write(genesis(chainID: chainID, validators: keys, peers: peers, modules: modules), to: genesisPath)
+        try write(genesis(chainID: chainID, validators: keys, peers: peers, modules: modules,
+                          testTransactions: testTransactions), to: genesisPath)
         for data in directories {
             try makeDurable(data)
             _ = try NetCommand.updateNet(data) { net throws(MetanodeError) in net.genesisFile = genesisPath }
@@ -105,13 +106,14 @@ struct ChainCommand: AsyncParsableCommand {
     }
 
     static func genesis(chainID: String, validators: [[UInt8]], peers: [JSONValue],
-                        modules: [String: JSONValue] = [:]) -> JSONValue {
+                        modules: [String: JSONValue] = [:], testTransactions: Bool = false) -> JSONValue {
         let defaults = Genesis.Parameters.defaults
-        let parameters: [String: JSONValue] = [
+        var parameters: [String: JSONValue] = [
             "blockTransactionsMax": .int(Int64(defaults.blockTransactionsMax)),
             "blockBytesMax": .int(Int64(defaults.blockBytesMax)),
             "pohTicksPerEntry": .int(Int64(defaults.pohTicksPerEntry)),
         ]
+        if testTransactions { parameters["testTransactions"] = .bool(true) }
         let validatorList: [JSONValue] = validators.map { key in .object(["key": .string(Hex.encode(key))]) }
         return .object([
             "chainId": .string(chainID), "genesisTimeMs": .int(0), "validators": .array(validatorList),
@@ -183,6 +185,9 @@ struct ChainCommand: AsyncParsableCommand {
         @Option(name: .customLong("bundled-plugins"),
                 help: "Directory of bundled plugin packages (default: metanode-plugins next to this binary).")
         var bundledPlugins: String?
+        @Flag(name: .customLong("test-transactions"),
+              help: "Allow BPI's test/… kinds (no module, no fee) on this chain: for load tests and examples.")
+        var testTransactions = false
 
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
@@ -201,7 +206,8 @@ struct ChainCommand: AsyncParsableCommand {
             let path = "\(data.root)/genesis.json"
             let dev = try ChainCommand.devAccount([data])
             try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: [],
-                                                        modules: ["bpci": ChainCommand.bankGenesis(dev: dev)]), to: path)
+                                                        modules: ["bpci": ChainCommand.bankGenesis(dev: dev)],
+                                                        testTransactions: testTransactions), to: path)
             try ChainCommand.makeDurable(data)
             _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
             Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
@@ -223,7 +229,8 @@ struct ChainCommand: AsyncParsableCommand {
             let genesisPath = "\(root)/genesis.json"
             let (directories, keys) = try ChainCommand.makeNetwork(
                 root: root, count: count, chainID: chainID, basePort: basePort, httpBasePort: httpBasePort,
-                bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory())
+                bundledPlugins: bundledPlugins ?? NodeSetup.defaultBundledPluginsDirectory(),
+                testTransactions: testTransactions)
             var lines = ["wrote \(genesisPath): chain \(chainID), \(count) validators"]
             for (index, data) in directories.enumerated() {
                 lines.append("  \(data.root)  peers 127.0.0.1:\(basePort + index)  http 127.0.0.1:\(httpBasePort + index)")

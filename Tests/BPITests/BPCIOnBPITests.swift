@@ -149,6 +149,16 @@ struct BPCIOnBPITests {
         #expect(none.status == 0 && noBlocks.isEmpty)
     }
 
+    @Test("a chain whose genesis does not turn test transactions on refuses them at admission")
+    func testTransactionsNeedTheGenesis() throws {
+        let net = try BPINetwork(validators: 4, seed: 59, genesisModules: Self.genesis, testTransactions: false)
+        net.sim.run(forMs: 500)
+        let probe = try Transaction.signed(chainID: "sim", signer: Self.alice, nonce: 0, fee: 0, kind: "test/op",
+                                           payload: [1])
+        let answer = net.submit(0, probe)
+        #expect(answer.status == 400 && answer.body.contains("test transactions are off on this chain"), "\(answer.body)")
+    }
+
     @Test("bad transfers are refused at admission with their reason; nothing is deducted")
     func refusals() throws {
         let net = try Self.network(seed: 43)

@@ -17,13 +17,16 @@ final class BPINetwork {
     let descriptor = PluginExport.descriptor(for: BPI.self, name: BPI.name, version: BPI.version)
 
     init(validators: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
-         heartbeatMs: UInt64 = 0, genesisModules: String = "{}") throws {
+         heartbeatMs: UInt64 = 0, genesisModules: String = "{}", testTransactions: Bool = true) throws {
         let sim = Simulation(nodes: validators, seed: seed, faults: faults)
         self.sim = sim
         let keys = (0..<validators).map { #"{"key": "\#(sim.key($0).hex)"}"# }
         genesisPath = NSTemporaryDirectory() + "bpi-genesis-\(seed)-\(validators)-\(UUID().uuidString).json"
-        try #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))], "modules": \#(genesisModules)}"#
-            .write(toFile: genesisPath, atomically: true, encoding: .utf8)
+        let parameters = #"{"blockTransactionsMax": 5000, "blockBytesMax": 2097152, "pohTicksPerEntry": 4, "#
+            + #""testTransactions": \#(testTransactions)}"#
+        let genesis = #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))], "#
+            + #""parameters": \#(parameters), "modules": \#(genesisModules)}"#
+        try genesis.write(toFile: genesisPath, atomically: true, encoding: .utf8)
         let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs)
         plugins = try sim.loadOnEveryNode(descriptor, config: { _ in config })
     }

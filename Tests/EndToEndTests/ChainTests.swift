@@ -20,7 +20,8 @@ struct ChainTests {
             scratch = try Scratch("chain")
             let base = try freeLoopbackPortRange(validators)
             let out = scratch.file("net")
-            let made = try run(Repo.metanode, ["chain", "genesis", "--validators", "\(validators)", "--out", out,
+            let made = try run(Repo.metanode, ["chain", "genesis", "--test-transactions",
+                                               "--validators", "\(validators)", "--out", out,
                                                "--base-port", "\(base)", "--http-base-port", "\(base + validators)",
                                                "--bundled-plugins", Repo.binDirectory + "/metanode-plugins"])
             try made.requireSuccess()

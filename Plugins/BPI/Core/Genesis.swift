@@ -15,6 +15,30 @@ public struct Genesis: Sendable, Equatable {
         public var blockTransactionsMax: Int
         public var blockBytesMax: Int
         public var pohTicksPerEntry: UInt32
+        /// Whether BPI's own `test/…` kinds are valid: transactions no module executes and no fee is charged for,
+        /// for load tests and examples. Off unless the genesis turns it on (`chain genesis --test-transactions`);
+        /// on a chain without it they are like any kind no module handles, and pay their fee.
+        public var testTransactions: Bool
+
+        public init(blockTransactionsMax: Int, blockBytesMax: Int, pohTicksPerEntry: UInt32,
+                    testTransactions: Bool = false) {
+            self.blockTransactionsMax = blockTransactionsMax
+            self.blockBytesMax = blockBytesMax
+            self.pohTicksPerEntry = pohTicksPerEntry
+            self.testTransactions = testTransactions
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case blockTransactionsMax, blockBytesMax, pohTicksPerEntry, testTransactions
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            blockTransactionsMax = try container.decode(Int.self, forKey: .blockTransactionsMax)
+            blockBytesMax = try container.decode(Int.self, forKey: .blockBytesMax)
+            pohTicksPerEntry = try container.decode(UInt32.self, forKey: .pohTicksPerEntry)
+            testTransactions = try container.decodeIfPresent(Bool.self, forKey: .testTransactions) ?? false
+        }
 
         public static let defaults = Parameters(blockTransactionsMax: 5_000, blockBytesMax: 2 << 20,
                                                 pohTicksPerEntry: 4)
@@ -50,6 +74,8 @@ public struct Genesis: Sendable, Equatable {
         writer.u32(UInt32(parameters.blockTransactionsMax))
         writer.u32(UInt32(parameters.blockBytesMax))
         writer.u32(parameters.pohTicksPerEntry)
+        // Appended only when on, so the hashes of chains that never had it stay what they were.
+        if parameters.testTransactions { writer.raw(Array("testTransactions".utf8)) }
         writer.u16(UInt16(modules.count))
         for name in modules.keys.sorted() {
             writer.string16(name)

@@ -126,6 +126,7 @@ public final class BPI: Plugin {
 
         ledger.readStored = { [store] key in try? store.moduleState(key) }
         ledger.genesisSections = genesis.modules
+        ledger.testTransactions = genesis.parameters.testTransactions
         ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
         ledger.systemDeliver = { [unowned self] transaction, context, writes in
             systemDeliver(transaction, context: context, writes: writes)

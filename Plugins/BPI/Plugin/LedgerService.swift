@@ -36,8 +36,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     static let moduleSizeV1_0 = MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!
 
     private let modules = Mutex<[String: Module]>([:])
-    /// Kinds whose fees no module charges: BPI's own (validator changes are signed by node keys, which hold no FLX).
-    static let feeExemptModules: Set<Substring> = ["bpi", "test"]
+    /// Whether BPI's `test/…` kinds are valid on this chain (genesis `parameters.testTransactions`); set by BPI.
+    var testTransactions = false
     /// Each module's genesis section (JSON), for `init_chain` in block 1; set by BPI.
     var genesisSections: [String: String] = [:]
     /// The table, followed by a pointer to this instance.
@@ -128,10 +128,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     // MARK: - Running handlers
 
-    /// Mempool admission: nil admits, else why not. Kinds of BPI's own modules ("test/…") need no handler.
+    /// Mempool admission: nil admits, else why not. BPI's own kinds need no handler and pay no fee: "bpi/…" (signed
+    /// by node keys, which hold no tokens) and, where the genesis allows them, "test/…".
     func check(_ transaction: Transaction, id: [UInt8]) -> MempoolRejection? {
         let name = transaction.module
-        if name == "test" { return nil }
+        if name == "test" {
+            return testTransactions ? nil : .refused(module: "bpi", reason: "test transactions are off on this chain "
+                + "(genesis parameters.testTransactions)")
+        }
         if name == "bpi" { return systemCheck(transaction) }
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
         // The fee module's own check covers the fee of its own kinds (it must: it knows what else they spend).
@@ -176,7 +180,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         var unpayableReason = ""
         for (index, (transaction, id)) in zip(transactions, ids).enumerated() {
             let name = transaction.module
-            if name == "test" {
+            if name == "test" && testTransactions {
                 results.append(.accepted)
                 continue
             }
@@ -186,13 +190,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 results.append(result)
                 continue
             }
-            guard !Self.reservedModules.contains(String(name)), let module = module(name),
-                  let deliver = module.handlers.deliver else {
-                results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
-                                                 reason: "no module handles kind '\(transaction.kind)'", events: []))
-                continue
-            }
-            // The fee first: its writes and events stay even when the owner's deliver fails.
+            // The fee first, for every kind but BPI's own: its writes and events stay even when the owner's deliver
+            // fails.
             var feeEvents: [TransactionResult.Event] = []
             if let payer, let charge = payer.handlers.charge_fee {
                 let call = LedgerCall(mode: .deliver, prefix: payer.prefix, read: read)
@@ -213,6 +212,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 }
                 block.writes.merge(call.writes) { $1 }
                 feeEvents = call.events
+            }
+            // A kind no module handles fails, with its fee paid: block space is never free.
+            guard !Self.reservedModules.contains(String(name)), let module = module(name),
+                  let deliver = module.handlers.deliver else {
+                results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
+                                                 reason: "no module handles kind '\(transaction.kind)'",
+                                                 events: feeEvents))
+                continue
             }
             let call = LedgerCall(mode: .deliver, prefix: module.prefix, read: read)
             let status = call.run { state in

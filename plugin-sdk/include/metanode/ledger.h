@@ -21,7 +21,8 @@
  *   `deliver` returns anything but MN_OK, the transaction's writes and events are discarded. It stays in the block
  *   as failed: its nonce is used and its result records the status and reason.
  * Fees: one module may take the fees of every transaction (`charge_fee`, BPCI in the product). BPI calls it for every
- *   transaction whose kind is not "bpi/..." or "test/...": at admission (except for the fee module's own kinds, whose
+ *   transaction but its own kinds ("bpi/...", and "test/..." where the genesis allows them), including kinds no
+ *   module handles: at admission (except for the fee module's own kinds, whose
  *   `check` must cover the fee), and in the block before the owner's `deliver`. The fee's writes and events stay
  *   even when the owner's `deliver` then fails. A block with a transaction whose fee cannot be paid is invalid; a
  *   proposer leaves such transactions out.
