@@ -149,6 +149,47 @@ struct BPCIOnBPITests {
         #expect(none.status == 0 && noBlocks.isEmpty)
     }
 
+    @Test("a block whose events outgrow one bus message and one kv batch is indexed whole, in parts and batches")
+    func largeBlockHistory() throws {
+        let senders = (0..<4).map { Ed25519Signer(seed: WireCrypto.domainHash("bpci-big", [UInt8($0)])) }
+        let accounts = senders.enumerated().map { index, signer in
+            #"{"address": "\#(Address(publicKey: signer.publicKey))", "balances": {"FLX": "10"\#(index == 0 ? #", "GEN": "100000""# : "")}}"#
+        }
+        let genesis = #"{"bpci": {"accounts": [\#(accounts.joined(separator: ", "))], "fees": {"initialBaseFee": "0.000001"}}}"#
+        let net = try BPINetwork(validators: 4, seed: 61, genesisModules: genesis)
+        try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name, version: BPCI.version)))
+        net.sim.run(forMs: 1_000)
+        let payees = (0..<64).map { Address(publicKey: WireCrypto.domainHash("payee", [UInt8($0)])) }
+        let message = BankMessage.multiSend(payees.map { Payment(to: $0, denomination: .flx, amount: 1) })
+        // 176 multi-sends of 64 payments: 22,528 history entries (two kv batches) and about 1.14 MB of events (two
+        // bus parts), all in one block.
+        var batch: [[UInt8]] = []
+        for nonce in 0..<44 {
+            for signer in senders {
+                batch.append(try Transaction.signed(chainID: "sim", signer: signer, nonce: UInt64(nonce), fee: 5_000,
+                                                    kind: message.kind, payload: message.payload).encoded)
+            }
+        }
+        // One request to height 2's proposer, so they are all in its mempool when it builds the block.
+        let answer = net.sim.host(2).http(net.plugins[2], "POST", "/txs", body: TransactionBatch.encode(batch))
+        #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
+        net.sim.run(forMs: 3_000)
+        let block = try net.json(0, "/blocks/2").1
+        #expect((block["transactions"] as? [Any])?.count == 176, "all in block 2")
+        var from = WireWriter()
+        from.u64(2)
+        let replay = net.sim.host(1).request("bpi.blocks.events", from.bytes)
+        net.sim.run(forMs: 10)
+        let parts = try BlockEvents.decodeReplay(replay.reply).filter { $0.height == 2 }
+        #expect(parts.map(\.firstEvent) == [0, parts.last?.firstEvent ?? 0] && parts.count == 2, "two parts")
+        for node in [0, 3] {
+            let page = try Self.history(net, node, payees[5])
+            #expect(page["count"] as? Int == 176, "node \(node): \(page["count"] ?? "?")")
+            let sender = try Self.history(net, node, Address(publicKey: senders[2].publicKey))
+            #expect(sender["count"] as? Int == 44 * 64, "node \(node)")
+        }
+    }
+
     @Test("a chain whose genesis does not turn test transactions on refuses them at admission")
     func testTransactionsNeedTheGenesis() throws {
         let net = try BPINetwork(validators: 4, seed: 59, genesisModules: Self.genesis, testTransactions: false)

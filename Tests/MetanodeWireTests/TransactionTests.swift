@@ -104,4 +104,21 @@ struct BlockEventsTests {
         #expect(throws: WireError.self) { try BlockEvents.decode(long.encoded) }
         #expect(throws: WireError.self) { try BlockEvents.decodeReplay(replay + [0]) }
     }
+
+    @Test("a block's events are cut into parts of a bounded size, in order, the last one marked")
+    func parts() throws {
+        let events = (0..<10).map {
+            BlockEvents.Event(transaction: [UInt8](repeating: UInt8($0), count: 32), type: "m.e", data: [UInt8](repeating: 1, count: 100))
+        }
+        let parts = BlockEvents.parts(height: 3, events: events, partBytesMax: 300)  // two 141-byte events each
+        #expect(parts.count == 5 && parts.map(\.firstEvent) == [0, 2, 4, 6, 8])
+        #expect(parts.map(\.isLastPart) == [false, false, false, false, true])
+        #expect(parts.flatMap(\.events) == events && parts.allSatisfy { $0.totalEvents == 10 })
+        #expect(try parts.map { try BlockEvents.decode($0.encoded) } == parts)
+        #expect(BlockEvents.parts(height: 3, events: events, from: 7, partBytesMax: 300).map(\.firstEvent) == [7, 9])
+        #expect(BlockEvents.parts(height: 4, events: []).map(\.isLastPart) == [true])
+        var lying = parts[4]
+        lying.firstEvent = 9  // 9 + 2 events > 10
+        #expect(throws: WireError.self) { try BlockEvents.decode(lying.encoded) }
+    }
 }

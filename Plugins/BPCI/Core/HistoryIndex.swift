@@ -9,10 +9,13 @@ import MetanodeWire
 /// In the plugin's kv:
 ///
 ///     history/next                 u64 the next height to index
+///     history/stored               u64 entries of that block already stored (only while one is split in batches)
 ///     n [20] address               u64 how many entries the account has
 ///     h [20] address u64 sequence  a `HistoryEntry`
 public enum HistoryIndex {
     public static let nextHeightKey = Array("history/next".utf8)
+    /// How many of the next block's entries are already stored, while a large block is stored in several batches.
+    public static let storedEntriesKey = Array("history/stored".utf8)
 
     public static func countKey(_ address: Address) -> [UInt8] { [0x6E] + address.bytes }
 

@@ -21,8 +21,14 @@ public final class BPCI: Plugin {
     let context: PluginContext
     /// The next block height the history index needs.
     private(set) var nextHeight: UInt64
+    /// Of that block: its events received so far (parts arrive in order), and how many of its history entries are
+    /// already stored (a block too large for one kv batch is stored in several, with this as the cursor).
+    private var pendingEvents: [BlockEvents.Event] = []
+    private var storedEntries: UInt64
     private var catchingUp = false
     let indexed: Counter
+    /// History entries per kv batch (each also updates a count): well under MN_KV_BATCH_OPS_MAX.
+    static let entriesPerBatchMax = 20_000
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -32,6 +38,7 @@ public final class BPCI: Plugin {
                               function: "service_lookup")
         }
         nextHeight = try context.kv.get(HistoryIndex.nextHeightKey).flatMap(HistoryIndex.u64) ?? 1
+        storedEntries = try context.kv.get(HistoryIndex.storedEntriesKey).flatMap(HistoryIndex.u64) ?? 0
         indexed = try context.metrics.counter("history_blocks_indexed_total",
                                               help: "Finalized blocks whose events the history index has taken in")
         let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
@@ -66,33 +73,45 @@ public final class BPCI: Plugin {
     public func start() throws { catchUp() }
 
     public func receive(_ message: BusMessage) {
-        guard message.topic == "bpi.stream.events", let block = try? BlockEvents.decode(message.payload) else { return }
-        if block.height == nextHeight {
-            index(block)
-        } else if block.height > nextHeight {
-            catchUp()  // missed blocks (the index restarts behind BPI, or the bus dropped one): replay them first
-        }
+        guard message.topic == "bpi.stream.events", message.sender == "bpi",
+              let part = try? BlockEvents.decode(message.payload) else { return }
+        take(part)
     }
 
-    /// Asks BPI for the stored blocks' events from `nextHeight` on, until it answers with none.
+    /// Takes the next part in order; a gap (missed blocks or parts) asks BPI to replay from where the index is.
+    /// Returns whether the part was the one expected.
+    @discardableResult
+    private func take(_ part: BlockEvents) -> Bool {
+        guard part.height == nextHeight, Int(part.firstEvent) == pendingEvents.count else {
+            if part.height > nextHeight || (part.height == nextHeight && Int(part.firstEvent) > pendingEvents.count) {
+                catchUp()
+            }
+            return false
+        }
+        pendingEvents += part.events
+        if part.isLastPart { index(BlockEvents(height: part.height, events: pendingEvents)) }
+        return true
+    }
+
+    /// Asks BPI for the stored blocks' events from where the index is, until it answers with none.
     private func catchUp() {
         guard !catchingUp else { return }
         catchingUp = true
+        var from = WireWriter(capacity: 12)
+        from.u64(nextHeight)
+        from.u32(UInt32(pendingEvents.count))
         do {
-            try context.bus.request("bpi.blocks.events", HistoryIndex.u64Bytes(nextHeight)) { [weak self] result in
+            try context.bus.request("bpi.blocks.events", from.bytes) { [weak self] result in
                 guard let self else { return }
                 catchingUp = false
                 switch result {
                 case .success(let reply):
-                    guard let blocks = try? BlockEvents.decodeReplay(reply) else {
-                        context.log.warn("could not read BPI's block events for heights from \(nextHeight)")
+                    guard let parts = try? BlockEvents.decodeReplay(reply) else {
+                        context.log.warn("history index: could not read BPI's block events from height \(nextHeight)")
                         return
                     }
                     var progressed = false
-                    for block in blocks where block.height == nextHeight {
-                        index(block)
-                        progressed = true
-                    }
+                    for part in parts where take(part) { progressed = true }
                     if progressed { catchUp() }
                 case .failure(let error):
                     context.log.warn("history index: replay from height \(nextHeight) failed: \(error.message)")
@@ -104,28 +123,44 @@ public final class BPCI: Plugin {
         }
     }
 
-    /// Adds one block's payments to the index and moves `nextHeight` past it, in one atomic kv batch.
+    /// Adds one block's payments to the index, in kv batches of at most `entriesPerBatchMax` entries; the last also
+    /// moves `nextHeight` past the block. Each batch stores its cursor, so a restart resumes where it stopped.
     private func index(_ block: BlockEvents) {
         let entries = HistoryIndex.entries(block)
-        var counts: [Address: UInt64] = [:]
         do {
-            for (address, _) in entries where counts[address] == nil {
-                counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(HistoryIndex.u64) ?? 0
-            }
-            try context.kv.batch { batch in
-                for (address, entry) in entries {
-                    let sequence = counts[address]!
-                    try batch.put(HistoryIndex.entryKey(address, sequence), entry.encoded)
-                    counts[address] = sequence + 1
+            var done = Int(min(storedEntries, UInt64(entries.count)))
+            repeat {
+                let chunk = entries[done..<min(done + Self.entriesPerBatchMax, entries.count)]
+                var counts: [Address: UInt64] = [:]
+                for (address, _) in chunk where counts[address] == nil {
+                    counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(HistoryIndex.u64) ?? 0
                 }
-                for (address, count) in counts { try batch.put(HistoryIndex.countKey(address), HistoryIndex.u64Bytes(count)) }
-                try batch.put(HistoryIndex.nextHeightKey, HistoryIndex.u64Bytes(block.height + 1))
-            }
+                let last = chunk.endIndex == entries.count
+                try context.kv.batch { batch in
+                    for (address, entry) in chunk {
+                        let sequence = counts[address]!
+                        try batch.put(HistoryIndex.entryKey(address, sequence), entry.encoded)
+                        counts[address] = sequence + 1
+                    }
+                    for (address, count) in counts {
+                        try batch.put(HistoryIndex.countKey(address), HistoryIndex.u64Bytes(count))
+                    }
+                    if last {
+                        try batch.put(HistoryIndex.nextHeightKey, HistoryIndex.u64Bytes(block.height + 1))
+                        try batch.delete(HistoryIndex.storedEntriesKey)
+                    } else {
+                        try batch.put(HistoryIndex.storedEntriesKey, HistoryIndex.u64Bytes(UInt64(chunk.endIndex)))
+                    }
+                }
+                done = chunk.endIndex
+                storedEntries = last ? 0 : UInt64(done)
+            } while done < entries.count
             nextHeight = block.height + 1
             indexed.increment()
         } catch {
             context.log.error("history index: could not store block \(block.height): \(error)")
         }
+        pendingEvents = []  // on failure the block is taken again from a replay
     }
 }
 

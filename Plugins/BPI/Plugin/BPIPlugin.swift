@@ -251,12 +251,17 @@ public final class BPI: Plugin {
             // Transactions whose fee their sender can no longer pay leave the mempool, and the rest go ahead.
             let unpayable = Set(ledger.unpayable)
             guard !unpayable.isEmpty else { break }
+            var firstDropped: [[UInt8]: UInt64] = [:]
             for index in unpayable {
                 let transaction = chosen[index].transaction
                 mempool.remove(id: chosen[index].id, sender: transaction.sender, nonce: transaction.nonce)
+                firstDropped[transaction.sender] = min(firstDropped[transaction.sender] ?? .max, transaction.nonce)
             }
             context.log.info("dropped \(unpayable.count) transaction(s) whose senders cannot pay their fees")
-            chosen = chosen.enumerated().filter { !unpayable.contains($0.offset) }.map(\.element)
+            // A sender's later nonces cannot follow a dropped one in this block (they wait for a new one).
+            chosen = chosen.filter { entry in
+                firstDropped[entry.transaction.sender].map { entry.transaction.nonce < $0 } ?? true
+            }
         }
         context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
         return rules.build(parent: parent, transactions: [], encoded: [], proposer: myKey, nowMs: nowMs, state: state,
@@ -362,9 +367,10 @@ public final class BPI: Plugin {
     }
 
     private func publishBlock(_ finalized: FinalizedBlock, effects: BlockRules.Effects) {
-        _ = try? context.bus.publish("bpi.stream.events",
-                                     Self.blockEvents(finalized, ids: effects.transactionIDs, results: effects.results)
-                                         .encoded)
+        let events = Self.blockEvents(finalized, ids: effects.transactionIDs, results: effects.results)
+        for part in BlockEvents.parts(height: events.height, events: events.events) {
+            _ = try? context.bus.publish("bpi.stream.events", part.encoded)
+        }
         guard let json = Self.blockEventJSON(finalized, ids: effects.transactionIDs, results: effects.results) else {
             return
         }
@@ -393,26 +399,38 @@ public final class BPI: Plugin {
         return (try? JSONEncoder().encode(event)).map(Array.init)
     }
 
-    static let eventsReplyBlocksMax: UInt64 = 16
+    static let eventsReplyBlocksMax = 16
+    /// A replay's parts add up to at most this (a bus message is at most 4 MiB; a part at most 1 MiB).
+    static let eventsReplyBytesMax = 3 << 20
 
-    /// Answers "bpi.blocks.events": the stored blocks' events from the requested height on.
+    /// Answers "bpi.blocks.events" (u64 height, optionally u32 first event): the stored blocks' events from there
+    /// on, in parts, at most `eventsReplyBlocksMax` blocks and `eventsReplyBytesMax` bytes.
     public func receive(_ message: BusMessage) {
         guard message.topic == "bpi.blocks.events", message.isRequest else { return }
-        var blocks: [BlockEvents] = []
-        if message.payload.count == 8 {
-            let from = max(message.payload.reduce(0) { $0 << 8 | UInt64($1) }, 1)
-            var height = from
-            while height < from + Self.eventsReplyBlocksMax, height <= parent.height,
-                  let finalized = try? store.block(at: height) {
+        var parts: [BlockEvents] = []
+        if message.payload.count == 8 || message.payload.count == 12 {
+            var height = max(message.payload.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }, 1)
+            var first = message.payload.count == 12 ? Int(message.payload.suffix(4).reduce(0) { $0 << 8 | UInt32($1) }) : 0
+            var bytes = 0, blocks = 0
+            replay: while blocks < Self.eventsReplyBlocksMax, height <= parent.height,
+                          let finalized = try? store.block(at: height) {
                 let ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
                 let results = ids.map { id in
                     ((try? store.result(ofTransaction: id)) ?? nil) ?? TransactionResult(status: 0, reason: "", events: [])
                 }
-                blocks.append(Self.blockEvents(finalized, ids: ids, results: results))
+                let events = Self.blockEvents(finalized, ids: ids, results: results).events
+                for part in BlockEvents.parts(height: height, events: events, from: min(first, events.count)) {
+                    let size = part.encoded.count
+                    if !parts.isEmpty && bytes + size > Self.eventsReplyBytesMax { break replay }
+                    parts.append(part)
+                    bytes += size
+                }
                 height += 1
+                first = 0
+                blocks += 1
             }
         }
-        _ = try? context.bus.reply(to: message, BlockEvents.encodeReplay(blocks))
+        _ = try? context.bus.reply(to: message, BlockEvents.encodeReplay(parts))
     }
 
     // MARK: - BPI's own transactions

@@ -185,7 +185,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 continue
             }
             if name == "bpi" {
-                let (result, systemWrites) = systemDeliver(transaction, context, block.plainWrites)
+                // BPI's own transactions read only the validator-set key of the block so far (not a copy of it all).
+                let setKey = StateKey(ValidatorSetChange.stateKey)
+                let sofar: [[UInt8]: [UInt8]?] = block.writes[setKey].map { [setKey.bytes: $0] } ?? [:]
+                let (result, systemWrites) = systemDeliver(transaction, context, sofar)
                 for (key, value) in systemWrites { block.writes[StateKey(key)] = value }
                 results.append(result)
                 continue
@@ -449,6 +452,10 @@ final class LedgerCall {
 
     func emit(_ type: String, _ data: [UInt8], dataBytes: Int) -> mn_status {
         guard mode == .deliver else { return MN_ERR_DENIED }
+        // A dotted type is namespaced: a module emits only "<its name>.…", so no module can forge another's events.
+        if let dot = type.utf8.firstIndex(of: 0x2E), !prefix.dropLast().elementsEqual(type.utf8[..<dot]) {
+            return MN_ERR_DENIED
+        }
         guard events.count < Int(MN_LEDGER_EVENTS_PER_TX_MAX) else { return MN_ERR_LIMIT }
         guard dataBytes <= Int(MN_LEDGER_EVENT_LEN_MAX), type.utf8.count <= 64 else { return MN_ERR_TOO_LARGE }
         events.append(TransactionResult.Event(type: type, data: data))

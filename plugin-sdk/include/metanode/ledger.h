@@ -124,7 +124,9 @@ typedef struct mn_ledger_api {
   mn_status (*state_delete)(mn_ledger_state *state, mn_bytes key);
   /** The reason for a refusal, kept with the status (e.g. "insufficient FLX: has 5, needs 7"). */
   void (*reject)(mn_ledger_state *state, mn_str reason);
-  /** An event of the transaction being delivered (type e.g. "transfer"), kept in its result. */
+  /** An event of the transaction being delivered, kept in its result. A type with a dot is namespaced: it must
+   *  start with "<module>." (e.g. "bpci.transfer"); another module's prefix is MN_ERR_DENIED. Undotted types
+   *  ("added") are free-form. */
   mn_status (*emit_event)(mn_ledger_state *state, mn_str type, mn_bytes data);
   /** The answer of a query. */
   void (*answer)(mn_ledger_state *state, mn_bytes response);

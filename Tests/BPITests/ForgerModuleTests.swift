@@ -1,0 +1,71 @@
+import BPIPlugin
+import BPICore
+import Foundation
+import MetanodeABI
+import MetanodePluginKit
+import MetanodePluginTesting
+import MetanodeWire
+import Testing
+
+/// A module built against ledger 1.0 (its table ends before `init_chain`) that tries to emit another module's
+/// namespaced event: it registers and runs, and the forged event is refused.
+final class ForgerModule: Plugin {
+    static let name = "forger"
+    nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
+    nonisolated(unsafe) static let moduleName: UnsafeMutablePointer<UInt8> = {
+        let bytes = Array(name.utf8)
+        let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
+        pointer.initialize(from: bytes, count: bytes.count)
+        return pointer
+    }()
+    nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
+        let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
+        table.initialize(to: mn_ledger_module(
+            struct_size: UInt32(MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!),
+            name: mn_str(ptr: moduleName, len: name.utf8.count), user_data: nil, check: nil,
+            deliver: { _, state, tx in
+                guard let api = ForgerModule.api, let tx else { return MN_ERR_INTERNAL }
+                // The payload names the event type to emit.
+                let type = tx.pointee.payload.string
+                return type.withMNBytes { type in [UInt8]([1]).withMNBytes { api.pointee.emit_event(state, type, $0) } }
+            },
+            begin_block: nil, end_block: nil, query: nil,
+            // Past its struct_size: BPI must never read these.
+            init_chain: { _, _, _ in MN_ERR_INTERNAL }, charge_fee: { _, _, _, _ in MN_ERR_INTERNAL }))
+        return table
+    }()
+
+    init(context: PluginContext) throws {
+        let service = try context.services.lookup(MN_LEDGER_SERVICE, major: MN_LEDGER_VERSION_MAJOR)
+        Self.api = service.bound(to: mn_ledger_api.self)
+        let status = Self.api!.pointee.register_module(Self.api!, Self.table)
+        guard status == MN_OK else { throw PluginError(status, "register_module", function: "register_module") }
+    }
+}
+
+@Suite("Ledger modules built against 1.0, and event namespaces")
+struct ForgerModuleTests {
+    @Test("a 1.0 module registers and runs with nothing read past its table; a dotted event type of another module is refused")
+    func oldModuleCannotForgeEvents() throws {
+        let net = try BPINetwork(validators: 1, seed: 67)
+        _ = try net.sim.host(0).load(try #require(PluginExport.descriptor(for: ForgerModule.self, name: ForgerModule.name,
+                                                                          version: "1.0.0")))
+        let signer = Ed25519Signer(seed: WireCrypto.domainHash("forger", []))
+        let own = try Transaction.signed(chainID: "sim", signer: signer, nonce: 0, fee: 0, kind: "forger/emit",
+                                         payload: Array("forger.thing".utf8))
+        let plain = try Transaction.signed(chainID: "sim", signer: signer, nonce: 1, fee: 0, kind: "forger/emit",
+                                           payload: Array("thing".utf8))
+        let forged = try Transaction.signed(chainID: "sim", signer: signer, nonce: 2, fee: 0, kind: "forger/emit",
+                                            payload: Array("bpci.transfer".utf8))
+        for transaction in [own, plain, forged] { #expect(net.submit(0, transaction).status == 202) }
+        net.sim.run(forMs: 1_000)
+        func result(_ transaction: Transaction) throws -> [String: Any] {
+            try #require(try net.json(0, "/tx/\(Hex.encode(transaction.id))").1["result"] as? [String: Any])
+        }
+        #expect(try result(own)["status"] as? Int == 0)
+        #expect(try result(plain)["status"] as? Int == 0)
+        let refused = try result(forged)
+        #expect(refused["status"] as? Int == Int(MN_ERR_DENIED), "\(refused)")
+        #expect((refused["events"] as? [Any])?.isEmpty == true)
+    }
+}
