@@ -146,7 +146,7 @@ struct BankModuleTests {
         #expect(entries.last?.0 == Self.bob && entries.last?.1 == HistoryEntry(
             height: 9, transaction: transfer.id, direction: .received, counterparty: Self.alice, denomination: .flx,
             amount: 1_000_000_000, fee: 0))
-        var index: [[UInt8]: [UInt8]] = [HistoryIndex.countKey(Self.bob): HistoryIndex.u64Bytes(1)]
+        var index: [[UInt8]: [UInt8]] = [HistoryIndex.countKey(Self.bob): StoredU64.encode(1)]
         index[HistoryIndex.entryKey(Self.bob, 0)] = entries.last?.1.encoded
         let page = try JSONSerialization.jsonObject(with: Data(
             try HistoryIndex.page(Self.bob, indexedThrough: 9, read: { index[$0] }).get())) as? [String: Any]

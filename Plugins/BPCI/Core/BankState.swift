@@ -56,19 +56,21 @@ public enum BankKeys {
     public static let baseFee = Array("fee/base".utf8)
 }
 
-extension ModuleState {
-    public func u64(_ key: [UInt8]) -> UInt64? {
-        guard let value = get(key), value.count == 8 else { return nil }
-        return value.reduce(0) { $0 << 8 | UInt64($1) }
+/// Counters and amounts as stored: 8 big-endian bytes (ledger state and the history index alike).
+public enum StoredU64 {
+    public static func decode(_ bytes: [UInt8]) -> UInt64? {
+        bytes.count == 8 ? bytes.reduce(0) { $0 << 8 | UInt64($1) } : nil
     }
+
+    public static func encode(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+}
+
+extension ModuleState {
+    public func u64(_ key: [UInt8]) -> UInt64? { get(key).flatMap(StoredU64.decode) }
 
     /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
     public mutating func setU64(_ key: [UInt8], _ value: UInt64, zeroDeletes: Bool = false) {
-        if zeroDeletes && value == 0 {
-            put(key, nil)
-            return
-        }
-        put(key, withUnsafeBytes(of: value.bigEndian) { Array($0) })
+        put(key, zeroDeletes && value == 0 ? nil : StoredU64.encode(value))
     }
 }
 

@@ -62,7 +62,7 @@ public enum HistoryIndex {
     /// `BankModule.historyPageMax` entries before sequence `before` (default: the newest).
     public static func page(_ address: Address, before: UInt64? = nil, indexedThrough: UInt64,
                             read: ([UInt8]) -> [UInt8]?) -> Result<[UInt8], ModuleRefusal> {
-        let count = read(countKey(address)).flatMap(Self.u64) ?? 0
+        let count = read(countKey(address)).flatMap(StoredU64.decode) ?? 0
         var sequence = min(before ?? count, count)
         var entries: [BankModule.HistoryView] = []
         while sequence > 0 && entries.count < BankModule.historyPageMax {
@@ -80,9 +80,4 @@ public enum HistoryIndex {
             ?? .failure(ModuleRefusal("could not encode the history page"))
     }
 
-    public static func u64(_ bytes: [UInt8]) -> UInt64? {
-        bytes.count == 8 ? bytes.reduce(0) { $0 << 8 | UInt64($1) } : nil
-    }
-
-    public static func u64Bytes(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
 }

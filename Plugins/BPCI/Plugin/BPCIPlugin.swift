@@ -37,8 +37,8 @@ public final class BPCI: Plugin {
             throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes; BPCI needs ledger 1.1",
                               function: "service_lookup")
         }
-        nextHeight = try context.kv.get(HistoryIndex.nextHeightKey).flatMap(HistoryIndex.u64) ?? 1
-        storedEntries = try context.kv.get(HistoryIndex.storedEntriesKey).flatMap(HistoryIndex.u64) ?? 0
+        nextHeight = try context.kv.get(HistoryIndex.nextHeightKey).flatMap(StoredU64.decode) ?? 1
+        storedEntries = try context.kv.get(HistoryIndex.storedEntriesKey).flatMap(StoredU64.decode) ?? 0
         indexed = try context.metrics.counter("history_blocks_indexed_total",
                                               help: "Finalized blocks whose events the history index has taken in")
         let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
@@ -133,7 +133,7 @@ public final class BPCI: Plugin {
                 let chunk = entries[done..<min(done + Self.entriesPerBatchMax, entries.count)]
                 var counts: [Address: UInt64] = [:]
                 for (address, _) in chunk where counts[address] == nil {
-                    counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(HistoryIndex.u64) ?? 0
+                    counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(StoredU64.decode) ?? 0
                 }
                 let last = chunk.endIndex == entries.count
                 try context.kv.batch { batch in
@@ -143,13 +143,13 @@ public final class BPCI: Plugin {
                         counts[address] = sequence + 1
                     }
                     for (address, count) in counts {
-                        try batch.put(HistoryIndex.countKey(address), HistoryIndex.u64Bytes(count))
+                        try batch.put(HistoryIndex.countKey(address), StoredU64.encode(count))
                     }
                     if last {
-                        try batch.put(HistoryIndex.nextHeightKey, HistoryIndex.u64Bytes(block.height + 1))
+                        try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(block.height + 1))
                         try batch.delete(HistoryIndex.storedEntriesKey)
                     } else {
-                        try batch.put(HistoryIndex.storedEntriesKey, HistoryIndex.u64Bytes(UInt64(chunk.endIndex)))
+                        try batch.put(HistoryIndex.storedEntriesKey, StoredU64.encode(UInt64(chunk.endIndex)))
                     }
                 }
                 done = chunk.endIndex

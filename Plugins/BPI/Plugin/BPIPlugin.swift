@@ -408,9 +408,10 @@ public final class BPI: Plugin {
     public func receive(_ message: BusMessage) {
         guard message.topic == "bpi.blocks.events", message.isRequest else { return }
         var parts: [BlockEvents] = []
-        if message.payload.count == 8 || message.payload.count == 12 {
-            var height = max(message.payload.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }, 1)
-            var first = message.payload.count == 12 ? Int(message.payload.suffix(4).reduce(0) { $0 << 8 | UInt32($1) }) : 0
+        var request = WireReader(message.payload, context: "bpi.blocks.events")
+        if let from = try? request.u64("height") {
+            var height = max(from, 1)
+            var first = message.payload.count == 12 ? Int((try? request.u32("first event")) ?? 0) : 0
             var bytes = 0, blocks = 0
             replay: while blocks < Self.eventsReplyBlocksMax, height <= parent.height,
                           let finalized = try? store.block(at: height) {
