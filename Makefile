@@ -8,14 +8,14 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CONFIG ?= debug
 DATA_DIR ?= $(CURDIR)/.metanode
-APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev zlib1g-dev pkg-config minisign
+APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev zlib1g-dev pkg-config minisign libseccomp-dev busybox-static
 
 BIN := $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
 DEV_KEY = .build/dev-publisher
 
-.PHONY: run test build bundle deps release bench bench-chain fuzz sim clean
+.PHONY: run test build bundle deps release bench bench-chain bench-docklock fuzz sim clean
 
 run: build
 	@if [ ! -f "$(DATA_DIR)/config.json" ]; then \
@@ -55,7 +55,8 @@ bundle:
 	@cp plugin-sdk/examples/hello-swift/metanode-plugin.json "$(BIN)/libHelloSwift.so" "$(BUNDLE)/hello-swift/"
 	@mkdir -p "$(BUNDLE)/bpi" && cp Plugins/BPI/metanode-plugin.json "$(BIN)/libBPI.so" "$(BUNDLE)/bpi/"
 	@mkdir -p "$(BUNDLE)/bpci" && cp Plugins/BPCI/metanode-plugin.json "$(BIN)/libBPCI.so" "$(BUNDLE)/bpci/"
-	@for p in hello-c hello-swift bpi bpci; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
+	@mkdir -p "$(BUNDLE)/docklock" && cp Plugins/DockLock/metanode-plugin.json "$(BIN)/libDockLock.so" "$(BUNDLE)/docklock/"
+	@for p in hello-c hello-swift bpi bpci docklock; do "$(METANODE)" plugin sign "$(BUNDLE)/$$p" --key "$(DEV_KEY).key" >/dev/null; done
 	@echo "bundled plugins signed in $(BUNDLE)"
 
 release:
@@ -70,6 +71,11 @@ bench: deps
 bench-chain:
 	$(MAKE) release
 	"$$($(SWIFT) build -c release --show-bin-path)/metanode" bench chain $(BENCH_ARGS)
+
+# DockLock: /bin/true lifecycles through the node's API and from the shell, beside crun and runc (same run).
+bench-docklock:
+	$(MAKE) release
+	Benchmarks/docklock.sh
 
 # The network frame decoder under libFuzzer (FUZZ_RUNS inputs, default 1,000,000). Not part of make test.
 FUZZ_RUNS ?= 1000000

@@ -31,6 +31,7 @@ let package = Package(
         // First-party plugins, bundled by `make bundle`.
         .library(name: "BPI", type: .dynamic, targets: ["BPI"]),
         .library(name: "BPCI", type: .dynamic, targets: ["BPCI"]),
+        .library(name: "DockLock", type: .dynamic, targets: ["DockLock"]),
     ],
     dependencies: [
         .package(path: "plugin-sdk"),
@@ -101,8 +102,8 @@ let package = Package(
         .executableTarget(
             name: "metanode",
             dependencies: [
-                "MetanodeNode", "MetanodeKernel", "MetanodeCrypto", "BPICore", "BPCICore",
-                .product(name: "MetanodeWire", package: "plugin-sdk"),
+                "MetanodeNode", "MetanodeKernel", "MetanodeCrypto", "BPICore", "BPCICore", "DockLockCore",
+                "DockLockRuntime", .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/metanode", swiftSettings: strict),
@@ -190,6 +191,43 @@ let package = Package(
                 .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
             ],
             path: "Tests/BPCICoreTests"),
+        // DockLock's pure parts: receipts and their chain, the seccomp profile, image manifests and layer rules.
+        .target(
+            name: "DockLockCore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Plugins/DockLock/Core", swiftSettings: strict),
+        // The few steps Swift cannot take safely in a multi-threaded process: clone into namespaces, pivot_root,
+        // capabilities, seccomp, exec. Plus libseccomp, to compile a profile to BPF once.
+        .target(
+            name: "CDockLock", path: "Plugins/DockLock/CRuntime",
+            linkerSettings: [.linkedLibrary("seccomp")]),
+        // DockLock's I/O: the image store, layer unpacking, cgroups, containers.
+        .target(
+            name: "DockLockRuntime",
+            dependencies: ["DockLockCore", "CDockLock", "CZlib", .product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Plugins/DockLock/Runtime", swiftSettings: strict),
+        .target(
+            name: "DockLockPlugin",
+            dependencies: [
+                "DockLockCore", "DockLockRuntime", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                .product(name: "MetanodeABI", package: "plugin-sdk"),
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
+            ],
+            path: "Plugins/DockLock/Plugin", swiftSettings: strict),
+        .target(
+            name: "DockLock", dependencies: ["DockLockPlugin", .product(name: "MetanodePluginKit", package: "plugin-sdk")],
+            path: "Plugins/DockLock/Entry", swiftSettings: strict),
+        .testTarget(
+            name: "DockLockCoreTests",
+            dependencies: ["DockLockCore", .product(name: "MetanodeWire", package: "plugin-sdk")],
+            path: "Tests/DockLockCoreTests"),
+        .testTarget(
+            name: "DockLockRuntimeTests",
+            dependencies: [
+                "DockLockRuntime", "DockLockCore", "DockLockPlugin",
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "MetanodePluginTesting", package: "plugin-sdk"),
+            ],
+            path: "Tests/DockLockRuntimeTests", exclude: ["Fixtures"]),
         // The SDK's example ledger module in C, linked into tests without its entry symbol.
         .target(
             name: "CounterModule", path: "plugin-sdk/examples/counter-module", exclude: ["Makefile", "README.md",

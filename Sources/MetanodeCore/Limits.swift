@@ -3,7 +3,7 @@
 public enum Limits {
     // MARK: From the ABI header (MN_*)
     public static let abiMajor: UInt16 = 1
-    public static let abiMinor: UInt16 = 1
+    public static let abiMinor: UInt16 = 2
     /// MN_PLUGIN_NAME_LEN_MAX; names are ASCII, so bytes and characters agree.
     public static let pluginNameBytesMax = 63
     public static let logMessageBytesMax = 8192
@@ -29,6 +29,9 @@ public enum Limits {
     public static let netProtocolBytesMax = 64
     public static let netMessageBytesMax = 4 * 1024 * 1024
     public static let netProtocolsMax = 64
+    /// MN_HTTP_DEFERRED_MAX, MN_HTTP_DEFER_TIMEOUT_MS_MAX (ABI 1.2)
+    public static let httpDeferredMax = 1024
+    public static let httpDeferTimeoutMsMax = 3_600_000
     public static let serviceNameBytesMax = 127
     public static let serviceTableBytesMax = 65536
     public static let randomBytesMax = 65536

@@ -175,10 +175,56 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         case .notFound: return .text(404, "plugin \(name) has no route \(request.path)\n")
         }
         let timeout = httpHandlerTimeoutMs
-        return await runtime.executor.run(timeoutMs: timeout, on: timerLoop, onTimeout: {
-            .text(504, "plugin \(name) did not answer \(request.method) \(request.path) within \(timeout) ms\n")
+        let outcome: HTTPHandlerOutcome = await runtime.executor.run(timeoutMs: timeout, on: timerLoop, onTimeout: {
+            .answered(.text(504,
+                            "plugin \(name) did not answer \(request.method) \(request.path) within \(timeout) ms\n"))
+        }, onLate: { late in
+            // The client already got 504; a deferral the slow handler opened must not stay open (it counts against
+            // MN_HTTP_DEFERRED_MAX), so it expires now and the plugin's answer finds MN_ERR_NOT_FOUND.
+            if case .deferred(let deferral) = late {
+                instance.context.expireDeferral(deferral, answer: deferral.timeoutAnswer)
+            }
         }) {
             instance.handleHTTP(handler, request: request)
+        }
+        switch outcome {
+        case .answered(let answer): return answer
+        case .deferred(let deferral): return await awaitDeferred(deferral, of: instance)
+        }
+    }
+
+    /// Set once the node starts shutting down: deferred HTTP responses answer 503 from then on (`drainDeferredHTTP`).
+    private let deferredHTTPDrained = Atomic<Bool>(false)
+
+    /// Waits, without holding the plugin's executor, for the answer to a deferred response: the plugin's, or 504 once
+    /// `timeoutMs` passes, or 503 when the plugin stops or the node shuts down. The continuation is resumed exactly
+    /// once: `whenAnswered` delivers once, and only whoever removes the deferral from its plugin's table completes it.
+    private func awaitDeferred(_ deferral: DeferredHTTPResponse, of instance: PluginInstance) async
+        -> HTTPResponseParts
+    {
+        let context = instance.context
+        return await withCheckedContinuation { (continuation: CheckedContinuation<HTTPResponseParts, Never>) in
+            let timeout = timerLoop.scheduleTask(in: .milliseconds(Int64(deferral.timeoutMs))) {
+                context.expireDeferral(deferral, answer: deferral.timeoutAnswer)
+            }
+            deferral.whenAnswered { answer in
+                timeout.cancel()
+                continuation.resume(returning: answer)
+            }
+            // Checked after the deferral exists, so one opened while the node began shutting down is not missed.
+            if deferredHTTPDrained.load(ordering: .acquiring) {
+                context.expireDeferral(deferral, answer: deferral.shutdownAnswer)
+            }
+        }
+    }
+
+    /// Answers every deferred HTTP request still waiting for its plugin with 503, now and from now on. The node calls
+    /// it when shutdown begins: the HTTP server waits for open requests before the plugins stop, and a deferred
+    /// response may be an hour away.
+    public func drainDeferredHTTP() {
+        deferredHTTPDrained.store(true, ordering: .releasing)
+        for runtime in runtimes {
+            runtime.instance?.context.expireAllDeferrals { $0.shutdownAnswer }
         }
     }
 
@@ -609,8 +655,9 @@ extension HTTPResponseParts {
 
 extension PluginExecutor {
     /// Runs `body` on the executor; if it has not finished after `timeoutMs`, answers `onTimeout()` instead (the plugin
-    /// code keeps running; its late result is dropped).
+    /// code keeps running; its late result goes to `onLate`, on the executor, and is otherwise dropped).
     func run<T: Sendable>(timeoutMs: Int64, on loop: any EventLoop, onTimeout: @escaping @Sendable () -> T,
+                          onLate: @escaping @Sendable (T) -> Void = { _ in },
                           _ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             let once = OnceFlag()
@@ -620,7 +667,7 @@ extension PluginExecutor {
             submit {
                 let value = body()
                 timeout.cancel()
-                if once.claim() { continuation.resume(returning: value) }
+                if once.claim() { continuation.resume(returning: value) } else { onLate(value) }
             }
         }
     }

@@ -259,7 +259,9 @@ public struct PluginManager: Sendable {
     }
 
     /// Registers bundled packages the registry does not know yet. On a dev node they are enabled with every
-    /// capability they declare. Returns the names added.
+    /// capability they declare. A plugin whose config schema requires `stateDirectory` (files it keeps outside kv,
+    /// such as DockLock's images) gets `<data dir>/<plugin name>` unless it is configured already. Returns the names
+    /// added.
     @discardableResult
     public func syncBundled(config: NodeConfig) throws(MetanodeError) -> [String] {
         guard let directory = config.bundledPluginsDirectory, FileIO.isDirectory(directory) else { return [] }
@@ -277,6 +279,16 @@ public struct PluginManager: Sendable {
             added.append(manifest.name)
         }
         if !added.isEmpty { try data.saveRegistry(registry) }
+        var nodeConfig = try data.loadConfig()
+        var configured = false
+        for name in added where nodeConfig.pluginConfigs[name] == nil {
+            guard let entry = registry.entries[name], let manifest = try? PluginPackage.open(entry.path).manifest,
+                  manifest.configSchema?.source["required"]?.arrayValue?.contains(JSONValue.string("stateDirectory")) == true
+            else { continue }
+            nodeConfig.pluginConfigs[name] = .object(["stateDirectory": .string("\(data.root)/\(name)")])
+            configured = true
+        }
+        if configured { try data.saveConfig(nodeConfig) }
         return added
     }
 

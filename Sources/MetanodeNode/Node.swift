@@ -159,13 +159,15 @@ public enum Node {
             try? FileIO.remove(data.pidPath)
             crashGuard.markCleanExit()
         }
-        // Started in this order, shut down in reverse: HTTP, plugins (reverse dependency order), bus, storage.
+        // Started in this order, shut down in reverse: deferred HTTP answers, HTTP, plugins (reverse dependency order),
+        // bus, storage.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: storage), .init(service: BusService(kernel: kernel)),
         ]
         if let transport { services.append(.init(service: NetService(transport: transport, logger: logger))) }
         services += pluginServices.map { .init(service: $0) }
         services.append(.init(service: app))
+        services.append(.init(service: DeferredHTTPDrainService(kernel: kernel)))
         let group = ServiceGroup(configuration: .init(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
             logger: logger))

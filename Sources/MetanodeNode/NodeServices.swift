@@ -50,6 +50,18 @@ struct NetService: Service {
     }
 }
 
+/// Last in the group, so first to shut down: answers every deferred plugin HTTP response still open with 503 (and
+/// any deferred later). The HTTP server, which shuts down next, waits for open requests, and a deferred one may be an
+/// hour from its answer; the plugins that would answer it stop only after the server.
+struct DeferredHTTPDrainService: Service {
+    let kernel: Kernel
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        kernel.drainDeferredHTTP()
+    }
+}
+
 /// Settles once: whether a plugin started. Dependents wait on it.
 actor StartGate {
     private var outcome: Bool?

@@ -66,7 +66,7 @@ enum OpenAPIDocument {
             {"$ref": "#/components/parameters/PluginName"},
             {"name": "path", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The rest of the path, matched against the plugin's routes"}
           ],
-          "get": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers; 404 with no matching route, 405 with no handler for the method, 503 if the plugin is not running, 504 if it does not answer in 30 s"}}},
+          "get": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers; 404 with no matching route, 405 with no handler for the method, 503 if the plugin is not running (or stops, or the node shuts down, before answering a deferred response), 504 if its handler does not return in 30 s or a deferred response is not answered within the handler's timeout"}}},
           "post": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
           "put": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},
           "delete": {"summary": "Plugin-defined", "responses": {"default": {"description": "What the plugin answers"}}},

@@ -10,7 +10,7 @@ import Synchronization
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure this machine: figures from real node processes.",
-        subcommands: [ChainBench.self])
+        subcommands: [ChainBench.self, DockLockBench.self])
 }
 
 /// Starts N validators as real `metanode node start` processes on loopback and drives them with pre-signed

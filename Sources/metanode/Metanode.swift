@@ -17,7 +17,8 @@ struct Metanode: AsyncParsableCommand {
             Every command takes --data-dir (default $METANODE_DATA_DIR or ~/.metanode) and --json.
             """,
         version: MetanodeCLIVersion.current,
-        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, ChainCommand.self, WalletCommand.self, TrustCommand.self, BenchCommand.self])
+        subcommands: [NodeCommand.self, PluginCommand.self, NetCommand.self, ChainCommand.self, WalletCommand.self,
+                      DockLockCommand.self, ReceiptCommand.self, TrustCommand.self, BenchCommand.self])
 }
 
 enum MetanodeCLIVersion {

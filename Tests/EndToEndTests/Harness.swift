@@ -87,9 +87,15 @@ func run(_ executable: String, _ arguments: [String], in directory: String? = ni
 struct CLI {
     let dataDirectory: String
 
+    /// The options go before a "--", after which everything is the container's command.
+    func with(_ arguments: [String], _ options: [String]) -> [String] {
+        guard let end = arguments.firstIndex(of: "--") else { return arguments + options }
+        return Array(arguments[..<end]) + options + Array(arguments[end...])
+    }
+
     @discardableResult
     func callAsFunction(_ arguments: String...) throws -> CommandResult {
-        try run(Repo.metanode, arguments + ["--data-dir", dataDirectory])
+        try run(Repo.metanode, with(arguments, ["--data-dir", dataDirectory]))
     }
 
     /// Runs and requires success, returning stdout.
@@ -97,7 +103,7 @@ struct CLI {
     func ok(_ arguments: String...) throws -> String { try ok(arguments) }
 
     func ok(_ arguments: [String]) throws -> String {
-        let result = try run(Repo.metanode, arguments + ["--data-dir", dataDirectory])
+        let result = try run(Repo.metanode, with(arguments, ["--data-dir", dataDirectory]))
         try #require(result.status == 0, "metanode \(arguments.joined(separator: " ")) failed: \(result.output)")
         return result.stdout
     }
@@ -106,13 +112,13 @@ struct CLI {
     func fails(_ arguments: String...) throws -> String { try fails(arguments) }
 
     func fails(_ arguments: [String]) throws -> String {
-        let result = try run(Repo.metanode, arguments + ["--data-dir", dataDirectory])
+        let result = try run(Repo.metanode, with(arguments, ["--data-dir", dataDirectory]))
         try #require(result.status != 0, "metanode \(arguments.joined(separator: " ")) succeeded: \(result.output)")
         return result.stderr
     }
 
     func json(_ arguments: String...) throws -> JSONValue {
-        let result = try run(Repo.metanode, arguments + ["--data-dir", dataDirectory, "--json"])
+        let result = try run(Repo.metanode, with(arguments, ["--data-dir", dataDirectory, "--json"]))
         return try JSONValue.parse(result.stdout)
     }
 }

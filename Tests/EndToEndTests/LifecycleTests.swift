@@ -1,5 +1,7 @@
 import Foundation
 import MetanodeCore
+import MetanodeKernel
+import Synchronization
 import Testing
 
 @Suite("Plugin lifecycle in a real node process", .serialized)
@@ -148,6 +150,34 @@ struct LifecycleTests {
         second.stop()
     }
 
+    @Test("SIGTERM answers a deferred request 503 at once instead of waiting an hour for the plugin")
+    func sigtermAnswersDeferredRequests() throws {
+        let node = try TestNode("sigterm-deferred")
+        try node.installSigned(Packages.testPlugin(in: node.scratch, name: "holder"))
+        let running = try node.start()
+        let answer = Answer()
+        let address = running.address
+        let client = Thread {
+            let result = Result { () throws(MetanodeError) in
+                try LoopbackHTTPClient.request("POST", address, "/v1/plugins/holder/hold", timeoutSeconds: 60)
+            }
+            answer.value.withLock { $0 = result }
+        }
+        client.start()
+        let deadline = Date().addingTimeInterval(10)
+        while !running.log.contains("deferred /hold") && Date() < deadline { usleep(20_000) }
+        #expect(running.log.contains("deferred /hold"))
+        running.process.terminate()
+        // Without the drain the HTTP server would wait for the open request, and the node would not exit.
+        try #require(running.waitForExit(timeoutSeconds: 10),
+                     "shutdown waited for the deferred request:\n\(running.log)")
+        #expect(running.process.terminationStatus == 0)
+        while answer.value.withLock({ $0 == nil }) && Date() < deadline.addingTimeInterval(10) { usleep(20_000) }
+        let response = try #require(try answer.value.withLock { $0 }?.get())
+        #expect(response.status == 503)
+        #expect(response.text.contains("the node is shutting down; plugin holder had not answered POST /hold"))
+    }
+
     @Test("a second node on the same data directory is refused and the running one is left alone")
     func secondNodeOnSameDataDirectory() throws {
         let node = try TestNode("twice")
@@ -200,4 +230,9 @@ struct LifecycleTests {
         #expect(try JSONValue.parse(try safe.get("/v1/node").body)["safeMode"]?.boolValue == true)
         safe.stop()
     }
+}
+
+/// An HTTP answer one thread receives and the test reads.
+final class Answer: Sendable {
+    let value = Mutex<Result<LoopbackHTTPClient.Response, MetanodeError>?>(nil)
 }

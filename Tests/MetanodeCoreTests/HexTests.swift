@@ -38,7 +38,9 @@ import Testing
         #expect(Limits.busPayloadBytesMax == 4_194_304)
         #expect(Limits.httpBodyBytesMax == 8_388_608)
         #expect(Limits.ffiArgumentsMax == 16)
-        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 1))
+        #expect(Limits.httpDeferredMax == 1024)
+        #expect(Limits.httpDeferTimeoutMsMax == 3_600_000)
+        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 2))
     }
 
     @Test func boundKernelInputs() {

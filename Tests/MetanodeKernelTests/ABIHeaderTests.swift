@@ -10,7 +10,9 @@ import Testing
 @Suite("ABI header")
 struct ABIHeaderTests {
     /// SHA-256 of plugin-sdk/include/metanode/plugin.h as last reviewed.
-    static let pinnedHeaderSHA256 = "174fcdbd9dac05fff1a6c9f54063898d2b222b301a64dad9513478b83bc5e786"
+    static let pinnedHeaderSHA256 = "1eb568b5350388f723109c65d55c7ed85a9dd32bb77dc1d753173a31a41c9458"
+    /// SHA-256 of the header as released for ABI 1.1; Fixtures/abi-1.1 keeps that copy to build a 1.1 plugin with.
+    static let abi11HeaderSHA256 = "174fcdbd9dac05fff1a6c9f54063898d2b222b301a64dad9513478b83bc5e786"
 
     static func headerText() throws -> String { try String(contentsOfFile: Repo.header, encoding: .utf8) }
 
@@ -31,6 +33,13 @@ struct ABIHeaderTests {
             the ABI header changed (\(Repo.header)); if intended, append only (bump MN_ABI_VERSION_MINOR for \
             additions, MAJOR for breaking changes) and update the pinned hash in ABIHeaderTests.swift to \(actual)
             """)
+    }
+
+    @Test("the ABI 1.1 header the tests build an old plugin with is the one released as 1.1")
+    func abi11CopyIsPinned() throws {
+        let path = Repo.fixtures + "/abi-1.1/metanode/plugin.h"
+        let bytes = try #require(FileManager.default.contents(atPath: path), "cannot read \(path)")
+        #expect(Hex.encode(Hash.sha256(Array(bytes))) == Self.abi11HeaderSHA256)
     }
 
     @Test("the versions Swift imports from the header, and MetanodeCore's copy of them, are the header's text")

@@ -67,10 +67,12 @@ func run(_ executable: String, _ arguments: [String]) throws -> CommandResult {
 }
 
 /// Compiles fixture C sources with /usr/bin/cc: a plugin library by default, or a program with `extraArguments`.
+/// `includes` come before the SDK's include directory, so a fixture can be built against another copy of the header.
 func compileC(_ sources: [String], output: String, defines: [String: String] = [:], shared: Bool = true,
-              extraArguments: [String] = []) throws {
+              includes: [String] = [], extraArguments: [String] = []) throws {
     var arguments = shared ? ["-shared", "-fPIC", "-fvisibility=hidden"] : []
-    arguments += ["-O1", "-Wall", "-Wextra", "-Werror", "-I\(Repo.sdkInclude)", "-o", output] + extraArguments
+    arguments += ["-O1", "-Wall", "-Wextra", "-Werror"] + includes.map { "-I\($0)" }
+    arguments += ["-I\(Repo.sdkInclude)", "-o", output] + extraArguments
     for (name, value) in defines.sorted(by: { $0.key < $1.key }) { arguments.append("-D\(name)=\(value)") }
     arguments += sources
     let result = try run("/usr/bin/cc", arguments)
@@ -142,6 +144,10 @@ struct TestPackage {
     var exports: [String] = Probe.exports
     /// -D options besides PLUGIN_NAME and PLUGIN_VERSION (which default to the manifest's).
     var defines: [String: String] = [:]
+    /// Include directories searched before the SDK's (e.g. an older copy of plugin.h).
+    var includes: [String] = []
+    /// More cc arguments (e.g. "-pthread").
+    var compilerArguments: [String] = []
 
     var libraryFile: String { "lib\(name.replacingOccurrences(of: "-", with: "_")).so" }
 
@@ -151,7 +157,8 @@ struct TestPackage {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var allDefines = ["PLUGIN_NAME": "\"\(name)\"", "PLUGIN_VERSION": "\"\(version)\""]
         allDefines.merge(defines) { $1 }
-        try compileC(["\(Repo.fixtures)/\(fixture)"], output: "\(directory)/\(libraryFile)", defines: allDefines)
+        try compileC(["\(Repo.fixtures)/\(fixture)"], output: "\(directory)/\(libraryFile)", defines: allDefines,
+                     includes: includes, extraArguments: compilerArguments)
         try manifest.serialized(pretty: true).write(toFile: "\(directory)/\(PluginManifest.fileName)",
                                                     atomically: true, encoding: .utf8)
         return directory

@@ -56,15 +56,6 @@ public enum BankKeys {
     public static let baseFee = Array("fee/base".utf8)
 }
 
-/// Counters and amounts as stored: 8 big-endian bytes (ledger state and the history index alike).
-public enum StoredU64 {
-    public static func decode(_ bytes: [UInt8]) -> UInt64? {
-        bytes.count == 8 ? bytes.reduce(0) { $0 << 8 | UInt64($1) } : nil
-    }
-
-    public static func encode(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
-}
-
 extension ModuleState {
     public func u64(_ key: [UInt8]) -> UInt64? { get(key).flatMap(StoredU64.decode) }
 

@@ -2,7 +2,8 @@
 //   PLUGIN_NAME, PLUGIN_VERSION   strings (required)
 //   ABI_MAJOR, ABI_MINOR          what the descriptor claims (default: this header's)
 // Routes: GET /hello ("hello from NAME"), GET /crash (abort()), GET /segv (null write), POST /count and GET /count
-// (a kv counter). Logs "order: start NAME" in on_start and "order: stop NAME" in on_stop.
+// (a kv counter), POST /hold (defers its response for an hour and never answers; logs "deferred /hold").
+// Logs "order: start NAME" in on_start and "order: stop NAME" in on_stop.
 #include <metanode/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,13 @@ static void count(void *user_data, const mn_http_request *request, mn_http_respo
   respond(response, 200, text);
 }
 
+static void hold(void *user_data, const mn_http_request *request, mn_http_response *response) {
+  (void)user_data;
+  (void)request;
+  mn_http_deferred_id id = 0;
+  if (host->http_response_defer(ctx, response, MN_HTTP_DEFER_TIMEOUT_MS_MAX, &id) == MN_OK) say("deferred /hold");
+}
+
 static mn_status on_init(const mn_host_api *h, mn_host_ctx *c, mn_bytes config, void **state) {
   (void)config;
   host = h;
@@ -82,6 +90,7 @@ static mn_status on_init(const mn_host_api *h, mn_host_ctx *c, mn_bytes config, 
   host->http_route(ctx, mn_str_from_cstr("GET"), mn_str_from_cstr("/crash"), crash, NULL);
   host->http_route(ctx, mn_str_from_cstr("GET"), mn_str_from_cstr("/segv"), segv, NULL);
   host->http_route(ctx, mn_str_from_cstr("*"), mn_str_from_cstr("/count"), count, NULL);
+  if (host->abi_minor >= 2) host->http_route(ctx, mn_str_from_cstr("POST"), mn_str_from_cstr("/hold"), hold, NULL);
   return MN_OK;
 }
 

@@ -1,5 +1,5 @@
 /*
- * metanode/plugin.h — the Metanode plugin ABI, version 1.
+ * metanode/plugin.h — the Metanode plugin ABI, version 1 (minor 2).
  *
  * This header is the whole contract between the Metanode kernel (the node daemon) and a plugin. Only C types cross it.
  * A plugin is a shared library that exports one symbol, `metanode_plugin_entry_v1`, returning a descriptor. The kernel
@@ -22,12 +22,15 @@
  *   functions called through `metanode plugin call`) runs on that plugin's own executor thread, one at a time, in the
  *   order the events arrived. A plugin therefore needs no locks for state touched only from hooks. Host functions are
  *   thread-safe: a plugin may call them from its hooks or from threads it creates, from the start of `on_init` until
- *   `on_stop` returns. After that they return MN_ERR_STOPPED.
+ *   `on_stop` returns. After that they return MN_ERR_STOPPED. A hook that waits holds up every other event of its
+ *   plugin, so an HTTP handler that must wait (for a process, another node, a long computation) defers its response
+ *   instead and answers it later from any thread (http_response_defer, ABI 1.2).
  *   Functions in a service table (see "services") are called on the *caller's* thread and must be thread-safe.
  * - Capabilities: a plugin declares the capabilities it needs in its manifest and the node operator grants them when
  *   enabling it. Functions of a capability that was not granted return MN_ERR_DENIED and the kernel logs the attempt.
  *   `log`, `config`, `last_error`, `buf_free` and the clock functions need no capability.
- * - Versions: 1.0 is the first; 1.1 added the "net" capability at the end of mn_host_api.
+ * - Versions: 1.0 is the first; 1.1 added the "net" capability at the end of mn_host_api; 1.2 added deferred HTTP
+ *   responses (http_response_defer, http_deferred_respond) after it.
  * - Compatibility: the ABI major version is in the entry symbol's name. Within a major version, structs carrying
  *   `struct_size` only grow at the end; a plugin compiled against minor N runs on any kernel with minor >= N. A kernel
  *   refuses a plugin with another major version or a newer minor, with a message naming both versions. Before using a
@@ -35,8 +38,9 @@
  * - Strings are UTF-8 and carried as `mn_str` (pointer + length, not NUL-terminated) unless the field is `const char *`.
  *
  * Everything is bounded; the limits below are part of the ABI. A size over its limit returns MN_ERR_TOO_LARGE; a
- * count limit (timers, subscriptions, routes, metrics, snapshots per plugin) returns MN_ERR_LIMIT; a value outside its
- * range (a timeout, a delay) returns MN_ERR_INVALID_ARGUMENT. Log messages over the limit are cut, not refused.
+ * count limit (timers, subscriptions, routes, metrics, snapshots, deferred HTTP responses per plugin) returns
+ * MN_ERR_LIMIT; a value outside its range (a timeout, a delay) returns MN_ERR_INVALID_ARGUMENT. Log messages over the
+ * limit are cut, not refused.
  */
 #ifndef METANODE_PLUGIN_H
 #define METANODE_PLUGIN_H
@@ -53,7 +57,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------------------------- */
 
 #define MN_ABI_VERSION_MAJOR 1
-#define MN_ABI_VERSION_MINOR 1
+#define MN_ABI_VERSION_MINOR 2
 
 /** The one symbol a plugin exports. Its type is `mn_plugin_entry_v1_fn`. */
 #define MN_PLUGIN_ENTRY_SYMBOL "metanode_plugin_entry_v1"
@@ -86,6 +90,9 @@ extern "C" {
 #define MN_NET_PROTOCOL_LEN_MAX 64u       /* [a-z0-9_.-], the part after "<plugin>/"                 */
 #define MN_NET_MESSAGE_LEN_MAX 4194304u   /* 4 MiB per message to another node                      */
 #define MN_NET_PROTOCOLS_MAX 64u          /* registered protocols per plugin                        */
+/* ABI 1.2 */
+#define MN_HTTP_DEFERRED_MAX 1024u        /* deferred HTTP responses not yet answered, per plugin   */
+#define MN_HTTP_DEFER_TIMEOUT_MS_MAX 3600000u /* 1 hour                                             */
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* Status codes                                                                                                     */
@@ -97,7 +104,7 @@ typedef int32_t mn_status;
 #define MN_OK 0
 #define MN_ERR_DENIED 1            /* the capability this function belongs to was not granted to the plugin     */
 #define MN_ERR_INVALID_ARGUMENT 2  /* a null pointer where one is required, a malformed name, a bad enum value   */
-#define MN_ERR_NOT_FOUND 3         /* no such key, subscription, timer, route, service or key id                 */
+#define MN_ERR_NOT_FOUND 3         /* no such key, subscription, timer, route, service, key id or deferral       */
 #define MN_ERR_TOO_LARGE 4         /* a size limit above was exceeded                                           */
 #define MN_ERR_STOPPED 5           /* the plugin has been stopped (or not yet initialised); nothing was done      */
 #define MN_ERR_TIMEOUT 6           /* a bus request got no reply in time                                        */
@@ -137,13 +144,17 @@ typedef struct mn_kv_batch mn_kv_batch;
 /** A consistent read view of the plugin's keys. Host-owned; valid until kv_snapshot_release. */
 typedef struct mn_kv_snapshot mn_kv_snapshot;
 
-/** An HTTP response being built. Host-owned; valid only inside the mn_http_handler_fn it is passed to. */
+/**
+ * An HTTP response being built. Host-owned; valid only inside the mn_http_handler_fn it is passed to. A response
+ * answered later (http_response_defer) is named by its mn_http_deferred_id from then on.
+ */
 typedef struct mn_http_response mn_http_response;
 
 typedef uint64_t mn_subscription_id;  /* never 0 */
 typedef uint64_t mn_timer_id;         /* never 0 */
 typedef uint64_t mn_metric_id;        /* never 0 */
 typedef uint64_t mn_reply_token;      /* 0 means "no reply expected" */
+typedef uint64_t mn_http_deferred_id; /* ABI 1.2: never 0, never reused by the same plugin */
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* Messages delivered to the plugin                                                                                 */
@@ -205,7 +216,8 @@ typedef struct mn_http_request {
 
 /**
  * Handles one HTTP request on the plugin's executor thread. Set the answer with `http_response_set` (and optionally
- * `http_response_header`) before returning; a handler that sets nothing answers 500.
+ * `http_response_header`) before returning, or (ABI 1.2) defer it with `http_response_defer` and answer it later with
+ * `http_deferred_respond`; a handler that does neither answers 500.
  */
 typedef void (*mn_http_handler_fn)(void *user_data, const mn_http_request *request, mn_http_response *response);
 
@@ -356,7 +368,8 @@ typedef struct mn_host_api {
    * exact ("/count"), or a prefix when the last segment is "*" (path "/items/" + "*" matches "/items/7" and
    * "/items/7/tags", not "/items"). Exact routes win over prefixes, longer prefixes over shorter, a named method over
    * "*"; HEAD falls back to GET. A path with routes for other methods only answers 405; a handler that has not
-   * returned after 30 s answers 504. The path is matched as received (trailing slashes kept). "/" and "/call/" are reserved.
+   * returned after 30 s answers 504 (a deferred response has its own timeout, see http_response_defer). The path is
+   * matched as received (trailing slashes kept). "/" and "/call/" are reserved.
    * `user_data` is plugin-owned and must stay valid for the life of the process.
    */
   mn_status (*http_route)(mn_host_ctx *ctx, mn_str method, mn_str path, mn_http_handler_fn handler, void *user_data);
@@ -433,6 +446,37 @@ typedef struct mn_host_api {
   mn_status (*net_watch_peers)(mn_host_ctx *ctx, mn_net_peer_event_fn on_event, void *user_data);
   /** This node's own 32-byte key, as its peers know it. */
   mn_status (*net_local_key)(mn_host_ctx *ctx, uint8_t out_public_key[32]);
+
+  /* === ABI 1.2 ====================================================================================================
+   * Check host->abi_minor >= 2 (or struct_size) before calling anything below. */
+
+  /* --- capability "http", continued: deferred responses -----------------------------------------------------------
+   * A handler that cannot answer before it returns defers its response, returns at once and answers later, from any
+   * thread. Its executor is free meanwhile: the plugin's other requests, messages and timers run as usual. The client
+   * waits until the plugin answers; it gets 504 if the deferral's timeout passes first, and 503 if the plugin stops
+   * (after on_stop returns; on_stop may still answer) or the node shuts down first. */
+
+  /**
+   * Called inside an mn_http_handler_fn instead of http_response_set: the handler then returns without an answer and
+   * the kernel keeps the request open until http_deferred_respond(ctx, *out_id, ...), for at most `timeout_ms`
+   * (1..MN_HTTP_DEFER_TIMEOUT_MS_MAX) after the handler returns; then the client gets 504 and the id is gone. Headers
+   * added to `response` with http_response_header before the handler returns are sent with the later answer. A
+   * response can be deferred once, and not after http_response_set; after deferring, http_response_set on it returns
+   * MN_ERR_INVALID_ARGUMENT. At most MN_HTTP_DEFERRED_MAX deferred responses per plugin are unanswered at once
+   * (MN_ERR_LIMIT beyond: answer the request now, e.g. 503). `*out_id` is never 0. The request and `response` stay
+   * borrowed only until the handler returns: copy what the later answer needs.
+   */
+  mn_status (*http_response_defer)(mn_host_ctx *ctx, mn_http_response *response, uint32_t timeout_ms,
+                                   mn_http_deferred_id *out_id);
+  /**
+   * Answers deferred response `id`. Callable from any thread, also inside the handler that deferred it (the answer is
+   * then sent when the handler returns). The kernel copies `content_type` and `body` (at most MN_HTTP_BODY_LEN_MAX).
+   * Each id is answered exactly once: a second call, a call after the timeout or after the kernel answered 503, and
+   * an id this plugin never got all return MN_ERR_NOT_FOUND and send nothing. On MN_ERR_INVALID_ARGUMENT or
+   * MN_ERR_TOO_LARGE nothing was sent and the id is still open. After on_stop returns: MN_ERR_STOPPED.
+   */
+  mn_status (*http_deferred_respond)(mn_host_ctx *ctx, mn_http_deferred_id id, uint16_t status, mn_str content_type,
+                                     mn_bytes body);
 } mn_host_api;
 
 /* ---------------------------------------------------------------------------------------------------------------- */

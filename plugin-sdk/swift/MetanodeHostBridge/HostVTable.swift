@@ -409,6 +409,10 @@ enum HostVTable {
                 guard let box = context.response(response) else {
                     throw .invalid("not a live response handle (responses are valid only inside their handler)")
                 }
+                if let deferral = box.deferral {
+                    throw .invalid("this response was deferred (id \(deferral.id)); answer it with "
+                        + "http_deferred_respond")
+                }
                 box.response = HTTPResponseParts(status: status, contentType: contentType, body: Array(body))
             }
         }
@@ -423,6 +427,28 @@ enum HostVTable {
                 box.extraHeaders.append((name, value))
             }
         }
+        // ABI 1.2
+        t.pointee.http_response_defer = { ctx, response, timeoutMs, outID in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard let outID else { throw .invalid("out_id is NULL") }
+                guard timeoutMs >= 1, timeoutMs <= MN_HTTP_DEFER_TIMEOUT_MS_MAX else {
+                    throw .invalid("timeout_ms is \(timeoutMs); it must be 1...\(MN_HTTP_DEFER_TIMEOUT_MS_MAX)")
+                }
+                guard let box = context.response(response) else {
+                    throw .invalid("not a live response handle (a response is deferred inside its handler)")
+                }
+                outID.pointee = try context.openDeferral(box, timeoutMs: timeoutMs).id
+            }
+        }
+        t.pointee.http_deferred_respond = { ctx, id, status, contentType, body in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                guard (100...599).contains(status) else { throw .invalid("HTTP status \(status) is not 100...599") }
+                let contentType = try Validate.headerValue(contentType, "content_type")
+                let body = try Validate.bytes(body, "body", max: MN_HTTP_BODY_LEN_MAX)
+                try context.answerDeferral(
+                    id, HTTPResponseParts(status: status, contentType: contentType, body: Array(body)))
+            }
+        }
     }
 
     private static func denyHTTP(_ t: UnsafeMutablePointer<mn_host_api>) {
@@ -431,6 +457,10 @@ enum HostVTable {
         t.pointee.http_response_set = { ctx, _, _, _, _ in PluginHostContext.deny(ctx, "http_response_set", "http") }
         t.pointee.http_response_header = { ctx, _, _, _ in
             PluginHostContext.deny(ctx, "http_response_header", "http")
+        }
+        t.pointee.http_response_defer = { ctx, _, _, _ in PluginHostContext.deny(ctx, "http_response_defer", "http") }
+        t.pointee.http_deferred_respond = { ctx, _, _, _, _ in
+            PluginHostContext.deny(ctx, "http_deferred_respond", "http")
         }
     }
 

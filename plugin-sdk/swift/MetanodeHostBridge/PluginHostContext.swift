@@ -30,6 +30,8 @@ public final class PluginHostContext: @unchecked Sendable {
     let nameUTF8: [UInt8]
     private let lifecycle = Atomic<UInt8>(LifecycleState.created.rawValue)
     let handles = HostLock(HandleTable())
+    /// Deferred HTTP responses not yet answered (DeferredHTTP.swift). Not reset at stop, so ids are never reused.
+    let deferrals = HostLock(DeferralTable())
     private let deniedCounts = HostLock([String: Int]())
 
     enum LifecycleState: UInt8 {
@@ -51,9 +53,11 @@ public final class PluginHostContext: @unchecked Sendable {
     /// Host calls are served from here on (the kernel calls this right before on_init).
     public func activate() { lifecycle.store(LifecycleState.active.rawValue, ordering: .releasing) }
 
-    /// Host calls answer MN_ERR_STOPPED from here on; open batches and snapshots are dropped.
+    /// Host calls answer MN_ERR_STOPPED from here on; open batches and snapshots are dropped, and deferred HTTP
+    /// responses still open answer 503.
     public func markStopped() {
         lifecycle.store(LifecycleState.stopped.rawValue, ordering: .releasing)
+        closeDeferrals()
         let dropped = handles.withLock { table -> [AnyObject] in
             let objects = table.snapshots.values.map { $0 as AnyObject }
             table = HandleTable()
@@ -142,9 +146,19 @@ struct BatchState {
     var bytes: Int = 0
 }
 
+/// The response of a running handler. Touched by the handler's thread only (the handle is live while it runs).
 final class HTTPResponseBox: @unchecked Sendable {
+    let method: String
+    let path: String
     var response: HTTPResponseParts?
+    /// Set by http_response_defer (ABI 1.2); then `response` stays nil.
+    var deferral: DeferredHTTPResponse?
     var extraHeaders: [(name: String, value: String)] = []
+
+    init(method: String, path: String) {
+        self.method = method
+        self.path = path
+    }
 }
 
 /// The per-thread message of the last failed host call (`last_error`).

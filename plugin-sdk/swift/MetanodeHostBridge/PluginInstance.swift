@@ -167,14 +167,15 @@ public final class PluginInstance: @unchecked Sendable {
         }
     }
 
-    /// Runs an HTTP handler and returns what it answered (500 if it set nothing).
-    public func handleHTTP(_ handler: HTTPHandler, request: HTTPRequestParts) -> HTTPResponseParts {
+    /// Runs an HTTP handler and returns what it answered (500 if it set nothing), or the deferral it opened (ABI 1.2),
+    /// which the host then waits for: `whenAnswered`, and `context.expireDeferral` once its `timeoutMs` has passed.
+    public func handleHTTP(_ handler: HTTPHandler, request: HTTPRequestParts) -> HTTPHandlerOutcome {
         guard context.isActive else {
-            return HTTPResponseParts(status: 503, contentType: "text/plain",
-                                     body: Array("plugin \(context.name) is stopped\n".utf8))
+            return .answered(HTTPResponseParts(status: 503, contentType: "text/plain",
+                                               body: Array("plugin \(context.name) is stopped\n".utf8)))
         }
         let headers = HTTPRequestBox(headers: request.headers)
-        let response = HTTPResponseBox()
+        let response = HTTPResponseBox(method: request.method, path: request.path)
         let (handle, requestHandle) = context.handles.withLock { table -> (UInt, UInt) in
             let handle = table.allocate(), requestHandle = table.allocate()
             table.responses[handle] = response
@@ -202,12 +203,16 @@ public final class PluginInstance: @unchecked Sendable {
                 }
             }
         }
+        if let deferral = response.deferral {
+            deferral.attachHeaders(response.extraHeaders)
+            return .deferred(deferral)
+        }
         guard var answer = response.response else {
-            return HTTPResponseParts(
+            return .answered(HTTPResponseParts(
                 status: 500, contentType: "text/plain",
-                body: Array("plugin \(context.name)'s handler for \(request.method) \(request.path) set no response\n".utf8))
+                body: Array("plugin \(context.name)'s handler for \(request.method) \(request.path) set no response\n".utf8)))
         }
         answer.headers = response.extraHeaders
-        return answer
+        return .answered(answer)
     }
 }

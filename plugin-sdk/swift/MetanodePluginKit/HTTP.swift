@@ -40,16 +40,124 @@ public struct HTTPRequest {
 
     /// The first query parameter called `name`, percent-decoded.
     public func queryItem(_ name: String) -> String? { queryItems.first { $0.name == name }?.value }
+
+    /// Defers the response (ABI 1.2): the handler then returns `.later(responder)` at once, which frees the plugin's
+    /// executor for its other requests and events, and the request is answered later, from any thread, with
+    /// `responder.respond(_:)`. The client gets 504 if no answer comes within `timeoutMs` (1...3_600_000,
+    /// MN_HTTP_DEFER_TIMEOUT_MS_MAX) of the handler returning, and 503 if the plugin stops first. `headers` go with
+    /// the later answer (it carries no headers of its own).
+    ///
+    /// Only in a handler registered with `deferrableRoute`, while it runs, once per request. Throws MN_ERR_LIMIT when
+    /// MN_HTTP_DEFERRED_MAX (1024) responses of the plugin are unanswered (the route then answers 503 if the handler
+    /// lets the error through), MN_ERR_INVALID_ARGUMENT for a timeout out of range, a second deferral or a plain
+    /// route, MN_ERR_VERSION on a host older than ABI 1.2.
+    public func deferResponse(timeoutMs: UInt32, headers: [(name: String, value: String)] = [])
+        throws(PluginError) -> HTTPResponder
+    {
+        try HTTPRoutes.requireDeferral(scope.host, "http_response_defer")
+        guard scope.deferrable else {
+            throw PluginError(MN_ERR_INVALID_ARGUMENT, "deferResponse works in handlers registered with "
+                + "context.http.deferrableRoute; a plain route's handler returns its HTTPResponse",
+                function: "http_response_defer")
+        }
+        guard scope.raw != nil, let response = scope.response else {
+            throw PluginError(MN_ERR_INVALID_ARGUMENT, "deferResponse is called inside the handler, before it returns",
+                              function: "http_response_defer")
+        }
+        let host = scope.host
+        var id: mn_http_deferred_id = 0
+        try host.check(host.api.pointee.http_response_defer(host.ctx, response, timeoutMs, &id), "http_response_defer")
+        host.addResponseHeaders(headers, to: response)
+        let responder = HTTPResponder(host: host, id: id, timeoutMs: timeoutMs, method: method, path: path)
+        scope.responder = responder
+        return responder
+    }
 }
 
 /// The raw request, valid only while its handler runs.
 final class RequestScope {
     let host: Host
     var raw: UnsafePointer<mn_http_request>?
+    var response: OpaquePointer?
+    /// The route was registered with `deferrableRoute`.
+    let deferrable: Bool
+    /// Set by `deferResponse`.
+    var responder: HTTPResponder?
 
-    init(host: Host, raw: UnsafePointer<mn_http_request>) {
+    init(host: Host, raw: UnsafePointer<mn_http_request>, response: OpaquePointer?, deferrable: Bool) {
         self.host = host
         self.raw = raw
+        self.response = response
+        self.deferrable = deferrable
+    }
+}
+
+/// What a handler of a `deferrableRoute` returns (ABI 1.2).
+public enum HTTPAnswer {
+    /// Answers now. Also after `deferResponse`: the request is answered with this response and the responder's
+    /// later `respond` returns false.
+    case now(HTTPResponse)
+    /// The response was deferred with `request.deferResponse(timeoutMs:)`; `responder` answers it later.
+    case later(HTTPResponder)
+}
+
+/// Answers one deferred HTTP response (ABI 1.2), from any thread, once: the first `respond` sends the answer, later
+/// calls return false and send nothing.
+public final class HTTPResponder: Sendable {
+    /// The deferral's id (`mn_http_deferred_id`).
+    public let id: UInt64
+    /// How long after the handler returned the node waits for the answer before answering 504.
+    public let timeoutMs: UInt32
+    let host: Host
+    let method: String
+    let path: String
+    private let used = Locked(false)
+
+    init(host: Host, id: UInt64, timeoutMs: UInt32, method: String, path: String) {
+        self.host = host
+        self.id = id
+        self.timeoutMs = timeoutMs
+        self.method = method
+        self.path = path
+    }
+
+    /// Sends `response`'s status, content type and body (copied) as the answer. Returns true if this call answered the
+    /// request; false if it was answered before (by an earlier `respond`, or by the node: 504 after the timeout, 503
+    /// when the plugin stopped). `response.headers` are not sent: a deferred answer has the headers given to
+    /// `deferResponse`. An answer the host refuses (a status outside 100...599, a body over 8 MiB) is logged and
+    /// replaced by a 500, so the client is not left waiting; that also returns false.
+    @discardableResult
+    public func respond(_ response: HTTPResponse) -> Bool {
+        let first = used.withLock { used -> Bool in
+            defer { used = true }
+            return !used
+        }
+        guard first else { return false }
+        if !response.headers.isEmpty {
+            host.log(.warn, "deferred \(method) \(path): \(response.headers.count) header(s) of the answer dropped; a "
+                + "deferred answer carries the headers given to deferResponse(timeoutMs:headers:)")
+        }
+        let status = send(response.status, response.contentType, response.body)
+        switch status {
+        case MN_OK:
+            return true
+        case MN_ERR_NOT_FOUND, MN_ERR_STOPPED:
+            return false  // timed out, or the plugin stopped: the node has answered
+        default:
+            let error = host.error(status, "http_deferred_respond")
+            host.log(.error, "deferred \(method) \(path): \(error); answering 500 instead")
+            _ = send(500, "text/plain; charset=utf-8", Array("internal error: \(error.message)\n".utf8))
+            return false
+        }
+    }
+
+    /// True once `respond` has been called.
+    public var isUsed: Bool { used.withLock { $0 } }
+
+    private func send(_ status: UInt16, _ contentType: String, _ body: [UInt8]) -> mn_status {
+        contentType.withMNBytes { contentType in
+            body.withMNBytes { body in host.api.pointee.http_deferred_respond(host.ctx, id, status, contentType, body) }
+        }
     }
 }
 
@@ -113,12 +221,57 @@ public struct HTTPRoutes: Sendable {
     }
 
     public typealias Handler = (HTTPRequest) throws -> HTTPResponse
+    public typealias DeferrableHandler = (HTTPRequest) throws -> HTTPAnswer
 
     /// Registers `handler` for `method` ("GET", "POST", ... or "*") and `path`: exact ("/count"), or a prefix when the
     /// last segment is "*" ("/items/*"). A handler that throws answers 500 and logs the error. Handlers are kept for
     /// the life of the process.
     public func route(_ method: String, _ path: String, _ handler: @escaping Handler) throws(PluginError) {
-        let route = Route(host: host, method: method, path: path, handler: handler)
+        try register(Route(host: host, method: method, path: path, handler: .immediate(handler)))
+    }
+
+    /// Registers a route whose handler may answer later (ABI 1.2): it returns `.now(response)`, or defers with
+    /// `request.deferResponse(timeoutMs:)` and returns `.later(responder)` at once; the responder answers from any
+    /// thread. Routing as for `route`. A handler that throws answers 500 (503 when deferResponse hit the limit),
+    /// also after deferring. Throws MN_ERR_VERSION on a host older than ABI 1.2 (see `supportsDeferredResponses`).
+    ///
+    ///     try context.http.deferrableRoute("POST", "/run") { request in
+    ///         let job = try Job(request.body)
+    ///         let responder = try request.deferResponse(timeoutMs: 600_000)
+    ///         runner.start(job) { exit in responder.respond(.json(exit)) }  // any thread, later
+    ///         return .later(responder)
+    ///     }
+    public func deferrableRoute(_ method: String, _ path: String, _ handler: @escaping DeferrableHandler)
+        throws(PluginError)
+    {
+        try Self.requireDeferral(host, "http_route")
+        try register(Route(host: host, method: method, path: path, handler: .deferrable(handler)))
+    }
+
+    /// Whether the host offers deferred responses (ABI 1.2): `deferrableRoute` works.
+    public var supportsDeferredResponses: Bool { Self.hostDefers(host) }
+
+    /// The smallest `mn_host_api` that has the ABI 1.2 functions.
+    static let vtableSizeForDeferral =
+        MemoryLayout<mn_host_api>.offset(of: \mn_host_api.http_deferred_respond)! + MemoryLayout<UnsafeRawPointer>.size
+
+    static func hostDefers(_ host: Host) -> Bool {
+        host.api.pointee.abi_minor >= 2 && Int(host.api.pointee.struct_size) >= vtableSizeForDeferral
+    }
+
+    static func requireDeferral(_ host: Host, _ function: StaticString) throws(PluginError) {
+        guard hostDefers(host) else {
+            let api = host.api.pointee
+            throw PluginError(
+                MN_ERR_VERSION,
+                "deferred HTTP responses need plugin ABI 1.2; this host offers ABI \(api.abi_major).\(api.abi_minor) "
+                    + "— run the plugin on a newer node, or register a plain route",
+                function: "\(function)")
+        }
+    }
+
+    private func register(_ route: Route) throws(PluginError) {
+        let method = route.method, path = route.path
         table.routes.withLock { $0.append(route) }  // keeps `route` alive: the host holds only its address
         let userData = Unmanaged.passUnretained(route).toOpaque()
         let status = method.withMNBytes { method in
@@ -142,12 +295,24 @@ final class RouteTable: @unchecked Sendable {
 }
 
 final class Route {
+    enum Handler {
+        case immediate(HTTPRoutes.Handler)
+        case deferrable(HTTPRoutes.DeferrableHandler)
+
+        var isDeferrable: Bool {
+            switch self {
+            case .immediate: false
+            case .deferrable: true
+            }
+        }
+    }
+
     let host: Host
     let method: String
     let path: String
-    let handler: HTTPRoutes.Handler
+    let handler: Handler
 
-    init(host: Host, method: String, path: String, handler: @escaping HTTPRoutes.Handler) {
+    init(host: Host, method: String, path: String, handler: Handler) {
         self.host = host
         self.method = method
         self.path = path
@@ -155,19 +320,49 @@ final class Route {
     }
 
     func handle(_ raw: UnsafePointer<mn_http_request>, _ response: OpaquePointer?) {
-        let scope = RequestScope(host: host, raw: raw)
-        defer { scope.raw = nil }
+        let scope = RequestScope(host: host, raw: raw, response: response, deferrable: handler.isDeferrable)
+        defer {
+            scope.raw = nil
+            scope.response = nil
+        }
         let request = HTTPRequest(
             method: raw.pointee.method.string, path: raw.pointee.path.string, query: raw.pointee.query.string,
             body: raw.pointee.body.array, scope: scope)
-        let answer: HTTPResponse
+        let answer: HTTPAnswer
         do {
-            answer = try handler(request)
+            switch handler {
+            case .immediate(let handler): answer = .now(try handler(request))
+            case .deferrable(let handler): answer = try handler(request)
+            }
         } catch {
             host.log(.error, "\(request.method) \(request.path) failed: \(error)")
-            answer = .text("internal error: \(error)\n", status: 500)
+            if let error = error as? PluginError, error.status == MN_ERR_LIMIT,
+               error.function == "http_response_defer" {
+                answer = .now(.text("plugin busy: \(error.message)\n", status: 503))
+            } else {
+                answer = .now(.text("internal error: \(error)\n", status: 500))
+            }
         }
-        send(answer, response)
+        switch (answer, scope.responder) {
+        case (.now(let answer), nil):
+            send(answer, response)
+        case (.now(let answer), let deferred?):
+            // Deferred, then answered now after all: the answer goes through the deferral, headers included (the
+            // response handle is still live). If the responder already answered, this answer is ignored.
+            guard !deferred.isUsed else { break }
+            host.addResponseHeaders(answer.headers, to: response)
+            var bare = answer
+            bare.headers = []
+            deferred.respond(bare)
+        case (.later(let responder), let deferred?) where responder === deferred:
+            break  // answered later, from wherever the plugin keeps the responder
+        case (.later, let deferred):
+            let message = "\(request.method) \(request.path): the handler returned .later with a responder that is "
+                + "not this request's; call request.deferResponse(timeoutMs:) and return its responder"
+            host.log(.error, message)
+            let answer = HTTPResponse.text("internal error: \(message)\n", status: 500)
+            if let deferred { deferred.respond(answer) } else { send(answer, response) }
+        }
     }
 
     private func send(_ answer: HTTPResponse, _ response: OpaquePointer?) {
@@ -180,11 +375,18 @@ final class Route {
             host.log(.error, "\(host.error(status, "http_response_set"))")
             return
         }
-        for (name, value) in answer.headers {
+        host.addResponseHeaders(answer.headers, to: response)
+    }
+}
+
+extension Host {
+    /// Adds headers to a live response (also a deferred one: they go with its later answer); failures are logged.
+    fileprivate func addResponseHeaders(_ headers: [(name: String, value: String)], to response: OpaquePointer?) {
+        for (name, value) in headers {
             let status = name.withMNBytes { name in
-                value.withMNBytes { value in host.api.pointee.http_response_header(host.ctx, response, name, value) }
+                value.withMNBytes { value in api.pointee.http_response_header(ctx, response, name, value) }
             }
-            if status != MN_OK { host.log(.error, "\(host.error(status, "http_response_header"))") }
+            if status != MN_OK { log(.error, "\(error(status, "http_response_header"))") }
         }
     }
 }

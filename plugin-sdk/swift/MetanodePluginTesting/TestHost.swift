@@ -15,6 +15,8 @@ import Darwin
 /// kernel); this type is the backend behind them. Everything runs on the test's thread: bus deliveries, replies and
 /// timer callbacks are queued and run by `runUntilIdle()` or `advance(byMs:)`, and time moves only when a test moves
 /// it. Signatures are made with a fixed node key and `random_bytes` is a seeded stream, so runs are reproducible.
+/// A deferred HTTP response (ABI 1.2) may be answered from any thread: `http` waits for it in real time, `send`
+/// returns at once and lets the manual clock time it out (TestHost+HTTP.swift).
 /// Plugins that talk to other nodes get a network from `attach(_:)`; a `Simulation` runs several hosts on a
 /// SimulatedNetwork under one clock.
 ///
@@ -82,6 +84,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         /// The network this host's plugins talk on (see `attach(_:)` in TestHost+Net.swift).
         var transport: (any PeerTransport)?
         var netCounters = NetCounters()
+        /// HTTP requests whose handler deferred the response, until answered or timed out (TestHost+HTTP.swift).
+        var deferredHTTP: [PendingHTTP] = []
 
         var queued: Int { queue.count - queueHead }
 
@@ -158,9 +162,12 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         /// A message from another node for a plugin's net_register callback (TestHost+Net.swift).
         case net(slot: Int, callback: NetReceiveCallback, peer: PeerID, message: [UInt8])
         case peerEvent(slot: Int, callback: NetPeerEventCallback, peer: PeerID, up: Bool)
+        /// A deferred HTTP response's timeout passed on the host's clock: it answers 504.
+        case httpTimeout(PendingHTTP)
 
         var slot: Int? {
             switch self {
+            case .httpTimeout: nil
             case .message(let slot, _, _, _, _), .timer(let slot, _, _): slot
             case .net(let slot, _, _, _), .peerEvent(let slot, _, _, _): slot
             case .reply(.plugin(let slot, _), _, _): slot
@@ -304,6 +311,9 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         for request in state.requests.values where next.map({ request.deadlineMs < $0 }) ?? true {
             next = request.deadlineMs
         }
+        for pending in state.deferredHTTP where !pending.exchange.isAnswered {
+            if next.map({ pending.deadlineMs < $0 }) ?? true { next = pending.deadlineMs }
+        }
         return next
     }
 
@@ -328,6 +338,9 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
             let request = state.requests.removeValue(forKey: token)!
             state.enqueue(.reply(request.requester, status: MN_ERR_TIMEOUT, payload: []))
         }
+        state.deferredHTTP.removeAll { $0.exchange.isAnswered }
+        for pending in state.deferredHTTP where pending.deadlineMs <= nowMs { state.enqueue(.httpTimeout(pending)) }
+        state.deferredHTTP.removeAll { $0.deadlineMs <= nowMs }
     }
 
     private func drainQueue(limit: Int) -> Int {
@@ -358,6 +371,8 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
                 instance.fire(callback, id: id)
             case .net, .peerEvent:
                 deliverNetEvent(event)
+            case .httpTimeout(let pending):
+                pending.expire()
             }
         }
         return ran
@@ -368,39 +383,6 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
     }
 
     // MARK: - Driving plugins from a test
-
-    /// Sends an HTTP request to `plugin`'s routes, routed by the kernel's rule (HTTPRouteTable): 404 without a
-    /// matching route, 405 when only other methods match. `path` may carry "?query".
-    @discardableResult
-    public func http(_ plugin: TestPlugin, _ method: String = "GET", _ path: String, body: [UInt8] = [],
-                     headers: [(name: String, value: String)] = []) -> HTTPResponseParts {
-        var path = path
-        var query = ""
-        if let mark = path.firstIndex(of: "?") {
-            query = String(path[path.index(after: mark)...])
-            path = String(path[..<mark])
-        }
-        let method = method.uppercased()
-        let handler: HTTPHandler
-        switch state.withLock({ $0.plugins[$0.owned(plugin)].routes.match(method: method, path: path) }) {
-        case .handler(let found): handler = found
-        case .methodNotAllowed:
-            return HTTPResponseParts(status: 405, contentType: "text/plain; charset=utf-8",
-                                     body: Array("no \(method) handler for \(path) in plugin \(plugin.name)\n".utf8))
-        case .notFound:
-            return HTTPResponseParts(status: 404, contentType: "text/plain; charset=utf-8",
-                                     body: Array("no route for \(method) \(path) in plugin \(plugin.name)\n".utf8))
-        }
-        return plugin.instance.handleHTTP(
-            handler, request: HTTPRequestParts(method: method, path: path, query: query, headers: headers, body: body))
-    }
-
-    /// `http` with a text body.
-    @discardableResult
-    public func http(_ plugin: TestPlugin, _ method: String = "GET", _ path: String, body: String,
-                     headers: [(name: String, value: String)] = []) -> HTTPResponseParts {
-        http(plugin, method, path, body: Array(body.utf8), headers: headers)
-    }
 
     /// Publishes as the test (sender "test"); returns how many plugins got it. Run the queue to deliver it.
     @discardableResult

@@ -85,3 +85,106 @@ public enum NodeSignature {
                           message: signingBytes(plugin: plugin, message: message))
     }
 }
+
+/// BLAKE2b-256 fed in pieces (libsodium's `crypto_generichash_init/update/final`, 32-byte output, no key): for
+/// content too large or too slow to hold at once, such as a container's output streams. Equal to
+/// `WireCrypto.blake2b256` of the pieces concatenated, and to `b2sum -l 256` of a file.
+///
+/// A value: copying a hasher copies its state (on the next write), so two copies go on independently, and
+/// `finalize()` leaves the hasher as it was, so it can be fed more after a look at the digest so far.
+public struct Blake2b256Hasher: Sendable {
+    private var state: State
+
+    public init() { state = State() }
+
+    /// Feeds `bytes` to the hash.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        if !isKnownUniquelyReferenced(&state) { state = State(copying: state) }
+        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        precondition(crypto_generichash_update(state.opaque, base, UInt64(bytes.count)) == 0,
+                     "crypto_generichash_update failed")
+    }
+
+    public mutating func update(_ bytes: some Collection<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(bytes).withUnsafeBytes { update($0) } }
+    }
+
+    /// The BLAKE2b-256 of everything fed so far.
+    public func finalize() -> [UInt8] {
+        let copy = State(copying: state)
+        var out = [UInt8](repeating: 0, count: WireCrypto.hashBytes)
+        precondition(crypto_generichash_final(copy.opaque, &out, WireCrypto.hashBytes) == 0,
+                     "crypto_generichash_final failed")
+        return out
+    }
+
+    /// libsodium's state, in memory of its own with the 64-byte alignment the C type asks for. (Swift does not
+    /// import the over-aligned struct, so the C functions take it as an opaque pointer.) Written only through a
+    /// uniquely referenced `Blake2b256Hasher`.
+    private final class State: @unchecked Sendable {
+        static let alignment = 64
+        private let pointer: UnsafeMutableRawPointer
+        private let byteCount: Int
+        var opaque: OpaquePointer { OpaquePointer(pointer) }
+
+        init() {
+            WireCrypto.ensureInitialized()
+            byteCount = crypto_generichash_statebytes()
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: Self.alignment)
+            precondition(crypto_generichash_init(OpaquePointer(pointer), nil, 0, WireCrypto.hashBytes) == 0,
+                         "crypto_generichash_init failed")
+        }
+
+        /// The same state in new memory: BLAKE2b's state is plain data, so a byte copy carries on identically.
+        init(copying other: State) {
+            byteCount = other.byteCount
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: Self.alignment)
+            pointer.copyMemory(from: other.pointer, byteCount: byteCount)
+        }
+
+        deinit { pointer.deallocate() }
+    }
+}
+
+/// SHA-256 fed in pieces (libsodium's `crypto_hash_sha256_init/update/final`): for content addressed the way OCI
+/// images are ("sha256:<hex>"), read from files too large to hold at once. Equal to `sha256sum` of the pieces
+/// concatenated. A value: libsodium's SHA-256 state is plain data with no alignment demands, so copies go on
+/// independently and `finalize()` leaves the hasher as it was.
+public struct SHA256Hasher: Sendable {
+    public static let digestBytes = 32
+    private var state = crypto_hash_sha256_state()
+
+    public init() {
+        WireCrypto.ensureInitialized()
+        precondition(crypto_hash_sha256_init(&state) == 0, "crypto_hash_sha256_init failed")
+    }
+
+    /// Feeds `bytes` to the hash.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        precondition(crypto_hash_sha256_update(&state, base.assumingMemoryBound(to: UInt8.self),
+                                               UInt64(bytes.count)) == 0, "crypto_hash_sha256_update failed")
+    }
+
+    public mutating func update(_ bytes: some Collection<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(bytes).withUnsafeBytes { update($0) } }
+    }
+
+    /// The SHA-256 of everything fed so far.
+    public func finalize() -> [UInt8] {
+        var copy = state
+        var out = [UInt8](repeating: 0, count: Self.digestBytes)
+        precondition(crypto_hash_sha256_final(&copy, &out) == 0, "crypto_hash_sha256_final failed")
+        return out
+    }
+
+    /// The SHA-256 of `bytes`.
+    public static func hash(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        var hasher = SHA256Hasher()
+        hasher.update(bytes)
+        return hasher.finalize()
+    }
+}

@@ -1,0 +1,317 @@
+// dl_spawn: one clone3 into new namespaces, then the container's set-up in the child, then execve.
+//
+// Why not CLONE_VM | CLONE_VFORK (posix_spawn's trick, no page-table copy)? Linux refuses CLONE_VM together with
+// CLONE_NEWPID (kernel/fork.c: a task in another PID namespace must not share the VM). So the child is a fork-style
+// copy; it reports a failed step through a close-on-exec pipe, and EOF on that pipe means execve succeeded.
+//
+// Between clone3 and execve the child calls only raw system calls: the parent is multi-threaded, and another thread
+// may have held malloc's or stdio's lock at the moment of the copy.
+#define _GNU_SOURCE
+#include "cdocklock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+  STEP_NONE = 0,
+  STEP_CGROUP,
+  STEP_PRIVATE,
+  STEP_BIND_ROOT,
+  STEP_CHDIR_ROOT,
+  STEP_PROC,
+  STEP_MASK,
+  STEP_DEV,
+  STEP_TMP,
+  STEP_PIVOT,
+  STEP_READONLY_ROOT,
+  STEP_HOSTNAME,
+  STEP_AFFINITY,
+  STEP_LOOPBACK,
+  STEP_STDIO,
+  STEP_CWD,
+  STEP_IDS,
+  STEP_CAPABILITIES,
+  STEP_NO_NEW_PRIVS,
+  STEP_SECCOMP,
+  STEP_EXEC,
+};
+
+static const char *step_name(int step) {
+  switch (step) {
+  case STEP_CGROUP: return "join the container's cgroups";
+  case STEP_PRIVATE: return "make the mount tree private";
+  case STEP_BIND_ROOT: return "bind-mount the root filesystem";
+  case STEP_CHDIR_ROOT: return "enter the root filesystem";
+  case STEP_PROC: return "mount /proc";
+  case STEP_MASK: return "mask /proc paths";
+  case STEP_DEV: return "populate /dev";
+  case STEP_TMP: return "mount /tmp";
+  case STEP_PIVOT: return "pivot_root";
+  case STEP_READONLY_ROOT: return "remount the root read-only";
+  case STEP_HOSTNAME: return "set the hostname";
+  case STEP_AFFINITY: return "pin to one CPU";
+  case STEP_LOOPBACK: return "bring up the loopback interface";
+  case STEP_STDIO: return "connect stdin/stdout/stderr";
+  case STEP_CWD: return "change to the working directory";
+  case STEP_IDS: return "set user and group ids";
+  case STEP_CAPABILITIES: return "drop capabilities";
+  case STEP_NO_NEW_PRIVS: return "set no_new_privs";
+  case STEP_SECCOMP: return "install the seccomp filter";
+  case STEP_EXEC: return "execute the command";
+  default: return "set up the container";
+  }
+}
+
+// Files Docker hides behind /dev/null and directories it makes read-only; a path the kernel lacks is skipped.
+static const char *const masked_files[] = {"proc/kcore", "proc/keys", "proc/latency_stats", "proc/timer_list",
+                                           "proc/timer_stats", "proc/sched_debug", NULL};
+static const char *const masked_directories[] = {"proc/acpi", "proc/scsi", NULL};
+static const char *const readonly_paths[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger",
+                                             NULL};
+
+struct device_node {
+  const char *path;
+  unsigned major, minor;
+};
+static const struct device_node devices[] = {
+    {"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7},
+    {"dev/random", 1, 8}, {"dev/urandom", 1, 9}, {"dev/tty", 5, 0},
+};
+
+struct child_report {
+  int step;
+  int error;
+};
+
+static void report(int fd, int step, int error) {
+  struct child_report r = {step, error};
+  ssize_t ignored = write(fd, &r, sizeof r);
+  (void)ignored;
+  _exit(127);
+}
+
+#define CHECK(expr, step)                                                                                              \
+  do {                                                                                                                 \
+    if ((expr) < 0) report(report_fd, (step), errno);                                                                  \
+  } while (0)
+
+static size_t text_length(const char *s) {
+  size_t n = 0;
+  while (s[n]) n++;
+  return n;
+}
+
+// The child's side: everything from the first instruction after clone3 to execve. Never returns.
+static void run_child(const dl_spawn_config *c, int report_fd) {
+  // Handlers copied from the parent must not run in the child; the mask stays full until just before execve.
+  for (int sig = 1; sig < 65; sig++) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    (void)sigaction(sig, &dfl, NULL); // SIGKILL, SIGSTOP and glibc's internal signals refuse; that is fine
+  }
+  (void)setsid();
+  for (size_t i = 0; i < c->cgroup_procs_fd_count; i++) {
+    CHECK(write(c->cgroup_procs_fds[i], "0", 1), STEP_CGROUP); // "0" moves the writing process
+  }
+
+  // Mounts: nothing propagates back to the host; the image's directory becomes a mount we can pivot into.
+  CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), STEP_PRIVATE);
+  CHECK(mount(c->rootfs, c->rootfs, NULL, MS_BIND | MS_REC, NULL), STEP_BIND_ROOT);
+  CHECK(chdir(c->rootfs), STEP_CHDIR_ROOT); // the mount just made, now that it covers the directory
+  CHECK(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL), STEP_PROC);
+  for (const char *const *p = masked_files; *p; p++) {
+    if (mount("/dev/null", *p, NULL, MS_BIND, NULL) < 0 && errno != ENOENT) report(report_fd, STEP_MASK, errno);
+  }
+  for (const char *const *p = masked_directories; *p; p++) {
+    if (mount("tmpfs", *p, "tmpfs", MS_RDONLY, "size=0") < 0 && errno != ENOENT) report(report_fd, STEP_MASK, errno);
+  }
+  for (const char *const *p = readonly_paths; *p; p++) {
+    if (mount(*p, *p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      if (errno == ENOENT) continue;
+      report(report_fd, STEP_MASK, errno);
+    }
+    CHECK(mount(NULL, *p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL),
+          STEP_MASK);
+  }
+  CHECK(mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), STEP_DEV);
+  (void)umask(0);
+  for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+    CHECK(mknod(devices[i].path, S_IFCHR | 0666, makedev(devices[i].major, devices[i].minor)), STEP_DEV);
+  }
+  CHECK(symlink("/proc/self/fd", "dev/fd"), STEP_DEV);
+  CHECK(symlink("/proc/self/fd/0", "dev/stdin"), STEP_DEV);
+  CHECK(symlink("/proc/self/fd/1", "dev/stdout"), STEP_DEV);
+  CHECK(symlink("/proc/self/fd/2", "dev/stderr"), STEP_DEV);
+  CHECK(mkdir("dev/shm", 01777), STEP_DEV);
+  CHECK(mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), STEP_DEV);
+  (void)umask(022);
+  char tmp_options[64] = "mode=1777,size=";
+  {
+    // size=<bytes>: digits by hand (no snprintf here).
+    char digits[24];
+    int n = 0;
+    uint64_t v = c->tmp_size_bytes ? c->tmp_size_bytes : (64u << 20);
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v && n < 23);
+    size_t at = text_length(tmp_options);
+    while (n > 0) tmp_options[at++] = digits[--n];
+    tmp_options[at] = 0;
+  }
+  CHECK(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp_options), STEP_TMP);
+
+  // pivot_root(".", "."): the old root ends up stacked under the new one, and is detached at once.
+  CHECK(syscall(SYS_pivot_root, ".", "."), STEP_PIVOT);
+  CHECK(umount2(".", MNT_DETACH), STEP_PIVOT);
+  CHECK(chdir("/"), STEP_PIVOT);
+  if (c->readonly_root) {
+    CHECK(mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL), STEP_READONLY_ROOT);
+  }
+
+  if (c->single_cpu) {
+    uint64_t mask = 1;
+    CHECK(syscall(SYS_sched_setaffinity, 0, sizeof mask, &mask), STEP_AFFINITY);
+  }
+  if (c->hostname) CHECK(sethostname(c->hostname, text_length(c->hostname)), STEP_HOSTNAME);
+  if (c->network == DL_NETWORK_LOOPBACK) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(s, STEP_LOOPBACK);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    CHECK(ioctl(s, SIOCGIFFLAGS, &ifr), STEP_LOOPBACK);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    CHECK(ioctl(s, SIOCSIFFLAGS, &ifr), STEP_LOOPBACK);
+    close(s);
+  }
+
+  CHECK(dup2(c->stdin_fd, 0), STEP_STDIO);
+  CHECK(dup2(c->stdout_fd, 1), STEP_STDIO);
+  CHECK(dup2(c->stderr_fd, 2), STEP_STDIO);
+  if (c->cwd) CHECK(chdir(c->cwd), STEP_CWD);
+
+  // Ids through raw system calls: glibc's setresuid signals every thread of the process it believes it is in.
+  CHECK(syscall(SYS_setgroups, 0, NULL), STEP_IDS);
+  CHECK(syscall(SYS_setresgid, c->gid, c->gid, c->gid), STEP_IDS);
+  CHECK(syscall(SYS_setresuid, c->uid, c->uid, c->uid), STEP_IDS);
+
+  for (int cap = 0; cap < 64; cap++) {
+    if (c->capabilities_kept & (1ull << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) report(report_fd, STEP_CAPABILITIES, errno);
+  }
+  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    uint64_t keep = c->uid == 0 ? c->capabilities_kept : 0;
+    data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)keep;
+    data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(keep >> 32);
+    CHECK(syscall(SYS_capset, &header, data), STEP_CAPABILITIES);
+  }
+  CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STEP_NO_NEW_PRIVS);
+  if (c->seccomp_program) {
+    struct sock_fprog program = {(unsigned short)c->seccomp_program_length,
+                                 (struct sock_filter *)c->seccomp_program};
+    CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program), STEP_SECCOMP);
+  }
+
+  sigset_t none;
+  sigemptyset(&none);
+  (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
+
+  const char *command = c->argv[0];
+  if (strchr(command, '/')) {
+    execve(command, (char *const *)c->argv, (char *const *)c->envp);
+    report(report_fd, STEP_EXEC, errno);
+  }
+  int last = ENOENT;
+  char path[4096];
+  size_t command_length = text_length(command);
+  for (const char *const *dir = c->path_dirs; dir && *dir; dir++) {
+    size_t dir_length = text_length(*dir);
+    if (dir_length + 1 + command_length + 1 > sizeof path) continue;
+    memcpy(path, *dir, dir_length);
+    path[dir_length] = '/';
+    memcpy(path + dir_length + 1, command, command_length + 1);
+    execve(path, (char *const *)c->argv, (char *const *)c->envp);
+    if (errno != ENOENT && errno != ENOTDIR) last = errno; // EACCES on one directory should not hide it
+  }
+  report(report_fd, STEP_EXEC, last);
+}
+
+int dl_spawn(const dl_spawn_config *c, dl_spawn_result *result) {
+  memset(result, 0, sizeof *result);
+  result->pidfd = -1;
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
+    result->failed_errno = errno;
+    snprintf(result->error_text, sizeof result->error_text, "pipe2: %s", strerror(errno));
+    return -1;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+
+  int pidfd = -1;
+  struct clone_args args;
+  memset(&args, 0, sizeof args);
+  args.flags = CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+  args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  args.exit_signal = SIGCHLD;
+  long pid = syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    run_child(c, pipe_fds[1]);
+  }
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(pipe_fds[1]);
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    result->failed_errno = clone_errno;
+    snprintf(result->error_text, sizeof result->error_text, "clone3 into new namespaces: %s", strerror(clone_errno));
+    return -1;
+  }
+  result->pid = (pid_t)pid;
+  result->pidfd = pidfd;
+
+  struct child_report r = {0, 0};
+  ssize_t n;
+  do { n = read(pipe_fds[0], &r, sizeof r); } while (n < 0 && errno == EINTR);
+  close(pipe_fds[0]);
+  if (n == (ssize_t)sizeof r) {
+    result->failed_step = r.step;
+    result->failed_errno = r.error;
+    snprintf(result->error_text, sizeof result->error_text, "%s: %s", step_name(r.step), strerror(r.error));
+    return -1;
+  }
+  return 0;
+}
+
+int dl_reap(int pidfd, int *exited, int *status) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG) < 0) return -1;
+  if (info.si_pid == 0) return 0;
+  *exited = info.si_code == CLD_EXITED;
+  *status = info.si_status;
+  return 1;
+}

@@ -1,0 +1,186 @@
+import DockLockCore
+import DockLockRuntime
+import Foundation
+import MetanodeABI
+import MetanodePluginKit
+import MetanodeWire
+
+/// Running and recently ended containers, for `ps`, `logs`, `kill` and `rm`. Ended ones beyond `endedMax` are
+/// forgotten oldest first (their receipts stay in kv).
+final class ContainerTable: @unchecked Sendable {
+    struct Entry {
+        var id: String
+        var plan: RunPlan
+        var detached: Bool
+        var outcome: RunOutcome?
+    }
+
+    static let endedMax = 1000
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+    private var endedOrder: [String] = []
+
+    func started(id: String, plan: RunPlan, detached: Bool) {
+        lock.withLock { entries[id] = Entry(id: id, plan: plan, detached: detached) }
+    }
+
+    func ended(id: String, outcome: RunOutcome) {
+        lock.withLock {
+            entries[id]?.outcome = outcome
+            endedOrder.append(id)
+            while endedOrder.count > Self.endedMax { entries[endedOrder.removeFirst()] = nil }
+        }
+    }
+
+    func remove(_ id: String) {
+        lock.withLock {
+            entries[id] = nil
+            endedOrder.removeAll { $0 == id }
+        }
+    }
+
+    func get(_ id: String) -> Entry? { lock.withLock { entries[id] } }
+    var all: [Entry] { lock.withLock { Array(entries.values) } }
+}
+
+extension DockLock {
+    static let runDeferTimeoutMs: UInt32 = 3_600_000
+
+    func registerRoutes() throws {
+        let http = context.http
+        try http.deferrableRoute("POST", "/run") { [unowned self] request in
+            let run: RunRequest
+            do { run = try JSONDecoder().decode(RunRequest.self, from: Data(request.body)) } catch {
+                return .now(Self.error(.invalid, "the body is not a run request: \(error)"))
+            }
+            if run.isDetached {
+                do {
+                    let id = try start(run) { _ in }
+                    return .now(Self.json(["id": id, "detached": true], status: 201))
+                } catch { return .now(Self.error(error)) }
+            }
+            let timeout = UInt32(min(UInt64(Self.runDeferTimeoutMs), (run.timeoutMs ?? 0) == 0
+                ? UInt64(Self.runDeferTimeoutMs) : run.timeoutMs! + 60_000))
+            let responder = try request.deferResponse(timeoutMs: timeout)
+            do {
+                _ = try start(run) { outcome in
+                    responder.respond(Self.json(outcome.json(includeOutput: true)))
+                }
+            } catch {
+                responder.respond(Self.error(error))
+            }
+            return .later(responder)
+        }
+        try registerVerifyRoute()
+        try http.route("GET", "/containers") { [unowned self] _ in
+            let list = containers.all.sorted { $0.id < $1.id }.map(Self.describe)
+            return Self.json(["containers": list])
+        }
+        try http.route("*", "/containers/*") { [unowned self] request in
+            let rest = request.path.dropFirst("/containers/".count).split(separator: "/").map(String.init)
+            guard let id = rest.first, let entry = containers.get(id) else {
+                return Self.error(.notFound, "no container \(rest.first ?? "") on this node (see GET /containers)")
+            }
+            switch (request.method, rest.dropFirst().first) {
+            case ("GET", nil): return Self.json(Self.describe(entry))
+            case ("GET", "logs"):
+                let directory = "\(stateDirectory)/containers/\(id)"
+                guard entry.detached else {
+                    return Self.error(.notFound, "container \(id) ran attached: its output went to the caller")
+                }
+                let out = FileManager.default.contents(atPath: "\(directory)/stdout") ?? Data()
+                let err = FileManager.default.contents(atPath: "\(directory)/stderr") ?? Data()
+                return Self.json(["id": id, "stdout": out.base64EncodedString(), "stderr": err.base64EncodedString(),
+                                  "running": entry.outcome == nil])
+            case ("POST", "kill"):
+                var signal = SIGKILL
+                if let text = request.queryItem("signal") {
+                    guard let value = Int32(text), (1...64).contains(value) else {
+                        return Self.error(.invalid, "signal '\(text)' is not a number 1...64")
+                    }
+                    signal = value
+                }
+                do { try runtime.kill(id, signal: signal) } catch { return Self.error(error) }
+                return Self.json(["id": id, "signal": signal])
+            case ("DELETE", nil):
+                guard entry.outcome != nil else {
+                    return Self.error(.invalid, "container \(id) is running; kill it first")
+                }
+                containers.remove(id)
+                try? FileManager.default.removeItem(atPath: "\(stateDirectory)/containers/\(id)")
+                return Self.json(["id": id, "removed": true])
+            default:
+                return Self.error(.notFound, "no \(request.method) \(request.path) (containers answer GET, GET …/logs, "
+                    + "POST …/kill, DELETE)")
+            }
+        }
+        try http.route("GET", "/receipts") { [unowned self] request in
+            var after: UInt64?
+            if let text = request.queryItem("after") {
+                guard let value = UInt64(text) else { return Self.error(.invalid, "after must be a sequence number") }
+                after = value
+            }
+            var limit = 100
+            if let text = request.queryItem("limit") {
+                guard let value = Int(text), (1...ReceiptStore.listLimitMax).contains(value) else {
+                    return Self.error(.invalid, "limit must be 1...\(ReceiptStore.listLimitMax)")
+                }
+                limit = value
+            }
+            let receipts = try ReceiptStore.list(after: after, limit: limit, kv: context.kv)
+            return .bytes(try Self.receiptJSON(receipts), contentType: "application/json")
+        }
+        try http.route("GET", "/receipts/*") { [unowned self] request in
+            let reference = String(request.path.dropFirst("/receipts/".count))
+            guard let receipt = try ReceiptStore.find(reference, kv: context.kv) else {
+                return Self.error(.notFound, "no receipt '\(reference)' (give a sequence number, a receipt hash or a "
+                    + "container id)")
+            }
+            return .bytes(try Self.receiptJSON(receipt), contentType: "application/json")
+        }
+        try http.route("GET", "/node") { [unowned self] _ in
+            Self.json(["publicKey": Hex.encode(nodeKey), "cgroups": runtime.cgroups.layout.rawValue,
+                       "seccompProfile": SeccompProfile.dockerDefault.name,
+                       "seccompProfileHash": Hex.encode(SeccompProfile.dockerDefault.hash),
+                       "nextReceipt": receiptHead.nextSequence, "running": runtime.running.count])
+        }
+    }
+
+    static func receiptJSON(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return Array(try encoder.encode(value))
+    }
+
+    static func describe(_ entry: ContainerTable.Entry) -> [String: Any] {
+        var object: [String: Any] = ["id": entry.id, "image": entry.plan.imageDigest, "command": entry.plan.arguments,
+                                     "detached": entry.detached, "state": entry.outcome == nil ? "running" : "exited"]
+        if let outcome = entry.outcome {
+            for (key, value) in outcome.json(includeOutput: false) where object[key] == nil { object[key] = value }
+        }
+        return object
+    }
+
+    static func json(_ object: [String: Any], status: UInt16 = 200) -> HTTPResponse {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return .text("could not encode the answer as JSON\n", status: 500)
+        }
+        return .bytes(Array(data), contentType: "application/json", status: status)
+    }
+
+    static func error(_ code: DockLockError.Code, _ message: String) -> HTTPResponse {
+        error(DockLockError(code, message))
+    }
+
+    static func error(_ error: any Error) -> HTTPResponse {
+        guard let error = error as? DockLockError else { return json(["error": "\(error)"], status: 500) }
+        let status: UInt16 = switch error.code {
+        case .notFound: 404
+        case .invalid, .limit, .integrity: 400
+        case .exists: 409
+        case .unsupported: 501
+        case .system: 500
+        }
+        return json(["error": error.message, "code": error.code.rawValue], status: status)
+    }
+}

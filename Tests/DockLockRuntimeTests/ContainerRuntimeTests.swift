@@ -1,0 +1,170 @@
+import DockLockCore
+import DockLockRuntime
+import Foundation
+import MetanodeWire
+import Testing
+
+/// A busybox root filesystem (Debian's busybox-static) in a temporary directory, made once per test process.
+enum BusyboxRoot {
+    static let path: String = {
+        let root = NSTemporaryDirectory() + "docklock-busybox-\(getpid())"
+        let fm = FileManager.default
+        for directory in ["bin", "proc", "dev", "tmp", "etc", "sys"] {
+            try! fm.createDirectory(atPath: "\(root)/\(directory)", withIntermediateDirectories: true)
+        }
+        if !fm.fileExists(atPath: "\(root)/bin/busybox") { try! fm.copyItem(atPath: "/bin/busybox", toPath: "\(root)/bin/busybox") }
+        for applet in ["sh", "true", "false", "echo", "cat", "mount", "unshare", "dd", "sleep", "hostname", "id", "ls",
+                       "head", "ip", "ping", "wc", "env"]
+        where !fm.fileExists(atPath: "\(root)/bin/\(applet)") {
+            try! fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
+        }
+        return root
+    }()
+}
+
+/// Runs containers straight through ContainerRuntime (no node, no image store): root and cgroups are needed.
+@Suite(.serialized)
+struct ContainerRuntimeTests {
+    static let runtime: ContainerRuntime = {
+        let state = NSTemporaryDirectory() + "docklock-state-\(getpid())"
+        return try! ContainerRuntime(stateDirectory: state)
+    }()
+
+    static func run(_ arguments: [String], stdin: [UInt8] = [], timeoutMs: UInt64 = 20_000,
+                    limits: ResourceLimits = .defaults, loopback: Bool = false) throws -> ContainerExit {
+        var spec = ContainerSpec(id: "test-\(UInt32.random(in: 0...UInt32.max))", rootfs: BusyboxRoot.path,
+                                 arguments: arguments, environment: ["PATH=/bin"], hostname: "docklock-test")
+        spec.stdin = stdin
+        spec.timeoutMs = timeoutMs
+        spec.limits = limits
+        spec.loopback = loopback
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var exit: ContainerExit?
+        try runtime.start(spec, profile: .dockerDefault) { result in
+            exit = result
+            done.signal()
+        }
+        done.wait()
+        return exit!
+    }
+
+    static func text(_ stream: CapturedStream) -> String { String(decoding: stream.captured, as: UTF8.self) }
+
+    @Test func trueExitsZeroWithEmptyOutput() throws {
+        let exit = try Self.run(["/bin/true"])
+        #expect(exit.exitCode == 0)
+        #expect(exit.signal == nil)
+        #expect(exit.stdout.size == 0)
+        #expect(exit.stdout.digest == WireCrypto.blake2b256([]))
+    }
+
+    @Test func outputIsCapturedAndHashed() throws {
+        let exit = try Self.run(["sh", "-c", "echo hello; echo oops >&2; exit 3"])
+        #expect(exit.exitCode == 3)
+        #expect(Self.text(exit.stdout) == "hello\n")
+        #expect(Self.text(exit.stderr) == "oops\n")
+        #expect(exit.stdout.digest == WireCrypto.blake2b256(Array("hello\n".utf8)))
+    }
+
+    @Test func stdinReachesTheCommand() throws {
+        let exit = try Self.run(["cat"], stdin: Array("from stdin".utf8))
+        #expect(Self.text(exit.stdout) == "from stdin")
+        #expect(exit.stdin.size == 10)
+    }
+
+    @Test func theContainerHasItsOwnHostnamePidOneAndReadOnlyRoot() throws {
+        let exit = try Self.run(["sh", "-c", "hostname; echo $$; touch /x 2>&1; touch /tmp/ok && echo tmp-writable"])
+        let lines = Self.text(exit.stdout).split(separator: "\n")
+        #expect(lines.first == "docklock-test")
+        #expect(lines.dropFirst().first == "1")
+        #expect(Self.text(exit.stdout).contains("Read-only file system"))
+        #expect(lines.last == "tmp-writable")
+    }
+
+    @Test func mountIsRefused() throws {
+        let exit = try Self.run(["sh", "-c", "mount -t tmpfs none /tmp 2>&1; echo status=$?"])
+        #expect(Self.text(exit.stdout).contains("permission denied"))
+        #expect(!Self.text(exit.stdout).contains("status=0"))
+    }
+
+    @Test func unshareIsRefused() throws {
+        let exit = try Self.run(["sh", "-c", "unshare -n true 2>&1; echo status=$?"])
+        #expect(!Self.text(exit.stdout).contains("status=0"))
+    }
+
+    @Test func procSysIsReadOnly() throws {
+        let exit = try Self.run(["sh", "-c", "(echo 1 > /proc/sys/vm/drop_caches) 2>&1; echo status=$?"])
+        #expect(Self.text(exit.stdout).contains("Read-only file system"))
+        #expect(!Self.text(exit.stdout).contains("status=0"))
+    }
+
+    @Test func thereIsNoNetworkButLoopbackWhenAsked() throws {
+        let none = try Self.run(["sh", "-c", "ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1; echo status=$?"])
+        #expect(!Self.text(none.stdout).contains("status=0"))
+        let lo = try Self.run(["sh", "-c", "ip link show lo | head -1"], loopback: true)
+        #expect(Self.text(lo.stdout).contains("UP"))
+    }
+
+    @Test func aForkBombStopsAtThePidLimit() throws {
+        let limits = ResourceLimits(memoryBytesMax: 128 << 20, cpuMillicores: 1000, pidsMax: 32)
+        let exit = try Self.run(["sh", "-c", "for i in $(seq 1 200); do sleep 5 & done 2>/dev/null; echo started"],
+                                timeoutMs: 3000, limits: limits)
+        #expect(exit.usage.pidsPeak <= 32)
+        #expect(exit.usage.pidsPeak > 8)
+    }
+
+    @Test func aMemoryHogIsKilledAndReportedAsOOM() throws {
+        let limits = ResourceLimits(memoryBytesMax: 32 << 20, cpuMillicores: 1000, pidsMax: 64)
+        let exit = try Self.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"], limits: limits)
+        #expect(exit.oomKilled)
+        #expect(exit.signal == SIGKILL)
+    }
+
+    @Test func aTimeoutKillsTheContainer() throws {
+        let exit = try Self.run(["sleep", "30"], timeoutMs: 200)
+        #expect(exit.timedOut)
+        #expect(exit.signal == SIGKILL)
+        #expect(exit.endedAtMs - exit.startedAtMs < 5000)
+    }
+
+    @Test func aMissingCommandIsNamed() throws {
+        #expect(throws: DockLockError.self) { try Self.run(["no-such-command"]) }
+        do { _ = try Self.run(["no-such-command"]) } catch let error as DockLockError {
+            #expect(error.code == .notFound)
+            #expect(error.message.contains("no-such-command"))
+        }
+    }
+
+    @Test func cpuTimeIsMeasured() throws {
+        let exit = try Self.run(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+        #expect(exit.exitCode == 0)
+        #expect(exit.usage.cpuMs > 0)
+        #expect(exit.usage.peakMemoryBytes > 0)
+    }
+}
+
+/// Hostile workloads built from Fixtures/probe.c: each tries one forbidden operation inside a container.
+@Suite(.serialized)
+struct HostileWorkloadTests {
+    static let probeInstalled: Bool = {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/probe.c").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["cc", "-static", "-O1", "-o", "\(BusyboxRoot.path)/bin/probe", source]
+        try? process.run()
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }()
+
+    @Test(arguments: ["mount", "unshare", "kexec_load", "raw_socket", "ptrace", "proc_sys", "clone_newuser"])
+    func isRefused(_ operation: String) throws {
+        try #require(Self.probeInstalled, "cc -static could not build the probe")
+        let hostname = try String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8)
+        let exit = try ContainerRuntimeTests.run(["/bin/probe", operation])
+        let output = ContainerRuntimeTests.text(exit.stdout)
+        #expect(output.hasPrefix("blocked:"), "\(operation): \(output)")
+        #expect(exit.exitCode == 0)
+        // The host is unchanged.
+        #expect(try String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8) == hostname)
+    }
+}

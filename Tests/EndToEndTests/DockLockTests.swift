@@ -1,0 +1,123 @@
+import Foundation
+import MetanodeCore
+import Testing
+
+/// DockLock through the CLI against a real dev node: an image built from Debian's busybox-static, runs attached and
+/// detached, refusals by name, and receipts that verify offline and fail when edited.
+@Suite(.serialized)
+struct DockLockTests {
+    /// A busybox tree like the one container-baseline.sh gives crun and runc.
+    static func busyboxTree(in scratch: Scratch) throws -> String {
+        let root = scratch.file("rootfs")
+        for directory in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(directory)", withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: "\(root)/bin/busybox")
+        for applet in ["sh", "true", "echo", "cat", "sleep", "hostname", "id", "ls", "mount", "seq"] {
+            try FileManager.default.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
+        }
+        return root
+    }
+
+    @Test("a dev node runs containers from a built image and signs a receipt chain that verifies offline")
+    func runAndVerify() throws {
+        let node = try TestNode("docklock", dev: true, bundled: Repo.binDirectory + "/metanode-plugins")
+        let cli = node.cli
+        let built = try cli.json("docklock", "image", "build", try Self.busyboxTree(in: node.scratch), "--tag", "busybox")
+        let digest = try #require(built["digest"]?.stringValue, "\(built)")
+        let process = try node.start()
+        defer { _ = process.stop() }
+
+        // Attached: output through, exit status through.
+        let hello = try cli("docklock", "run", "busybox", "--", "sh", "-c", "echo hello; echo warn >&2; hostname")
+        #expect(hello.status == 0 && hello.stdout == "hello\ndocklock\n" && hello.stderr.contains("warn"), "\(hello)")
+        let failed = try cli("docklock", "run", "busybox", "--", "sh", "-c", "exit 7")
+        #expect(failed.status == 7, "\(failed)")
+        let stdinFile = node.scratch.file("input")
+        try "piped".write(toFile: stdinFile, atomically: true, encoding: .utf8)
+        let cat = try cli("docklock", "run", "busybox", "--stdin", stdinFile, "--", "cat")
+        #expect(cat.stdout == "piped", "\(cat)")
+        let json = try cli.json("docklock", "run", "busybox", "--memory", "64m", "--pids", "16", "--", "/bin/true")
+        #expect(json["exitCode"]?.intValue == 0 && json["receipt"]?["sequence"]?.intValue == 3, "\(json)")
+
+        // Refusals name what was wrong.
+        #expect(try cli.fails("docklock", "run", "nosuch", "--", "true").contains("no image 'nosuch'"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--", "nosuchcommand").contains("no nosuchcommand in the image"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--network", "host", "--", "true").contains("network 'host'"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--memory", "lots", "--", "true").contains("not a byte count"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--deterministic", "--hostname", "x", "--", "true")
+            .contains("--deterministic fixes hostname"))
+
+        // A timeout and a detached container.
+        let slow = try cli("docklock", "run", "busybox", "--timeout", "300", "--", "sleep", "30")
+        #expect(slow.status == 137 && slow.stderr.contains("timeout"), "\(slow)")
+        let id = try cli.ok("docklock", "run", "--detach", "busybox", "--", "sh", "-c", "echo started; sleep 30")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try cli.ok("docklock", "ps").contains("\(id)"))
+        let deadline = Date().addingTimeInterval(5)
+        var logs = ""
+        while !logs.contains("started"), Date() < deadline {
+            logs = try cli.ok("docklock", "logs", id)
+            usleep(20_000)
+        }
+        #expect(logs == "started\n")
+        #expect(try cli.fails("docklock", "rm", id).contains("is running"))
+        try cli.ok("docklock", "kill", id)
+        let killedBy = Date().addingTimeInterval(5)
+        while try !cli.ok("docklock", "ps").contains("signal 9"), Date() < killedBy { usleep(20_000) }
+        try cli.ok("docklock", "rm", id)
+        #expect(try !cli.ok("docklock", "ps").contains(id))
+
+        // Receipts: one per execution, chained, signed by the node key, checked with no node involved.
+        let list = try cli.json("docklock", "receipts", "list")
+        let receipts = try #require(list.arrayValue)
+        #expect(receipts.count == 6, "\(list)")
+        #expect(receipts.allSatisfy { $0["imageDigest"]?.stringValue == digest })
+        let key = try #require(try JSONValue.parse(Array(try process.get("/v1/plugins/docklock/node").body))["publicKey"]?
+            .stringValue)
+        let chainFile = node.scratch.file("chain.json")
+        try list.serialized(pretty: true).write(toFile: chainFile, atomically: true, encoding: .utf8)
+        let verified = try run(Repo.metanode, ["receipt", "verify", chainFile, "--key", key])
+        #expect(verified.status == 0 && verified.stdout.contains("valid: 6 receipts"), "\(verified)")
+
+        let one = try cli.ok("docklock", "receipts", "show", "1")
+        #expect(one.contains("\"exit\": 7"), "\(one)")
+        let edited = node.scratch.file("edited.json")
+        try one.replacingOccurrences(of: "\"exit\": 7", with: "\"exit\": 0").write(toFile: edited, atomically: true, encoding: .utf8)
+        let refused = try run(Repo.metanode, ["receipt", "verify", edited, "--key", key])
+        #expect(refused.status != 0 && refused.output.contains("signature does not verify"), "\(refused)")
+        let wrongKey = String(repeating: "ab", count: 32)
+        #expect(try run(Repo.metanode, ["receipt", "verify", chainFile, "--key", wrongKey]).status != 0)
+    }
+
+    @Test("verify repeats a --deterministic run: the same output is reproducible, a random one is caught")
+    func deterministicVerify() throws {
+        let node = try TestNode("docklock-verify", dev: true, bundled: Repo.binDirectory + "/metanode-plugins")
+        let cli = node.cli
+        try cli.ok("docklock", "image", "build", try Self.busyboxTree(in: node.scratch), "--tag", "busybox")
+        let process = try node.start()
+        defer { _ = process.stop() }
+
+        let stable = try cli.json("docklock", "run", "--deterministic", "-e", "GREETING=hi", "busybox", "--",
+                                  "sh", "-c", "echo $GREETING from $(hostname); echo $LANG $TZ")
+        #expect(String(decoding: Data(base64Encoded: stable["stdout"]?.stringValue ?? "") ?? Data(), as: UTF8.self)
+            == "hi from docklock\nC.UTF-8 UTC\n", "\(stable)")
+        let sequence = try #require(stable["receipt"]?["sequence"]?.intValue)
+        let again = try cli("docklock", "verify", "\(sequence)")
+        #expect(again.status == 0 && again.stdout.contains("reproducible"), "\(again)")
+
+        // The same check from a file, as another party would hold it.
+        let file = node.scratch.file("receipt.json")
+        try cli.ok("docklock", "receipts", "show", "\(sequence)").write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try cli("docklock", "verify", file).status == 0)
+
+        let random = try cli.json("docklock", "run", "--deterministic", "busybox", "--", "cat", "/proc/sys/kernel/random/uuid")
+        let randomSequence = try #require(random["receipt"]?["sequence"]?.intValue)
+        let caught = try cli("docklock", "verify", "\(randomSequence)")
+        #expect(caught.status == 1 && caught.stdout.contains("not reproducible: stdout differ"), "\(caught)")
+
+        let plain = try cli.json("docklock", "run", "busybox", "--", "/bin/true")
+        let plainSequence = try #require(plain["receipt"]?["sequence"]?.intValue)
+        #expect(try cli.fails("docklock", "verify", "\(plainSequence)").contains("not of a --deterministic run"))
+    }
+}
