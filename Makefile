@@ -2,7 +2,7 @@
 #   make run    install what is missing, build, initialise a dev node in ./.metanode, start it with every plugin
 #   make test   install what is missing, build, run every test
 #
-# Other targets: make build | bundle | release | bench | bench-chain | sim | fuzz | clean
+# Other targets: make build | bundle | release | bench | bench-chain | bench-docklock | sim | fuzz | clean
 
 SHELL := /bin/bash
 SWIFT ?= swift

@@ -208,7 +208,9 @@ let package = Package(
         .target(
             name: "DockLockPlugin",
             dependencies: [
-                "DockLockCore", "DockLockRuntime", .product(name: "MetanodePluginKit", package: "plugin-sdk"),
+                // BPCICore for the ledger account's address (Address(publicKey:)), a pure values target.
+                "DockLockCore", "DockLockRuntime", "BPCICore",
+                .product(name: "MetanodePluginKit", package: "plugin-sdk"),
                 .product(name: "MetanodeABI", package: "plugin-sdk"),
                 .product(name: "MetanodeWire", package: "plugin-sdk"),
             ],
@@ -237,7 +239,7 @@ let package = Package(
         .testTarget(
             name: "BPITests",
             dependencies: [
-                "BPIPlugin", "CounterModule", "BPICore", "BPCIPlugin", "BPCICore",
+                "BPIPlugin", "CounterModule", "BPICore", "BPCIPlugin", "BPCICore", "DockLockPlugin", "DockLockCore",
                 .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "MetanodeABI", package: "plugin-sdk"),
                 .product(name: "MetanodePluginKit", package: "plugin-sdk"),

@@ -5,15 +5,20 @@ public enum DependencySolver {
         public var name: String
         public var version: SemanticVersion
         public var dependencies: [String: VersionRange]
+        /// Started first when present and in range; never a reason not to start (`PluginManifest.optionalDependencies`).
+        public var optionalDependencies: [String: VersionRange]
 
-        public init(name: String, version: SemanticVersion, dependencies: [String: VersionRange] = [:]) {
+        public init(name: String, version: SemanticVersion, dependencies: [String: VersionRange] = [:],
+                    optionalDependencies: [String: VersionRange] = [:]) {
             self.name = name
             self.version = version
             self.dependencies = dependencies
+            self.optionalDependencies = optionalDependencies
         }
 
         public init(_ manifest: PluginManifest) {
-            self.init(name: manifest.name, version: manifest.version, dependencies: manifest.dependencies)
+            self.init(name: manifest.name, version: manifest.version, dependencies: manifest.dependencies,
+                      optionalDependencies: manifest.optionalDependencies)
         }
     }
 
@@ -23,6 +28,11 @@ public enum DependencySolver {
         public var startOrder: [String]
         /// Plugins that cannot start, with why (code `.dependency`).
         public var failures: [String: MetanodeError]
+        /// Each plugin's optional dependencies that start before it (present, in range, able to start).
+        public var optionalStartsAfter: [String: [String]] = [:]
+        /// Optional dependencies that are installed but out of range, so are not waited for: the plugin starts
+        /// without them ("plugin 'docklock' 0.1.0 can use 'bpi' ^0.1.0, but 'bpi' is 2.0.0; it starts without it").
+        public var notes: [String] = []
     }
 
     /// Precondition: names are unique (one installed version per plugin).
@@ -50,8 +60,27 @@ public enum DependencySolver {
             if !problems.isEmpty { failures[name] = MetanodeError(.dependency, problems.joined(separator: "; ")) }
         }
 
+        // Optional dependencies that are installed and in range order the start like required ones.
+        var notes: [String] = []
+        var optionalEdges: [String: [String]] = [:]
+        for name in names {
+            let node = byName[name]!
+            for (dependency, range) in node.optionalDependencies.sorted(by: { $0.key < $1.key }) {
+                guard let installed = byName[dependency] else { continue }
+                guard range.contains(installed.version) else {
+                    notes.append("plugin '\(name)' \(node.version) can use '\(dependency)' \(range), but "
+                        + "'\(dependency)' is \(installed.version); it starts without it")
+                    continue
+                }
+                optionalEdges[name, default: []].append(dependency)
+            }
+        }
+
         // 2. Cycles: every member of a strongly connected component with a cycle fails, naming a cycle through itself.
-        func edges(_ name: String) -> [String] { byName[name]!.dependencies.keys.filter { byName[$0] != nil }.sorted() }
+        func required(_ name: String) -> [String] {
+            byName[name]!.dependencies.keys.filter { byName[$0] != nil }.sorted()
+        }
+        func edges(_ name: String) -> [String] { Array(Set(required(name) + (optionalEdges[name] ?? []))).sorted() }
         for component in stronglyConnectedComponents(names, edges: edges) {
             let members = Set(component)
             guard component.count > 1 || edges(component[0]).contains(component[0]) else { continue }
@@ -69,7 +98,7 @@ public enum DependencySolver {
         // 3. Failure spreads to dependents. What is left after step 2 is acyclic, so this recursion ends.
         func spread(_ name: String) -> MetanodeError? {
             if let failure = failures[name] { return failure }
-            for dependency in edges(name) {
+            for dependency in required(name) {
                 if let cause = spread(dependency) {
                     let failure = MetanodeError(
                         .dependency, "plugin '\(name)' needs '\(dependency)', which cannot start: \(cause.message)")
@@ -83,7 +112,8 @@ public enum DependencySolver {
 
         // 4. Kahn's algorithm over the rest, always taking the smallest ready name.
         let healthy = names.filter { failures[$0] == nil }
-        var waitingOn = Dictionary(uniqueKeysWithValues: healthy.map { ($0, Set(edges($0))) })
+        let able = Set(healthy)
+        var waitingOn = Dictionary(uniqueKeysWithValues: healthy.map { ($0, Set(edges($0)).intersection(able)) })
         var order: [String] = []
         while let next = waitingOn.filter({ $0.value.isEmpty }).keys.min() {
             order.append(next)
@@ -91,7 +121,12 @@ public enum DependencySolver {
             for key in waitingOn.keys { waitingOn[key]!.remove(next) }
         }
         precondition(waitingOn.isEmpty, "DependencySolver: a cycle survived cycle detection")
-        return Plan(startOrder: order, failures: failures)
+        var optionalStartsAfter: [String: [String]] = [:]
+        for name in healthy {
+            let first = (optionalEdges[name] ?? []).filter(able.contains)
+            if !first.isEmpty { optionalStartsAfter[name] = first }
+        }
+        return Plan(startOrder: order, failures: failures, optionalStartsAfter: optionalStartsAfter, notes: notes)
     }
 
     /// Throws the failure of the first failing plugin by name, for the command line.

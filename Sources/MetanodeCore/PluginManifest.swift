@@ -92,6 +92,7 @@ public struct ExportedFunction: Sendable, Hashable {
 ///   "library": {"file": "libhello.so", "sha256": "<64 lowercase hex digits>"},
 ///   "capabilities": ["kv", "http"],
 ///   "dependencies": {"greeter": "^1.2.0"},
+///   "optionalDependencies": {"ledger": "^0.1.0"},
 ///   "exports": [{"name": "add", "signature": "int64_t hello_add(int64_t a, int64_t b)"}],
 ///   "configSchema": {"type": "object", "properties": {"greeting": {"type": "string", "default": "hi"}}}
 /// }
@@ -103,7 +104,8 @@ public struct PluginManifest: Sendable, Equatable {
     public static let signatureFileName = "metanode-plugin.json.minisig"
     public static let bytesMax = Limits.manifestBytesMax
     public static let fields = [
-        "name", "version", "abi", "description", "library", "capabilities", "dependencies", "exports", "configSchema",
+        "name", "version", "abi", "description", "library", "capabilities", "dependencies", "optionalDependencies",
+        "exports", "configSchema",
     ]
 
     public var name: String
@@ -115,6 +117,9 @@ public struct PluginManifest: Sendable, Equatable {
     public var capabilities: [Capability]
     /// Plugin name to the versions of it this plugin works with.
     public var dependencies: [String: VersionRange]
+    /// Plugins this one uses when they run: each starts first if it is enabled and in range, but this plugin starts
+    /// without it when it is absent, disabled, out of range or fails (DockLock and BPI's ledger).
+    public var optionalDependencies: [String: VersionRange]
     public var exports: [ExportedFunction]
     public var configSchema: JSONSchema?
 
@@ -122,7 +127,8 @@ public struct PluginManifest: Sendable, Equatable {
     public init(
         name: String, version: SemanticVersion, abi: ABIVersion = .current, description: String? = nil,
         library: LibraryEntry, capabilities: [Capability] = [], dependencies: [String: VersionRange] = [:],
-        exports: [ExportedFunction] = [], configSchema: JSONSchema? = nil
+        optionalDependencies: [String: VersionRange] = [:], exports: [ExportedFunction] = [],
+        configSchema: JSONSchema? = nil
     ) {
         self.name = name
         self.version = version
@@ -131,6 +137,7 @@ public struct PluginManifest: Sendable, Equatable {
         self.library = library
         self.capabilities = Array(Set(capabilities)).sorted()
         self.dependencies = dependencies
+        self.optionalDependencies = optionalDependencies
         self.exports = exports
         self.configSchema = configSchema
     }
@@ -139,7 +146,8 @@ public struct PluginManifest: Sendable, Equatable {
     public static func == (a: PluginManifest, b: PluginManifest) -> Bool {
         a.name == b.name && a.version == b.version && a.version.build == b.version.build && a.abi == b.abi
             && a.description == b.description && a.library == b.library && a.capabilities == b.capabilities
-            && a.dependencies == b.dependencies && a.exports == b.exports && a.configSchema == b.configSchema
+            && a.dependencies == b.dependencies && a.optionalDependencies == b.optionalDependencies
+            && a.exports == b.exports && a.configSchema == b.configSchema
     }
 
     // MARK: Parsing
@@ -216,21 +224,25 @@ public struct PluginManifest: Sendable, Equatable {
             }
         }
 
-        var dependencies: [String: VersionRange] = [:]
-        if let value = object["dependencies"] {
+        func ranges(_ key: String) throws(MetanodeError) -> [String: VersionRange] {
+            var ranges: [String: VersionRange] = [:]
+            guard let value = object[key] else { return ranges }
             guard let members = value.objectValue else {
                 throw fieldError(
-                    "dependencies", "must be an object of plugin name to version range, like {\"greeter\": \"^1.2.0\"}")
+                    key, "must be an object of plugin name to version range, like {\"greeter\": \"^1.2.0\"}")
             }
-            for key in JSONValue.sortedKeys(members) {
-                guard let text = members[key]!.stringValue else {
-                    throw fieldError("dependencies.\(key)", "must be a version range string like \"^1.2.0\"")
+            for name in JSONValue.sortedKeys(members) {
+                guard let text = members[name]!.stringValue else {
+                    throw fieldError("\(key).\(name)", "must be a version range string like \"^1.2.0\"")
                 }
-                dependencies[key] = try field("dependencies.\(key)") { () throws(MetanodeError) in
+                ranges[name] = try field("\(key).\(name)") { () throws(MetanodeError) in
                     try VersionRange(parsing: text)
                 }
             }
+            return ranges
         }
+        let dependencies = try ranges("dependencies")
+        let optionalDependencies = try ranges("optionalDependencies")
 
         var exports: [ExportedFunction] = []
         if let value = object["exports"] {
@@ -264,7 +276,8 @@ public struct PluginManifest: Sendable, Equatable {
 
         let manifest = PluginManifest(
             name: nameText, version: version, abi: abi, description: description, library: library,
-            capabilities: capabilities, dependencies: dependencies, exports: exports, configSchema: configSchema)
+            capabilities: capabilities, dependencies: dependencies, optionalDependencies: optionalDependencies,
+            exports: exports, configSchema: configSchema)
         try manifest.validate()
         return manifest
     }
@@ -284,11 +297,16 @@ public struct PluginManifest: Sendable, Equatable {
         if let sha256 = library.sha256, !Hex.isLowercase(sha256, count: 64) {
             throw Self.fieldError("library.sha256", "\(Text.quote(sha256)) is not 64 lowercase hex digits")
         }
-        for dependency in dependencies.keys.sorted() {
-            guard PluginName.isValid(dependency) else {
-                throw Self.fieldError("dependencies", "\(Text.quote(dependency)) is not a valid plugin name")
+        for (field, names) in [("dependencies", dependencies), ("optionalDependencies", optionalDependencies)] {
+            for dependency in names.keys.sorted() {
+                guard PluginName.isValid(dependency) else {
+                    throw Self.fieldError(field, "\(Text.quote(dependency)) is not a valid plugin name")
+                }
+                guard dependency != name else { throw Self.fieldError(field, "a plugin cannot depend on itself") }
             }
-            guard dependency != name else { throw Self.fieldError("dependencies", "a plugin cannot depend on itself") }
+        }
+        if let both = dependencies.keys.sorted().first(where: { optionalDependencies[$0] != nil }) {
+            throw Self.fieldError("optionalDependencies", "'\(both)' is in dependencies too; list it in one of them")
         }
         guard exports.count <= Limits.exportsMax else {
             throw Self.fieldError("exports", "has \(exports.count) entries; the limit is \(Limits.exportsMax)")
@@ -339,6 +357,9 @@ public struct PluginManifest: Sendable, Equatable {
                 exports.map { .object(["name": .string($0.name), "signature": .string($0.prototype.description)]) }),
         ]
         if let description { object["description"] = .string(description) }
+        if !optionalDependencies.isEmpty {
+            object["optionalDependencies"] = .object(optionalDependencies.mapValues { .string($0.description) })
+        }
         if let configSchema { object["configSchema"] = configSchema.source }
         return .object(object)
     }

@@ -21,6 +21,8 @@ public struct PluginManager: Sendable {
         public var grants: [String]
         public var capabilities: [String]
         public var dependencies: [String: String]
+        /// Used when present (`optionalDependencies` in the manifest).
+        public var optionalDependencies: [String: String] = [:]
         public var exports: [String]
         public var abi: String?
         public var signer: String?
@@ -41,6 +43,7 @@ public struct PluginManager: Sendable {
                 "enabled": .bool(enabled), "state": .string(state), "grants": .array(grants.map(JSONValue.string)),
                 "capabilities": .array(capabilities.map(JSONValue.string)),
                 "dependencies": .object(dependencies.mapValues(JSONValue.string)),
+                "optionalDependencies": .object(optionalDependencies.mapValues(JSONValue.string)),
                 "exports": .array(exports.map(JSONValue.string)), "allowUnsigned": .bool(allowUnsigned),
             ]
             if let version { object["version"] = .string(version) }
@@ -81,6 +84,7 @@ public struct PluginManager: Sendable {
             info.description = manifest.description
             info.capabilities = manifest.capabilities.map(\.rawValue)
             info.dependencies = manifest.dependencies.mapValues(\.description)
+            info.optionalDependencies = manifest.optionalDependencies.mapValues(\.description)
             info.exports = manifest.exports.map { "\($0.name): \($0.prototype)" }
             info.abi = "\(manifest.abi.major).\(manifest.abi.minor)"
             let verification = try package.verify(trusted: trusted, allowUnsigned: entry.allowUnsigned)
@@ -190,12 +194,10 @@ public struct PluginManager: Sendable {
             grants = declared
         }
         // Dependencies must be satisfied by plugins that are (or will be) enabled.
-        var nodes = [DependencySolver.Node(name: name, version: package.manifest.version,
-                                           dependencies: package.manifest.dependencies)]
+        var nodes = [DependencySolver.Node(package.manifest)]
         for other in registry.sortedEntries where other.enabled && other.name != name && other.quarantine == nil {
             if let manifest = try? PluginPackage.open(other.path).manifest {
-                nodes.append(DependencySolver.Node(name: other.name, version: manifest.version,
-                                                   dependencies: manifest.dependencies))
+                nodes.append(DependencySolver.Node(manifest))
             }
         }
         if let failure = DependencySolver.plan(nodes).failures[name] { throw failure }

@@ -10,6 +10,11 @@ public struct PluginPlan: Sendable {
     public var load: [LoadRequest] = []
     /// Direct dependencies of each planned plugin (start waits for these).
     public var dependencies: [String: [String]] = [:]
+    /// Optional dependencies of each planned plugin that are planned too: start waits for them, but starts anyway
+    /// if they do not.
+    public var optionalDependencies: [String: [String]] = [:]
+    /// Worth a line in the log, not a failure (an optional dependency out of range).
+    public var notes: [String] = []
     /// Plugins that will not run, and why.
     public var failures: [String: MetanodeError] = [:]
     /// Things the operator should know (unsigned packages let through, …).
@@ -49,15 +54,16 @@ public enum PluginPlanner {
             }
         }
         let nodes = candidates.values.map { request in
-            DependencySolver.Node(name: request.package.manifest.name, version: request.package.manifest.version,
-                                  dependencies: request.package.manifest.dependencies)
+            DependencySolver.Node(request.package.manifest)
         }
         let solved = DependencySolver.plan(nodes)
         for (name, error) in solved.failures { plan.failures[name] = error }
+        plan.notes = solved.notes
         for name in solved.startOrder {
             guard let request = candidates[name] else { continue }
             plan.load.append(request)
             plan.dependencies[name] = request.package.manifest.dependencies.keys.sorted()
+            if let optional = solved.optionalStartsAfter[name] { plan.optionalDependencies[name] = optional }
         }
         return plan
     }

@@ -95,6 +95,7 @@ public enum Node {
             throw error
         }
         for warning in plan.warnings { logger.warning("\(warning) (loaded anyway: allowed unsigned)") }
+        for note in plan.notes { logger.notice("\(note)") }
         var notStarted = plan.failures
         for (name, error) in plan.failures.sorted(by: { $0.key < $1.key }) {
             logger.error("plugin \(name) will not run: \(error.message)")
@@ -115,9 +116,13 @@ public enum Node {
                 let runtime = try kernel.load(request)
                 let gate = StartGate()
                 gates[name] = gate
+                // Optional dependencies that loaded start first; one that did not load is simply not waited for.
+                let optional = (plan.optionalDependencies[name] ?? []).compactMap { other in
+                    gates[other].map { (name: other, gate: $0) }
+                }
                 pluginServices.append(PluginService(
                     kernel: kernel, runtime: runtime, gate: gate,
-                    dependencies: dependencies.map { ($0, gates[$0]!) }))
+                    dependencies: dependencies.map { ($0, gates[$0]!) }, optionalDependencies: optional))
             } catch {
                 notStarted[name] = error
                 logger.error("plugin \(name) could not be loaded: \(error.message)")

@@ -87,6 +87,8 @@ struct PluginService: Service, CustomStringConvertible {
     let runtime: PluginRuntime
     let gate: StartGate
     let dependencies: [(name: String, gate: StartGate)]
+    /// Started first if they can; this plugin starts either way (it runs without what they offer).
+    var optionalDependencies: [(name: String, gate: StartGate)] = []
 
     var description: String { "plugin \(runtime.name)" }
 
@@ -98,6 +100,11 @@ struct PluginService: Service, CustomStringConvertible {
             await gate.settle(false)
             try? await gracefulShutdown()
             return
+        }
+        for dependency in optionalDependencies where await !dependency.gate.wait() {
+            logger.notice("""
+                plugin \(runtime.name) starts without its optional dependency \(dependency.name), which did not start
+                """)
         }
         do {
             try await kernel.start(runtime)

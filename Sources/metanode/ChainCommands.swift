@@ -47,7 +47,10 @@ struct ChainCommand: AsyncParsableCommand {
             JSONValue.object(["address": .string("127.0.0.1:\(basePort + index)"), "key": .string(Hex.encode(key))])
         }
         let dev = try devAccount(directories)
-        let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts, perAccount: perAccount)]
+        var ledgerAccounts: [Address] = []
+        for data in directories { if let account = try docklockLedgerAccount(data) { ledgerAccounts.append(account) } }
+        let modules = ["bpci": bankGenesis(dev: dev, accounts: fundedAccounts, perAccount: perAccount,
+                                           docklockAccounts: ledgerAccounts)]
         try write(genesis(chainID: chainID, validators: keys, peers: peers, modules: modules,
                           testTransactions: testTransactions), to: genesisPath)
         for data in directories {
@@ -70,8 +73,10 @@ struct ChainCommand: AsyncParsableCommand {
     static let devWallet = "dev"
 
     /// BPCI's genesis section: the dev account holds all GEN and some of every other token (plus `accounts`, each
-    /// with `perAccount` FLX, for load generators); fees from BankGenesis' defaults, targeting half a block.
-    static func bankGenesis(dev: Address, accounts: [Address] = [], perAccount: String = "1000") -> JSONValue {
+    /// with `perAccount` FLX, for load generators, and `docklockAccounts`, each with `docklockFunding` FLX for its
+    /// receipt batches' fees); fees from BankGenesis' defaults, targeting half a block.
+    static func bankGenesis(dev: Address, accounts: [Address] = [], perAccount: String = "1000",
+                            docklockAccounts: [Address] = []) -> JSONValue {
         let defaults = Genesis.Parameters.defaults
         var list: [JSONValue] = [.object(["address": .string(dev.description), "balances": .object([
             "GEN": .string("100000"), "NEX": .string("1000"), "FLX": .string("1000000"), "AUR": .string("100"),
@@ -80,6 +85,10 @@ struct ChainCommand: AsyncParsableCommand {
             list.append(.object(["address": .string(account.description),
                                  "balances": .object(["FLX": .string(perAccount)])]))
         }
+        for account in docklockAccounts {
+            list.append(.object(["address": .string(account.description),
+                                 "balances": .object(["FLX": .string(docklockFunding)])]))
+        }
         let fees = BankGenesis.defaultFees
         return .object(["accounts": .array(list), "fees": .object([
             "initialBaseFee": .string(Denomination.flx.format(fees.initialBaseFee)),
@@ -87,6 +96,35 @@ struct ChainCommand: AsyncParsableCommand {
             "changeDenominator": .int(Int64(fees.changeDenominator)),
             "targetTransactions": .int(Int64(defaults.blockTransactionsMax / 2)),
         ])])
+    }
+
+    /// What `chain genesis` gives each node's DockLock ledger account: at about 0.000001 FLX a batch of up to 256
+    /// receipts, years of receipts on a busy node.
+    static let docklockFunding = "100"
+
+    /// The account of DockLock's ledger key in `data` (`<docklock stateDirectory>/ledger.key`, a 32-byte Ed25519
+    /// seed, mode 0600), made here if DockLock has not made it yet, so the genesis can fund the account that pays
+    /// for its receipt batches. nil when DockLock is not enabled in `data`.
+    static func docklockLedgerAccount(_ data: DataDirectory) throws(MetanodeError) -> Address? {
+        guard let entry = try data.loadRegistry().entries["docklock"], entry.enabled else { return nil }
+        let directory = try data.loadConfig().pluginConfigs["docklock"]?["stateDirectory"]?.stringValue
+            ?? "\(data.root)/docklock"
+        let path = "\(directory)/ledger.key"
+        if !FileIO.exists(path) {
+            try FileIO.createDirectory(directory)
+            let temporary = "\(path).\(getpid()).new"
+            try FileIO.writeAtomically(SecureRandom.bytes(WireCrypto.seedBytes), to: temporary, mode: 0o600)
+            // Linked, not renamed: a key DockLock made meanwhile is kept, never replaced.
+            let linked = link(temporary, path) == 0 || errno == EEXIST
+            unlink(temporary)
+            guard linked else { throw MetanodeError(.io, "cannot create \(path): \(String(cString: strerror(errno)))") }
+        }
+        let seed = try FileIO.read(path, limit: 4_096, what: "DockLock ledger key")
+        guard seed.count == WireCrypto.seedBytes else {
+            throw MetanodeError(.integrity, "\(path) is \(seed.count) bytes; a DockLock ledger key is a 32-byte "
+                + "Ed25519 seed")
+        }
+        return Address(publicKey: Ed25519Signer(seed: seed).publicKey)
     }
 
     /// The dev wallet of `data` (created if absent), the same key in every directory of a network.
@@ -174,7 +212,9 @@ struct ChainCommand: AsyncParsableCommand {
                 points bpi at it. With --validators N --out DIR: creates DIR/node-0 … node-(N-1) (dev data \
                 directories with the bundled plugins enabled), each listening for peers on 127.0.0.1:<base-port + i> \
                 and for HTTP on 127.0.0.1:<http-base-port + i>, and DIR/genesis.json listing them as validators \
-                and peers. Start each with `metanode node start --data-dir DIR/node-i`.
+                and peers. Start each with `metanode node start --data-dir DIR/node-i`. Either way, a node with \
+                DockLock gets its ledger key (<docklock state dir>/ledger.key) made here if it has none, and the \
+                genesis gives that account \(ChainCommand.docklockFunding) FLX for the fees of its receipt batches.
                 """)
         @OptionGroup var options: CommonOptions
         @Option(help: "How many validators to create (1-\(ValidatorSet.countMax)).") var validators: Int?
@@ -205,15 +245,23 @@ struct ChainCommand: AsyncParsableCommand {
             let key = try data.loadNodeKey().publicKey.key.bytes
             let path = "\(data.root)/genesis.json"
             let dev = try ChainCommand.devAccount([data])
+            let ledger = try ChainCommand.docklockLedgerAccount(data)
+            let bank = ChainCommand.bankGenesis(dev: dev, docklockAccounts: ledger.map { [$0] } ?? [])
             try ChainCommand.write(ChainCommand.genesis(chainID: chainID, validators: [key], peers: [],
-                                                        modules: ["bpci": ChainCommand.bankGenesis(dev: dev)],
-                                                        testTransactions: testTransactions), to: path)
+                                                        modules: ["bpci": bank], testTransactions: testTransactions),
+                                   to: path)
             try ChainCommand.makeDurable(data)
             _ = try PluginManager(data).configure(ChainCommand.pluginName, config: .object(["genesisFile": .string(path)]))
-            Output.emit(options, json: .object(["genesisFile": .string(path), "chainId": .string(chainID),
-                                                "validators": .array([.string(Hex.encode(key))])]),
+            let json: JSONValue = .object([
+                "genesisFile": .string(path), "chainId": .string(chainID),
+                "validators": .array([.string(Hex.encode(key))]),
+                "docklockLedgerAccount": ledger.map { .string($0.description) } ?? .null,
+            ])
+            Output.emit(options, json: json,
                         text: "wrote \(path): chain \(chainID), 1 validator (this node)\nbpi uses it; "
                             + "the wallet '\(ChainCommand.devWallet)' holds the genesis GEN and FLX"
+                            + (ledger.map { "; DockLock's ledger account \($0) holds "
+                                + "\(ChainCommand.docklockFunding) FLX for its receipt batches" } ?? "")
                             + PluginCommand.restartHint(data))
         }
 
@@ -234,6 +282,10 @@ struct ChainCommand: AsyncParsableCommand {
             var lines = ["wrote \(genesisPath): chain \(chainID), \(count) validators"]
             for (index, data) in directories.enumerated() {
                 lines.append("  \(data.root)  peers 127.0.0.1:\(basePort + index)  http 127.0.0.1:\(httpBasePort + index)")
+            }
+            if FileIO.exists("\(root)/node-0/docklock/ledger.key") {
+                lines.append("each node's DockLock ledger account (node-<i>/docklock/ledger.key) holds "
+                    + "\(ChainCommand.docklockFunding) FLX for its receipt batches")
             }
             lines.append("start each with: metanode node start --data-dir \(root)/node-<i>")
             Output.emit(options, json: .object([
@@ -379,26 +431,12 @@ struct ChainCommand: AsyncParsableCommand {
                 if inclusion["stateProof"] != nil {
                     return try verifyState(inclusion, finalized: finalized, chain: chain)
                 }
-                guard let idHex = inclusion["id"]?.stringValue, let id = Hex.decode(idHex), id.count == 32,
-                      let index = inclusion["index"]?.intValue,
-                      let path = inclusion["proof"]?.arrayValue?.compactMap({ $0.stringValue.flatMap(Hex.decode) })
-                else {
+                guard let idHex = inclusion["id"]?.stringValue, let index = inclusion["index"]?.intValue else {
                     throw MetanodeError(.invalidArgument, "\(proof) is not an inclusion proof (`chain tx ID --json`)")
                 }
                 let header = finalized.block.header
-                var failures: [String] = []
-                if header.chainID != chain.chainID {
-                    failures.append("the block is for chain '\(header.chainID)', the genesis for '\(chain.chainID)'")
-                }
-                if let problem = finalized.certificate.problem(blockHash: header.hash, validators: chain.validators,
-                                                               plugin: ChainCommand.pluginName) {
-                    failures.append("the block is not finalized by the genesis's validators: \(problem)")
-                }
-                if !MerkleTree.verify(leafHash: MerkleTree.leafHash(id), index: Int(index),
-                                      count: finalized.block.transactions.count, path: path,
-                                      root: header.transactionsRoot) {
-                    failures.append("the proof does not lead from transaction \(idHex) to the block's transactions root")
-                }
+                let failures = try VerifyProof.inclusionProblems(inclusion, finalized: finalized, chainID: chain.chainID,
+                                                                 validators: chain.validators, source: proof)
                 guard failures.isEmpty else {
                     throw MetanodeError(.invalidArgument, "not proven: " + failures.joined(separator: "; "))
                 }
@@ -412,26 +450,65 @@ struct ChainCommand: AsyncParsableCommand {
             }
         }
 
-        /// A state proof (`chain state KEY --json`): the value, or its absence, against the block's state root.
-        private func verifyState(_ answer: JSONValue, finalized: FinalizedBlock, chain: Genesis) throws(MetanodeError) {
+        /// Why a transaction inclusion proof (`GET /tx/<id>`, `chain tx ID --json`) does not prove its transaction
+        /// is in `finalized`, a block of chain `chainID` sealed by `validators`; empty when it does.
+        static func inclusionProblems(_ inclusion: JSONValue, finalized: FinalizedBlock, chainID: String,
+                                      validators: ValidatorSet, source: String) throws(MetanodeError) -> [String] {
+            guard let idHex = inclusion["id"]?.stringValue, let id = Hex.decode(idHex), id.count == 32,
+                  let index = inclusion["index"]?.intValue,
+                  let path = inclusion["proof"]?.arrayValue?.compactMap({ $0.stringValue.flatMap(Hex.decode) })
+            else {
+                throw MetanodeError(.invalidArgument, "\(source) is not an inclusion proof (`chain tx ID --json`)")
+            }
+            let header = finalized.block.header
+            var failures: [String] = []
+            if header.chainID != chainID {
+                failures.append("the block is for chain '\(header.chainID)', the genesis for '\(chainID)'")
+            }
+            if let problem = finalized.certificate.problem(blockHash: header.hash, validators: validators,
+                                                           plugin: ChainCommand.pluginName) {
+                failures.append("the block is not finalized by the genesis's validators: \(problem)")
+            }
+            if !MerkleTree.verify(leafHash: MerkleTree.leafHash(id), index: Int(index),
+                                  count: finalized.block.transactions.count, path: path,
+                                  root: header.transactionsRoot) {
+                failures.append("the proof does not lead from transaction \(idHex) to the block's transactions root")
+            }
+            return failures
+        }
+
+        /// Why a state proof (`GET /state/<hex key>`, `chain state KEY --json`) does not prove its value, or its
+        /// absence, under `finalized`'s state root, a block sealed by `validators`; empty when it does.
+        static func stateProblems(_ answer: JSONValue, finalized: FinalizedBlock, validators: ValidatorSet,
+                                  source: String) throws(MetanodeError) -> [String] {
             guard let keyHex = answer["key"]?.stringValue, let key = Hex.decode(keyHex),
                   let proofHex = answer["stateProof"]?.stringValue, let proofBytes = Hex.decode(proofHex) else {
-                throw MetanodeError(.invalidArgument, "\(proof) is not a state proof (`chain state KEY --json`)")
+                throw MetanodeError(.invalidArgument, "\(source) is not a state proof (`chain state KEY --json`)")
             }
             let value = answer["value"]?.stringValue.flatMap(Hex.decode)
             let stateProof: StateProof
             do throws(WireError) { stateProof = try StateProof.decode(proofBytes) } catch {
-                throw MetanodeError(.invalidArgument, "\(proof): \(error.message)")
+                throw MetanodeError(.invalidArgument, "\(source): \(error.message)")
             }
             let header = finalized.block.header
             var failures: [String] = []
-            if let problem = finalized.certificate.problem(blockHash: header.hash, validators: chain.validators,
+            if let problem = finalized.certificate.problem(blockHash: header.hash, validators: validators,
                                                            plugin: ChainCommand.pluginName) {
                 failures.append("the block is not finalized by the genesis's validators: \(problem)")
             }
             if !stateProof.verify(key: key, value: value, root: header.stateRoot) {
                 failures.append("the proof does not lead to the block's state root")
             }
+            return failures
+        }
+
+        /// A state proof (`chain state KEY --json`): the value, or its absence, against the block's state root.
+        private func verifyState(_ answer: JSONValue, finalized: FinalizedBlock, chain: Genesis) throws(MetanodeError) {
+            let failures = try Self.stateProblems(answer, finalized: finalized, validators: chain.validators,
+                                                  source: proof)
+            let keyHex = answer["key"]?.stringValue ?? ""
+            let value = answer["value"]?.stringValue.flatMap(Hex.decode)
+            let header = finalized.block.header
             guard failures.isEmpty else {
                 throw MetanodeError(.invalidArgument, "not proven: " + failures.joined(separator: "; "))
             }

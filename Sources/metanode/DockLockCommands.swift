@@ -1,4 +1,5 @@
 import ArgumentParser
+import DockLockCore
 import Foundation
 import MetanodeCore
 import MetanodeKernel
@@ -194,15 +195,56 @@ struct DockLockCommand: AsyncParsableCommand {
         struct Show: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "One receipt as JSON (by sequence, receipt hash or container id); save it and check it "
-                    + "offline with `metanode receipt verify FILE --key KEY`.")
+                    + "offline with `metanode receipt verify FILE --key KEY`.",
+                discussion: """
+                    With BPI on the node, "ledger" beside the receipt's fields says where the ledger holds it \
+                    (status, txId, height, batchIndex) or that it is pending. Once it is in a block, show fetches \
+                    the proofs (the batch transaction's Merkle path to the block's transactions root, the block's \
+                    seals, and the state proof of docklock/r/<receipt hash>), checks them here, adds them as \
+                    "ledger"."proof", and says on stderr that they verified; if one does not, it exits 1. \
+                    `receipt verify` ignores "ledger": the output still verifies as a receipt file.
+                    """)
             @OptionGroup var options: CommonOptions
             @Argument var reference: String
+            @Flag(name: .customLong("no-proof"), help: "Do not fetch and check the ledger's proofs.")
+            var noProof = false
+            @Option(help: ArgumentHelp("Check block seals against this genesis file's validators (default: bpi's "
+                + "genesis file, else the node's current validators)."))
+            var genesis: String?
 
             func run() async throws {
                 try await Output.run(options) { () throws(MetanodeError) in
-                    let answer = try RunningNode.get(options.dataDirectory,
-                                                     "\(DockLockCommand.apiPrefix)/receipts/\(reference)")
+                    let data = options.dataDirectory
+                    var answer = try RunningNode.get(data, "\(DockLockCommand.apiPrefix)/receipts/\(reference)")
+                    guard !noProof, case .object(var fields) = answer, case .object(var ledger)? = fields["ledger"],
+                          ledger["height"] != nil else {
+                        print(answer.serialized(pretty: true))
+                        if let status = answer["ledger"]?["status"]?.stringValue, status != "anchored" {
+                            Output.warn("not in a finalized block yet (\(status))"
+                                + (answer["ledger"]?["problem"]?.stringValue.map { ": \($0)" } ?? ""))
+                        }
+                        return
+                    }
+                    let receipt: SignedReceipt
+                    do throws(DockLockError) {
+                        guard let decoded = try SignedReceipt.decodeJSON(answer.serializedBytes()).first else {
+                            throw DockLockError(.invalid, "no receipt in the answer")
+                        }
+                        receipt = decoded
+                    } catch { throw ReceiptCommand.failure(error, "the node's receipt \(reference)") }
+                    let validators = try ReceiptLedgerProof.validators(data, genesis: genesis)
+                    let proof = try ReceiptLedgerProof.check(data, receipt: receipt, ledger: .object(ledger),
+                                                            validators: validators)
+                    ledger["proof"] = proof
+                    fields["ledger"] = .object(ledger)
+                    answer = .object(fields)
                     print(answer.serialized(pretty: true))
+                    guard proof["verified"]?.boolValue == true else {
+                        let problems = (proof["problems"]?.arrayValue ?? []).compactMap(\.stringValue)
+                        throw MetanodeError(.integrity, "the ledger's proofs for receipt \(reference) do not verify: "
+                            + problems.joined(separator: "; "))
+                    }
+                    FileHandle.standardError.write(Data("\(proof["summary"]?.stringValue ?? "verified")\n".utf8))
                 }
             }
         }

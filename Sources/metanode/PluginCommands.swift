@@ -66,6 +66,10 @@ struct PluginCommand: AsyncParsableCommand {
                     lines.append("  depends on    " + info.dependencies.sorted { $0.key < $1.key }
                         .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
                 }
+                if !info.optionalDependencies.isEmpty {
+                    lines.append("  uses if there " + info.optionalDependencies.sorted { $0.key < $1.key }
+                        .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                }
                 for export in info.exports { lines.append("  exports       \(export)") }
                 if let quarantine = info.quarantine { lines.append("  QUARANTINED   \(quarantine.reason) (\(quarantine.at))") }
                 if let problem = info.problem { lines.append("  problem       \(problem)") }

@@ -168,3 +168,23 @@ struct HostileWorkloadTests {
         #expect(try String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8) == hostname)
     }
 }
+
+@Suite struct KillAllTests {
+    @Test func killAllEndsEveryRunningContainerAndWaitsForTheirEnds() throws {
+        let runtime = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-killall-\(getpid())")
+        let ended = NSLock()
+        nonisolated(unsafe) var exits: [ContainerExit] = []
+        for index in 0..<3 {
+            var spec = ContainerSpec(id: "killall-\(getpid())-\(index)", rootfs: BusyboxRoot.path, arguments: ["sleep", "30"],
+                                     environment: ["PATH=/bin"], hostname: "k")
+            spec.timeoutMs = 60_000
+            try runtime.start(spec, profile: .dockerDefault) { exit in ended.withLock { exits.append(exit) } }
+        }
+        #expect(runtime.running.count == 3)
+        #expect(runtime.killAll(waitMs: 5000) == 0)
+        #expect(runtime.running.isEmpty)
+        let all = ended.withLock { exits }
+        #expect(all.count == 3)
+        #expect(all.allSatisfy { $0.signal == SIGKILL && !$0.timedOut })
+    }
+}

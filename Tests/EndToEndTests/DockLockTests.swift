@@ -90,6 +90,68 @@ struct DockLockTests {
         #expect(try run(Repo.metanode, ["receipt", "verify", chainFile, "--key", wrongKey]).status != 0)
     }
 
+    @Test("after chain genesis, a run's receipt is anchored in a finalized block and show proves it")
+    func receiptsAnchoredInTheLedger() throws {
+        let node = try TestNode("docklock-ledger", dev: true, bundled: Repo.binDirectory + "/metanode-plugins")
+        let cli = node.cli
+        let genesis = try cli.json("chain", "genesis", "--chain-id", "docklock-e2e")
+        let account = try #require(genesis["docklockLedgerAccount"]?.stringValue, "\(genesis)")
+        let keyFile = "\(node.data)/docklock/ledger.key"
+        let mode = try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600 && FileManager.default.contents(atPath: keyFile)?.count == 32)
+        let genesisText = try String(contentsOfFile: "\(node.data)/genesis.json", encoding: .utf8)
+        #expect(genesisText.contains(account), "the genesis funds the ledger account")
+        try cli.ok("docklock", "image", "build", try Self.busyboxTree(in: node.scratch), "--tag", "busybox")
+        let process = try node.start()
+        defer { _ = process.stop() }
+
+        let status = try JSONValue.parse(Array(try process.get("/v1/plugins/docklock/node").body))
+        #expect(status["ledger"]?["address"]?.stringValue == account, "\(status)")
+        // BPI is DockLock's optional dependency: it starts first, so DockLock finds its ledger service at init.
+        let log = try String(contentsOfFile: node.scratch.file("node.log"), encoding: .utf8)
+        let bpiStarted = try #require(log.range(of: "plugin bpi 0.1.0 started"), "\(log)")
+        let registered = try #require(log.range(of: "registered ledger module docklock"), "\(log)")
+        #expect(bpiStarted.upperBound < registered.lowerBound)
+        let hello = try cli("docklock", "run", "busybox", "--", "echo", "to the ledger")
+        #expect(hello.status == 0 && hello.stdout == "to the ledger\n", "\(hello)")
+
+        // Pending until a block holds it; then show fetches the proofs and checks them here.
+        let deadline = Date().addingTimeInterval(15)
+        var shown = try cli("docklock", "receipts", "show", "0")
+        while !shown.stdout.contains("\"status\": \"anchored\""), Date() < deadline {
+            usleep(100_000)
+            shown = try cli("docklock", "receipts", "show", "0")
+        }
+        #expect(shown.status == 0, "\(shown)")
+        let answer = try JSONValue.parse(shown.stdout)
+        let ledger = try #require(answer["ledger"], "\(shown.stdout)")
+        #expect(ledger["status"]?.stringValue == "anchored" && (ledger["height"]?.intValue ?? 0) >= 1, "\(ledger)")
+        #expect(ledger["batchIndex"]?.intValue == 0 && ledger["txId"]?.stringValue?.count == 64)
+        #expect(ledger["proof"]?["verified"]?.boolValue == true, "\(ledger)")
+        #expect(shown.stderr.contains("verified: receipt 0") && shown.stderr.contains("sealed by 1 of 1"), "\(shown)")
+
+        // The chain agrees: the batch transaction is final and paid its fee from the funded account.
+        let txID = try #require(ledger["txId"]?.stringValue)
+        let transaction = try cli.json("chain", "tx", txID)
+        #expect(transaction["transaction"]?["kind"]?.stringValue == "docklock/receipts", "\(transaction)")
+        #expect(transaction["result"]?["status"]?.intValue == 0)
+        let proofFile = node.scratch.file("tx-proof.json")
+        try transaction.serialized(pretty: true).write(toFile: proofFile, atomically: true, encoding: .utf8)
+        let blockFile = node.scratch.file("block.bin")
+        let height = try #require(ledger["height"]?.intValue)
+        try Data(try process.get("/v1/plugins/bpi/blocks/\(height)?format=raw").body).write(to: URL(fileURLWithPath: blockFile))
+        let proven = try cli("chain", "verify-proof", "--genesis", "\(node.data)/genesis.json", "--block", blockFile,
+                             "--proof", proofFile)
+        #expect(proven.status == 0 && proven.stdout.contains("proven: transaction \(txID)"), "\(proven)")
+
+        // The shown receipt, ledger entry and all, still verifies offline as a receipt file.
+        let file = node.scratch.file("receipt.json")
+        try shown.stdout.write(toFile: file, atomically: true, encoding: .utf8)
+        let key = try #require(status["publicKey"]?.stringValue)
+        let verified = try run(Repo.metanode, ["receipt", "verify", file, "--key", key])
+        #expect(verified.status == 0 && verified.stdout.contains("valid: 1 receipt"), "\(verified)")
+    }
+
     @Test("verify repeats a --deterministic run: the same output is reproducible, a random one is caught")
     func deterministicVerify() throws {
         let node = try TestNode("docklock-verify", dev: true, bundled: Repo.binDirectory + "/metanode-plugins")

@@ -105,6 +105,43 @@ import Testing
         try DependencySolver.check([try node("a")])
     }
 
+    private func user(_ name: String, optional: [String: String], _ deps: [String: String] = [:]) throws
+        -> DependencySolver.Node
+    {
+        var user = try node(name, "1.0.0", deps)
+        user.optionalDependencies = try optional.mapValues { try VersionRange(parsing: $0) }
+        return user
+    }
+
+    @Test func anOptionalDependencyThatIsThereStartsFirst() throws {
+        let plan = DependencySolver.plan([try user("alpha", optional: ["ledger": "^0.1.0"]), try node("ledger", "0.1.0")])
+        #expect(plan.failures.isEmpty && plan.notes.isEmpty)
+        #expect(plan.startOrder == ["ledger", "alpha"], "by name alone alpha would start first")
+        #expect(plan.optionalStartsAfter == ["alpha": ["ledger"]])
+    }
+
+    @Test func anOptionalDependencyThatIsAbsentOrFailingIsNoReasonNotToStart() throws {
+        let absent = DependencySolver.plan([try user("alpha", optional: ["ledger": "*"])])
+        #expect(absent.startOrder == ["alpha"] && absent.failures.isEmpty && absent.optionalStartsAfter.isEmpty)
+        let failing = DependencySolver.plan([
+            try user("alpha", optional: ["ledger": "*"]), try node("ledger", "1.0.0", ["gone": "*"]),
+        ])
+        #expect(failing.startOrder == ["alpha"] && failing.failures.keys.sorted() == ["ledger"])
+        #expect(failing.optionalStartsAfter.isEmpty)
+    }
+
+    @Test func anOptionalDependencyOutOfRangeIsNotWaitedForAndSaysSo() throws {
+        let plan = DependencySolver.plan([try user("zeta", optional: ["ledger": "^0.1.0"]), try node("ledger", "2.0.0")])
+        #expect(plan.failures.isEmpty && plan.startOrder == ["ledger", "zeta"] && plan.optionalStartsAfter.isEmpty)
+        #expect(plan.notes == ["plugin 'zeta' 1.0.0 can use 'ledger' ^0.1.0, but 'ledger' is 2.0.0; it starts without it"])
+    }
+
+    @Test func aCycleThroughAnOptionalDependencyFailsLikeAnyCycle() throws {
+        let plan = DependencySolver.plan([try user("a", optional: ["b": "*"]), try node("b", "1.0.0", ["a": "*"])])
+        #expect(plan.startOrder.isEmpty)
+        #expect(plan.failures["a"]?.message == "dependency cycle: a -> b -> a")
+    }
+
     @Test func nodeCanBeMadeFromAManifest() throws {
         let manifest = PluginManifest(
             name: "a", version: SemanticVersion(1, 2, 3), library: LibraryEntry(file: "a.so"),

@@ -128,7 +128,7 @@ import Testing
     @Test func unknownFieldIsRefusedWithASuggestionAndTheKnownFields() throws {
         expectFailure(
             .invalidManifest,
-            "unknown manifest field 'capabilites' (did you mean 'capabilities'?) — known fields are name, version, abi, description, library, capabilities, dependencies, exports, configSchema"
+            "unknown manifest field 'capabilites' (did you mean 'capabilities'?) — known fields are name, version, abi, description, library, capabilities, dependencies, optionalDependencies, exports, configSchema"
         ) { () throws(MetanodeError) in try PluginManifest.parse(try! example("capabilites", #"["kv"]"#)) }
     }
 
@@ -194,6 +194,18 @@ import Testing
             ),
             ("dependencies", #"{"hello": "1.0.0"}"#, "manifest field 'dependencies': a plugin cannot depend on itself"),
             ("dependencies", "[]", "manifest field 'dependencies': must be an object"),
+            (
+                "optionalDependencies", #"{"ledger": "^1.x.2"}"#,
+                "manifest field 'optionalDependencies.ledger': '^1.x.2' is not a version range"
+            ),
+            (
+                "optionalDependencies", #"{"hello": "1.0.0"}"#,
+                "manifest field 'optionalDependencies': a plugin cannot depend on itself"
+            ),
+            (
+                "optionalDependencies", #"{"greeter": "^1.0.0"}"#,
+                "manifest field 'optionalDependencies': 'greeter' is in dependencies too; list it in one of them"
+            ),
             ("exports", #"[{"name": "add"}]"#, "manifest field 'exports[0].signature': is required"),
             (
                 "exports", #"[{"name": "Add", "signature": "void f(void)"}]"#,

@@ -12,6 +12,9 @@
 //   bus  bpi.blocks.events     request: u64 height; reply: the stored blocks' BlockEvents from that height on (at
 //                              most `eventsReplyBlocksMax`; none past the tip), so a module's index can catch up on
 //                              blocks it missed
+//   bus  bpi.tx.submit | bpi.tx.status | bpi.tx.nonce | bpi.query    requests for plugins that submit transactions
+//                              of their own (MetanodeWire's LedgerRequests; BusAPI.swift): what POST /tx,
+//                              GET /tx/<id>, GET /nonce/<sender> and GET /query/… answer over HTTP
 //   POST /tx                   a transaction's wire bytes (or {"tx": "<hex>"}); 202 with its id, or 400 saying why
 //   POST /txs                  a TransactionBatch (u32 count, then u32-length-prefixed transactions); 200 with how
 //                              many were accepted and why each refused one was
@@ -142,6 +145,7 @@ public final class BPI: Plugin {
             _ = admit(batch, gossip: false)
         }
         _ = try context.bus.subscribe("bpi.blocks.events")
+        for topic in Self.requestTopics { _ = try context.bus.subscribe(topic) }
         try context.net.register("sync") { [unowned self] peer, bytes in receiveSync(bytes, from: peer) }
         try context.net.watchPeers { [unowned self] peer, up in if up { sendStatus(to: peer) } }
         try routes()
@@ -406,7 +410,8 @@ public final class BPI: Plugin {
     /// Answers "bpi.blocks.events" (u64 height, optionally u32 first event): the stored blocks' events from there
     /// on, in parts, at most `eventsReplyBlocksMax` blocks and `eventsReplyBytesMax` bytes.
     public func receive(_ message: BusMessage) {
-        guard message.topic == "bpi.blocks.events", message.isRequest else { return }
+        guard message.isRequest else { return }
+        guard message.topic == "bpi.blocks.events" else { return answerRequest(message) }
         var parts: [BlockEvents] = []
         var request = WireReader(message.payload, context: "bpi.blocks.events")
         if let from = try? request.u64("height") {

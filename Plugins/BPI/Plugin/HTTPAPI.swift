@@ -141,9 +141,7 @@ extension BPI {
             guard let sender = Hex.decode(text), sender.count == 32 else {
                 return .json(ErrorView(error: "'\(text)' is not a sender key (64 hex digits)"), status: 400)
             }
-            let committed = nonces[sender] ?? 0
-            var next = committed
-            for entry in mempool.pending(sender: sender) where entry.transaction.nonce == next { next += 1 }
+            let (committed, next) = nonces(of: sender)
             return .json(NonceView(sender: text, committed: committed, next: next))
         }
         try context.http.route("GET", "/blocks/*") { [unowned self] request in

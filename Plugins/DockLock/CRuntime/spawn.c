@@ -14,9 +14,11 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
+#include <sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -33,6 +35,7 @@
 enum {
   STEP_NONE = 0,
   STEP_CGROUP,
+  STEP_NETNS,
   STEP_PRIVATE,
   STEP_BIND_ROOT,
   STEP_CHDIR_ROOT,
@@ -57,6 +60,7 @@ enum {
 static const char *step_name(int step) {
   switch (step) {
   case STEP_CGROUP: return "join the container's cgroups";
+  case STEP_NETNS: return "join the container's network namespace";
   case STEP_PRIVATE: return "make the mount tree private";
   case STEP_BIND_ROOT: return "bind-mount the root filesystem";
   case STEP_CHDIR_ROOT: return "enter the root filesystem";
@@ -132,6 +136,7 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
   for (size_t i = 0; i < c->cgroup_procs_fd_count; i++) {
     CHECK(write(c->cgroup_procs_fds[i], "0", 1), STEP_CGROUP); // "0" moves the writing process
   }
+  if (c->netns_fd >= 0) CHECK(setns(c->netns_fd, CLONE_NEWNET), STEP_NETNS);
 
   // Mounts: nothing propagates back to the host; the image's directory becomes a mount we can pivot into.
   CHECK(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), STEP_PRIVATE);
@@ -273,7 +278,8 @@ int dl_spawn(const dl_spawn_config *c, dl_spawn_result *result) {
   int pidfd = -1;
   struct clone_args args;
   memset(&args, 0, sizeof args);
-  args.flags = CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET;
+  args.flags = CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC;
+  if (c->netns_fd < 0) args.flags |= CLONE_NEWNET;
   args.pidfd = (uint64_t)(uintptr_t)&pidfd;
   args.exit_signal = SIGCHLD;
   long pid = syscall(SYS_clone3, &args, sizeof args);
@@ -314,4 +320,21 @@ int dl_reap(int pidfd, int *exited, int *status) {
   *exited = info.si_code == CLD_EXITED;
   *status = info.si_status;
   return 1;
+}
+
+int dl_netns_create(void) {
+  int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (own < 0) return -1;
+  if (unshare(CLONE_NEWNET) < 0) {
+    int error = errno;
+    close(own);
+    errno = error;
+    return -1;
+  }
+  int fresh = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int error = errno;
+  if (setns(own, CLONE_NEWNET) < 0) abort(); // a thread left in another namespace would be a silent bug
+  close(own);
+  errno = error;
+  return fresh;
 }

@@ -8,10 +8,14 @@
 //   POST   /containers/<id>/kill     SIGKILL (or ?signal=N)
 //   DELETE /containers/<id>          forget an ended container and its logs
 //   GET    /receipts[?after=N&limit=M]   signed receipts in sequence order
-//   GET    /receipts/<sequence | receipt hash | container id>
-//   GET    /node                     the key receipts are signed with
+//   GET    /receipts/<sequence | receipt hash | container id>     the receipt, and "ledger": where the ledger
+//                                    holds it (when BPI runs on this node)
+//   GET    /node                     the key receipts are signed with, and the ledger account that anchors them
 //
 // Images come from the store in <stateDirectory> (the CLI's `metanode docklock image …` writes it).
+//
+// With BPI on the node (an optional dependency, so it starts first), DockLock is also a ledger module: it registers
+// the kind docklock/receipts and anchors every receipt's hash in batches (ReceiptAnchor, LedgerModule).
 import DockLockCore
 import DockLockRuntime
 import Foundation
@@ -38,6 +42,16 @@ public final class DockLock: Plugin, @unchecked Sendable {
     private var chain: ReceiptChain.State
     let receiptsIssued: Counter
     let runsStarted: Counter
+    /// Anchors receipts in the ledger, or why it does not (this node runs no BPI).
+    private(set) var ledger: Result<ReceiptAnchor, ReceiptAnchor.NoLedger> = .failure(.init(reason: "not connected"))
+    var anchor: ReceiptAnchor? { try? ledger.get() }
+    /// For GET /node: the ledger account and how far anchoring has come, or why there is none.
+    var ledgerSummary: [String: Any] {
+        switch ledger {
+        case .success(let anchor): anchor.summary
+        case .failure(let none): none.summary
+        }
+    }
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -56,9 +70,21 @@ public final class DockLock: Plugin, @unchecked Sendable {
         receiptsIssued = try context.metrics.counter("receipts_signed_total", help: "Execution receipts signed and stored")
         runsStarted = try context.metrics.counter("containers_started_total", help: "Containers started")
         try registerRoutes()
+        ledger = try ReceiptAnchor.connect(context: context, node: key, stateDirectory: stateDirectory) {
+            [unowned self] in receiptHead.nextSequence
+        }
         context.log.info("docklock ready: cgroups \(runtime.cgroups.layout.rawValue), seccomp profile "
             + "\(SeccompProfile.dockerDefault.name) \(Hex.encode(SeccompProfile.dockerDefault.hash).prefix(12)), "
             + "receipts from sequence \(chain.nextSequence)")
+    }
+
+    public func start() throws { anchor?.start() }
+
+    /// Running containers are killed (SIGKILL) so none outlives the node, and their receipts are issued before the
+    /// host calls stop working.
+    public func stop() {
+        let left = runtime.killAll(waitMs: 2000)
+        if left > 0 { context.log.warn("\(left) container(s) still ending at stop; their receipts are not issued") }
     }
 
     // MARK: Running

@@ -10,6 +10,7 @@ import MetanodeWire
 ///   p/<sequence u64 BE>          for --deterministic runs: what `verify` needs that the receipt only hashes
 ///                                (the environment and stdin), as JSON
 ///   head                         next sequence u64 BE + last hash (32)
+/// and, with a ledger, ReceiptAnchor's: a/<sequence u64 BE>, ledger/next, ledger/flight.
 enum ReceiptStore {
     static let headKey = Array("head".utf8)
     static let listLimitMax = 1000

@@ -21,12 +21,18 @@ final class ContainerTable: @unchecked Sendable {
     private var endedOrder: [String] = []
 
     func started(id: String, plan: RunPlan, detached: Bool) {
-        lock.withLock { entries[id] = Entry(id: id, plan: plan, detached: detached) }
+        var kept = plan
+        kept.stdin = []  // up to 16 MiB each: the table keeps only what `ps` shows
+        lock.withLock { entries[id] = Entry(id: id, plan: kept, detached: detached) }
     }
 
     func ended(id: String, outcome: RunOutcome) {
+        var kept = outcome
+        kept.plan.stdin = []
+        kept.exit.stdout.captured = []  // the caller got the output; the table keeps sizes and hashes
+        kept.exit.stderr.captured = []
         lock.withLock {
-            entries[id]?.outcome = outcome
+            entries[id]?.outcome = kept
             endedOrder.append(id)
             while endedOrder.count > Self.endedMax { entries[endedOrder.removeFirst()] = nil }
         }
@@ -136,13 +142,30 @@ extension DockLock {
                 return Self.error(.notFound, "no receipt '\(reference)' (give a sequence number, a receipt hash or a "
                     + "container id)")
             }
-            return .bytes(try Self.receiptJSON(receipt), contentType: "application/json")
+            guard let anchor else { return .bytes(try Self.receiptJSON(receipt), contentType: "application/json") }
+            return .bytes(try Self.receiptJSON(ReceiptWithLedger(receipt: receipt, ledger: anchor.view(of: receipt))),
+                          contentType: "application/json")
         }
         try http.route("GET", "/node") { [unowned self] _ in
             Self.json(["publicKey": Hex.encode(nodeKey), "cgroups": runtime.cgroups.layout.rawValue,
                        "seccompProfile": SeccompProfile.dockerDefault.name,
                        "seccompProfileHash": Hex.encode(SeccompProfile.dockerDefault.hash),
-                       "nextReceipt": receiptHead.nextSequence, "running": runtime.running.count])
+                       "nextReceipt": receiptHead.nextSequence, "running": runtime.running.count,
+                       "ledger": ledgerSummary])
+        }
+    }
+
+    /// A receipt's fields and, beside them, "ledger": `metanode receipt verify` ignores keys it does not know, so
+    /// the answer still verifies as a receipt file.
+    struct ReceiptWithLedger: Encodable {
+        var receipt: SignedReceipt
+        var ledger: ReceiptAnchor.View
+        enum CodingKeys: String, CodingKey { case ledger }
+
+        func encode(to encoder: any Encoder) throws {
+            try receipt.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(ledger, forKey: .ledger)
         }
     }
 

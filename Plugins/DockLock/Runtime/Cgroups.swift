@@ -88,6 +88,19 @@ public struct CgroupHost: Sendable, Equatable {
 
     /// Creates the container's cgroup(s) with `limits`, ready for the container's first process to join.
     public func create(_ name: String, limits: ResourceLimits) throws(DockLockError) -> ContainerCgroup {
+        let cgroup = try prepare(name)
+        do throws(DockLockError) {
+            try cgroup.apply(limits)
+        } catch {
+            cgroup.remove()
+            throw error
+        }
+        return cgroup
+    }
+
+    /// Creates the directories (and opens their cgroup.procs) without limits: the slow part, which DockLock does
+    /// ahead of need (`Prestarter`). `apply` then sets the limits.
+    public func prepare(_ name: String) throws(DockLockError) -> ContainerCgroup {
         precondition(!name.contains("/") && !name.isEmpty, "cgroup names are single path components")
         var created: [String] = []
         do throws(DockLockError) {
@@ -103,15 +116,6 @@ public struct CgroupHost: Sendable, Equatable {
                     created.append(directory)
                     for controller in names { paths[controller] = directory }
                 }
-                let memory = paths["memory"]!
-                try Self.write("\(memory)/memory.limit_in_bytes", "\(limits.memoryBytesMax)")
-                // No swap: the memory+swap limit equals the memory limit (the file exists only with swap accounting).
-                if FileManager.default.fileExists(atPath: "\(memory)/memory.memsw.limit_in_bytes") {
-                    try Self.write("\(memory)/memory.memsw.limit_in_bytes", "\(limits.memoryBytesMax)")
-                }
-                try Self.write("\(paths["pids"]!)/pids.max", "\(limits.pidsMax)")
-                try Self.write("\(paths["cpu"]!)/cpu.cfs_period_us", "100000")
-                try Self.write("\(paths["cpu"]!)/cpu.cfs_quota_us", "\(UInt64(limits.cpuMillicores) * 100)")
                 let cgroup = ContainerCgroup(layout: layout, directories: created, controllers: paths)
                 try cgroup.openProcs()
                 return cgroup
@@ -124,12 +128,6 @@ public struct CgroupHost: Sendable, Equatable {
                 let directory = "\(parent)/\(name)"
                 try Self.makeDirectory(directory, existingOK: false)
                 created.append(directory)
-                try Self.write("\(directory)/memory.max", "\(limits.memoryBytesMax)")
-                if FileManager.default.fileExists(atPath: "\(directory)/memory.swap.max") {
-                    try Self.write("\(directory)/memory.swap.max", "0")
-                }
-                try Self.write("\(directory)/pids.max", "\(limits.pidsMax)")
-                try Self.write("\(directory)/cpu.max", "\(UInt64(limits.cpuMillicores) * 100) 100000")
                 let cgroup = ContainerCgroup(layout: layout, directories: created, controllers: [:])
                 try cgroup.openProcs()
                 return cgroup
@@ -182,6 +180,30 @@ public final class ContainerCgroup: @unchecked Sendable {
                 throw DockLockError(.system, "cannot open \(directory)/cgroup.procs: \(String(cString: strerror(errno)))")
             }
             procsFDs.append(fd)
+        }
+    }
+
+    /// Writes the limits.
+    public func apply(_ limits: ResourceLimits) throws(DockLockError) {
+        switch layout {
+        case .v1, .hybrid:
+            let memory = controllers["memory"]!
+            try CgroupHost.write("\(memory)/memory.limit_in_bytes", "\(limits.memoryBytesMax)")
+            // No swap: the memory+swap limit equals the memory limit (the file exists only with swap accounting).
+            if access("\(memory)/memory.memsw.limit_in_bytes", F_OK) == 0 {
+                try CgroupHost.write("\(memory)/memory.memsw.limit_in_bytes", "\(limits.memoryBytesMax)")
+            }
+            try CgroupHost.write("\(controllers["pids"]!)/pids.max", "\(limits.pidsMax)")
+            try CgroupHost.write("\(controllers["cpu"]!)/cpu.cfs_period_us", "100000")
+            try CgroupHost.write("\(controllers["cpu"]!)/cpu.cfs_quota_us", "\(UInt64(limits.cpuMillicores) * 100)")
+        case .v2:
+            let directory = directories[0]
+            try CgroupHost.write("\(directory)/memory.max", "\(limits.memoryBytesMax)")
+            if access("\(directory)/memory.swap.max", F_OK) == 0 {
+                try CgroupHost.write("\(directory)/memory.swap.max", "0")
+            }
+            try CgroupHost.write("\(directory)/pids.max", "\(limits.pidsMax)")
+            try CgroupHost.write("\(directory)/cpu.max", "\(UInt64(limits.cpuMillicores) * 100) 100000")
         }
     }
 

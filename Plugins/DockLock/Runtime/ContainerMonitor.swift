@@ -55,7 +55,6 @@ final class ContainerMonitor: @unchecked Sendable {
     private let wake: Int32
     private let lock = NSLock()
     private var pending: [WatchedContainer] = []
-    private var signals: [(String, Int32)] = []
     /// Owned by the monitor thread, except `ids` (under `lock`) for `runningIDs` and `signal`.
     private var entries: [Int32: Entry] = [:]
     private var ids: [String: pid_t] = [:]
@@ -84,10 +83,11 @@ final class ContainerMonitor: @unchecked Sendable {
     }
 
     func signal(_ id: String, _ signal: Int32) -> Bool {
-        guard let pid = lock.withLock({ ids[id] }) else { return false }
-        if signal == SIGKILL { return Glibc.kill(pid, SIGKILL) == 0 }
-        lock.withLock { signals.append((id, signal)) }
-        return Glibc.kill(pid, signal) == 0
+        // Under the lock `reap` holds while it reaps: a PID is never signalled once it is free for reuse (0).
+        lock.withLock {
+            guard let pid = ids[id], pid > 0 else { return false }
+            return Glibc.kill(pid, signal) == 0
+        }
     }
 
     private func poke() {
@@ -145,7 +145,12 @@ final class ContainerMonitor: @unchecked Sendable {
 
     private func reap(_ entry: Entry) {
         var exited: Int32 = 0, status: Int32 = 0
-        guard dl_reap(entry.container.pidfd, &exited, &status) == 1 else { return }
+        let reaped = lock.withLock {
+            guard dl_reap(entry.container.pidfd, &exited, &status) == 1 else { return false }
+            ids[entry.container.id] = 0
+            return true
+        }
+        guard reaped else { return }
         if exited == 1 { entry.exitCode = status } else { entry.signal = status }
         entry.exited = true
         forget(entry.container.pidfd)
@@ -179,12 +184,7 @@ final class ContainerMonitor: @unchecked Sendable {
         guard entry.exited, entry.stdout.fd < 0, entry.stderr.fd < 0 else { return }
         let container = entry.container
         let usage = container.cgroup.usage()
-        container.cgroup.remove()
         for log in [entry.stdout.log, entry.stderr.log] where log >= 0 { close(log) }
-        lock.withLock {
-            ids[container.id] = nil
-            signals.removeAll { $0.0 == container.id }
-        }
         func captured(_ stream: Stream) -> CapturedStream {
             CapturedStream(digest: stream.hasher.finalize(), size: stream.size, captured: stream.captured)
         }
@@ -193,6 +193,10 @@ final class ContainerMonitor: @unchecked Sendable {
             oomKilled: usage.oomKilled, usage: usage, stdin: container.stdin, stdout: captured(entry.stdout),
             stderr: captured(entry.stderr), startedAtMs: container.startedAtMs,
             endedAtMs: container.startedAtMs + (ContainerRuntime.monotonicNs() - container.startedMonotonicNs) / 1_000_000))
+        // Only now is it no longer running: `killAll` waits for this, so receipts are out before a plugin stops.
+        lock.withLock { ids[container.id] = nil }
+        // After the answer: removing the cgroup directories is the caller's wait otherwise.
+        container.cgroup.remove()
     }
 
     private func nextTimeoutMs() -> Int32 {

@@ -75,6 +75,7 @@ public final class ContainerRuntime: @unchecked Sendable {
     public let cgroups: CgroupHost
     public let seccomp: SeccompCompiler
     let monitor: ContainerMonitor
+    let prestarter: Prestarter
     /// Search path for a command given without "/".
     static let pathDirectories = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
     public static let argumentsMax = 1024
@@ -84,6 +85,7 @@ public final class ContainerRuntime: @unchecked Sendable {
         cgroups = try CgroupHost.detect()
         seccomp = SeccompCompiler(cacheDirectory: "\(stateDirectory)/seccomp")
         monitor = try ContainerMonitor()
+        prestarter = Prestarter(cgroups: cgroups)
     }
 
     public var running: [String] { monitor.runningIDs }
@@ -103,8 +105,19 @@ public final class ContainerRuntime: @unchecked Sendable {
         }
         try Self.prepareMountPoints(spec.rootfs)
         let program = try seccomp.program(for: profile)
-        let cgroup = try cgroups.create(spec.id, limits: spec.limits)
-        var fds: [Int32] = []
+        let slot = prestarter.take()
+        let cgroup: ContainerCgroup
+        if let slot {
+            cgroup = slot.cgroup
+            do throws(DockLockError) { try cgroup.apply(spec.limits) } catch {
+                close(slot.netnsFD)
+                cgroup.remove()
+                throw error
+            }
+        } else {
+            cgroup = try cgroups.create(spec.id, limits: spec.limits)
+        }
+        var fds: [Int32] = slot.map { [$0.netnsFD] } ?? []
         func cleanUp() {
             for fd in fds { close(fd) }
             cgroup.remove()
@@ -156,6 +169,7 @@ public final class ContainerRuntime: @unchecked Sendable {
                                         config.cgroup_procs_fds = procs.baseAddress
                                         config.cgroup_procs_fd_count = procs.count
                                         config.network = spec.loopback ? Int32(DL_NETWORK_LOOPBACK) : Int32(DL_NETWORK_NONE)
+                                        config.netns_fd = slot?.netnsFD ?? -1
                                         config.readonly_root = spec.readOnlyRoot ? 1 : 0
                                         config.single_cpu = spec.singleCPU ? 1 : 0
                                         config.tmp_size_bytes = spec.tmpBytesMax
@@ -221,6 +235,16 @@ public final class ContainerRuntime: @unchecked Sendable {
     /// Sends `signal` to a running container's first process (SIGKILL ends the whole PID namespace).
     public func kill(_ id: String, signal: Int32 = SIGKILL) throws(DockLockError) {
         guard monitor.signal(id, signal) else { throw DockLockError(.notFound, "no running container \(id)") }
+    }
+
+    /// SIGKILLs every running container and waits up to `waitMs` for their ends to be handled (their `onExit` runs,
+    /// so their receipts are issued). Returns how many were still running when the wait ended.
+    @discardableResult
+    public func killAll(waitMs: UInt64 = 2000) -> Int {
+        for id in monitor.runningIDs { _ = monitor.signal(id, SIGKILL) }
+        let deadline = Self.monotonicNs() + waitMs * 1_000_000
+        while !monitor.runningIDs.isEmpty && Self.monotonicNs() < deadline { usleep(2000) }
+        return monitor.runningIDs.count
     }
 
     static func monotonicNs() -> UInt64 {

@@ -53,6 +53,7 @@ typedef struct dl_spawn_config {
   const int *cgroup_procs_fds;     /* open, writable cgroup.procs files: the child moves itself into each        */
   size_t cgroup_procs_fd_count;
   int network;                     /* DL_NETWORK_*                                                                */
+  int netns_fd;                    /* a fresh network namespace to join (from dl_netns_create), or -1 for a new one */
   int readonly_root;
   int single_cpu;                  /* pin to CPU 0                                                                   */
   uint64_t tmp_size_bytes;         /* size of the tmpfs on /tmp                                                   */
@@ -77,6 +78,12 @@ int dl_spawn(const dl_spawn_config *config, dl_spawn_result *result);
 /* Reaps the process behind `pidfd` without blocking: 1 with *exited (1 = exit status, 0 = killed by a signal) and
  * *status (the exit status or the signal number) when it had ended, 0 when it is still running, -1 on error. */
 int dl_reap(int pidfd, int *exited, int *status);
+
+/* Makes a new, empty network namespace and returns an O_CLOEXEC fd to it (-1 with errno on failure). The calling
+ * thread enters it for a moment and returns to its own; call it only on a thread that does nothing else, since it
+ * unshares that thread's network namespace. Making one costs about half a millisecond, so DockLock makes them ahead
+ * of need and a container joins one with setns (each is used once: containers never share one). */
+int dl_netns_create(void);
 
 typedef struct dl_seccomp_argument {
   uint32_t index; /* 0..5                                                                                           */
