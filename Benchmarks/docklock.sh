@@ -31,8 +31,10 @@ done
 "$METANODE" bench docklock --data-dir "$DATA/node" --runs "${RUNS:-200}" ${BENCH_ARGS:-}
 if [ -x "$BASELINE" ]; then
   echo
+  # metanode-start: the CLI binary's own start (dynamic linking, Swift runtime), the floor of docklock-cli.
   "$BASELINE" --runs "${BASELINE_RUNS:-50}" \
-    --candidate docklock-cli "$METANODE docklock run --data-dir $DATA/node busybox -- /bin/true"
+    --candidate docklock-cli "$METANODE docklock run --data-dir $DATA/node busybox -- /bin/true" \
+    --candidate metanode-start "$METANODE --version"
 else
   echo "($BASELINE not found: crun/runc comparison skipped)"
 fi

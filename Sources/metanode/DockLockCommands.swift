@@ -120,18 +120,41 @@ struct DockLockCommand: AsyncParsableCommand {
     }
 
     struct Logs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A detached container's stdout and stderr so far.")
+        static let configuration = CommandConfiguration(
+            abstract: "A detached container's stdout and stderr (--follow: as it writes them, until it ends).")
         @OptionGroup var options: CommonOptions
         @Argument var id: String
+        @Flag(name: [.customShort("f"), .customLong("follow")], help: "Keep printing until the container ends.")
+        var follow = false
 
         func run() async throws {
-            var answer: JSONValue = .null
-            try await Output.run(options) { () throws(MetanodeError) in
-                answer = try RunningNode.get(options.dataDirectory, "\(DockLockCommand.apiPrefix)/containers/\(id)/logs")
+            var offsets = ["stdout": UInt64(0), "stderr": UInt64(0)]
+            var collected: [String: [UInt8]] = ["stdout": [], "stderr": []]
+            while true {
+                var answer: JSONValue = .null
+                try await Output.run(options) { () throws(MetanodeError) in
+                    answer = try RunningNode.get(options.dataDirectory, "\(DockLockCommand.apiPrefix)/containers/\(id)/logs"
+                        + "?stdoutFrom=\(offsets["stdout"]!)&stderrFrom=\(offsets["stderr"]!)")
+                }
+                var progressed = false
+                for (key, handle) in [("stdout", FileHandle.standardOutput), ("stderr", FileHandle.standardError)] {
+                    guard let text = answer[key]?.stringValue, let bytes = Data(base64Encoded: text), !bytes.isEmpty
+                    else { continue }
+                    progressed = true
+                    offsets[key] = answer["\(key)Next"]?.uintValue ?? answer["\(key)Next"]?.intValue.map(UInt64.init)
+                        ?? offsets[key]! + UInt64(bytes.count)
+                    if options.json { collected[key]! += Array(bytes) } else { handle.write(bytes) }
+                }
+                let running = answer["running"]?.boolValue == true
+                if progressed { continue }  // more may be waiting beyond the chunk just read
+                if !follow || !running { break }
+                try await Task.sleep(for: .milliseconds(100))
             }
-            if options.json { return Output.emit(options, json: answer, text: "") }
-            for (key, handle) in [("stdout", FileHandle.standardOutput), ("stderr", FileHandle.standardError)] {
-                if let text = answer[key]?.stringValue, let bytes = Data(base64Encoded: text) { handle.write(bytes) }
+            if options.json {
+                Output.emit(options, json: .object([
+                    "id": .string(id), "stdout": .string(Data(collected["stdout"]!).base64EncodedString()),
+                    "stderr": .string(Data(collected["stderr"]!).base64EncodedString()),
+                ]), text: "")
             }
         }
     }

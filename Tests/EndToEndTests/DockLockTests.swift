@@ -67,18 +67,25 @@ struct DockLockTests {
         while try !cli.ok("docklock", "ps").contains("signal 9"), Date() < killedBy { usleep(20_000) }
         try cli.ok("docklock", "rm", id)
         #expect(try !cli.ok("docklock", "ps").contains(id))
+        // --follow streams a detached container's output as it comes and returns when it ends.
+        let streamer = try cli.ok("docklock", "run", "--detach", "busybox", "--", "sh", "-c",
+                                  "for i in 1 2 3; do echo line$i; sleep 0.2; done; echo done >&2")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let followed = try cli("docklock", "logs", "--follow", streamer)
+        #expect(followed.status == 0 && followed.stdout == "line1\nline2\nline3\n" && followed.stderr == "done\n",
+                "\(followed)")
 
         // Receipts: one per execution, chained, signed by the node key, checked with no node involved.
         let list = try cli.json("docklock", "receipts", "list")
         let receipts = try #require(list.arrayValue)
-        #expect(receipts.count == 6, "\(list)")
+        #expect(receipts.count == 7, "\(list)")
         #expect(receipts.allSatisfy { $0["imageDigest"]?.stringValue == digest })
         let key = try #require(try JSONValue.parse(Array(try process.get("/v1/plugins/docklock/node").body))["publicKey"]?
             .stringValue)
         let chainFile = node.scratch.file("chain.json")
         try list.serialized(pretty: true).write(toFile: chainFile, atomically: true, encoding: .utf8)
         let verified = try run(Repo.metanode, ["receipt", "verify", chainFile, "--key", key])
-        #expect(verified.status == 0 && verified.stdout.contains("valid: 6 receipts"), "\(verified)")
+        #expect(verified.status == 0 && verified.stdout.contains("valid: 7 receipts"), "\(verified)")
 
         let one = try cli.ok("docklock", "receipts", "show", "1")
         #expect(one.contains("\"exit\": 7"), "\(one)")

@@ -94,10 +94,20 @@ extension DockLock {
                 guard entry.detached else {
                     return Self.error(.notFound, "container \(id) ran attached: its output went to the caller")
                 }
-                let out = FileManager.default.contents(atPath: "\(directory)/stdout") ?? Data()
-                let err = FileManager.default.contents(atPath: "\(directory)/stderr") ?? Data()
-                return Self.json(["id": id, "stdout": out.base64EncodedString(), "stderr": err.base64EncodedString(),
-                                  "running": entry.outcome == nil])
+                // Read from byte offsets, at most logChunkBytesMax per stream per call: `logs --follow` polls with
+                // the offsets it got back, so output streams while the container runs.
+                var answer: [String: Any] = ["id": id, "running": entry.outcome == nil]
+                for stream in ["stdout", "stderr"] {
+                    var from: UInt64 = 0
+                    if let text = request.queryItem("\(stream)From") {
+                        guard let value = UInt64(text) else { return Self.error(.invalid, "\(stream)From must be a byte offset") }
+                        from = value
+                    }
+                    let chunk = Self.readChunk("\(directory)/\(stream)", from: from, bytesMax: Self.logChunkBytesMax)
+                    answer[stream] = Data(chunk).base64EncodedString()
+                    answer["\(stream)Next"] = from + UInt64(chunk.count)
+                }
+                return Self.json(answer)
             case ("POST", "kill"):
                 var signal = SIGKILL
                 if let text = request.queryItem("signal") {
@@ -167,6 +177,16 @@ extension DockLock {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(ledger, forKey: .ledger)
         }
+    }
+
+    static let logChunkBytesMax = 1 << 20
+
+    /// Up to `bytesMax` bytes of `path` from `from` (none when it is shorter or missing).
+    static func readChunk(_ path: String, from: UInt64, bytesMax: Int) -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+        defer { try? handle.close() }
+        guard (try? handle.seek(toOffset: from)) != nil, let data = try? handle.read(upToCount: bytesMax) else { return [] }
+        return Array(data)
     }
 
     static func receiptJSON(_ value: some Encodable) throws -> [UInt8] {

@@ -1,0 +1,56 @@
+import DockLockCore
+import DockLockRuntime
+import Testing
+
+/// Finding the cgroup layout from mountinfo: v1, v2 and the hybrid this host has (crun 1.8 refuses hybrid hosts).
+struct CgroupHostTests {
+    static let v1Lines = """
+        30 24 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs rw,mode=755
+        32 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+        33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+        34 30 0:30 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+        35 30 0:31 / /sys/fs/cgroup/blkio rw,nosuid - cgroup cgroup rw,blkio
+        36 30 0:32 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+        """
+
+    @Test func v1HierarchiesWithCoMountedControllers() throws {
+        let host = try CgroupHost.parse(mountinfo: Self.v1Lines)
+        #expect(host.layout == .v1)
+        #expect(host.controllers["cpu"] == "/sys/fs/cgroup/cpu,cpuacct")
+        #expect(host.controllers["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct")
+        #expect(host.controllers["memory"] == "/sys/fs/cgroup/memory")
+    }
+
+    @Test func hybridUsesTheV1ControllersBesideAnEmptyUnifiedTree() throws {
+        let host = try CgroupHost.parse(mountinfo: Self.v1Lines
+            + "\n41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw")
+        #expect(host.layout == .hybrid)
+        #expect(host.unified == "/sys/fs/cgroup/unified")
+        #expect(host.controllers["pids"] == "/sys/fs/cgroup/pids")
+    }
+
+    @Test func v2IsTheUnifiedHierarchyAlone() throws {
+        let host = try CgroupHost.parse(mountinfo: "25 22 0:23 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate")
+        #expect(host.layout == .v2)
+        #expect(host.unified == "/sys/fs/cgroup")
+        #expect(host.controllers.isEmpty)
+    }
+
+    @Test func aV1HostMissingAControllerIsRefusedByName() {
+        let partial = Self.v1Lines.split(separator: "\n").filter { !$0.contains("blkio") }.joined(separator: "\n")
+        #expect { try CgroupHost.parse(mountinfo: partial) } throws: { error in
+            (error as? DockLockError)?.code == .unsupported && "\(error)".contains("blkio")
+        }
+    }
+
+    @Test func noCgroupsAtAllIsRefused() {
+        #expect { try CgroupHost.parse(mountinfo: "22 1 8:1 / / rw - ext4 /dev/sda1 rw") } throws: { error in
+            (error as? DockLockError)?.code == .unsupported
+        }
+    }
+
+    @Test func thisHostIsDetected() throws {
+        let host = try CgroupHost.detect()
+        #expect([CgroupHost.Layout.v1, .v2, .hybrid].contains(host.layout))
+    }
+}
