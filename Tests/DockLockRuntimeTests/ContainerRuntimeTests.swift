@@ -160,12 +160,14 @@ struct HostileWorkloadTests {
     func isRefused(_ operation: String) throws {
         try #require(Self.probeInstalled, "cc -static could not build the probe")
         let hostname = try String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8)
+        let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         let exit = try ContainerRuntimeTests.run(["/bin/probe", operation])
         let output = ContainerRuntimeTests.text(exit.stdout)
         #expect(output.hasPrefix("blocked:"), "\(operation): \(output)")
         #expect(exit.exitCode == 0)
         // The host is unchanged.
         #expect(try String(contentsOfFile: "/proc/sys/kernel/hostname", encoding: .utf8) == hostname)
+        #expect(try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) == mounts)
     }
 }
 
