@@ -81,6 +81,28 @@ struct ContainerRuntimeTests {
         #expect(lines.last == "tmp-writable")
     }
 
+    @Test func aNonRootUserRunsWithNoCapabilities() throws {
+        var spec = ContainerSpec(id: "user-\(UInt32.random(in: 0...UInt32.max))", rootfs: BusyboxRoot.path,
+                                 arguments: ["sh", "-c", "id; grep CapEff /proc/self/status; echo x > /dev/shm/ok && echo shm"],
+                                 environment: ["PATH=/bin"], hostname: "u")
+        spec.uid = 1000
+        spec.gid = 1000
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var exit: ContainerExit?
+        try Self.runtime.start(spec, profile: .dockerDefault) { exit = $0; done.signal() }
+        done.wait()
+        let output = Self.text(exit!.stdout)
+        #expect(output.contains("uid=1000 gid=1000"), "\(output)")
+        #expect(output.contains("CapEff:\t0000000000000000"), "\(output)")
+        #expect(output.contains("shm"), "\(output)")
+    }
+
+    @Test func noFileOfTheDaemonReachesTheContainer() throws {
+        // ls's own fds: stdin, stdout, stderr and the directory it reads; nothing inherited.
+        let exit = try Self.run(["ls", "/proc/self/fd"])
+        #expect(Self.text(exit.stdout) == "0\n1\n2\n3\n")
+    }
+
     @Test func mountIsRefused() throws {
         let exit = try Self.run(["sh", "-c", "mount -t tmpfs none /tmp 2>&1; echo status=$?"])
         #expect(Self.text(exit.stdout).contains("permission denied"))

@@ -47,6 +47,11 @@ struct DockLockTests {
         #expect(try cli.fails("docklock", "run", "busybox", "--memory", "lots", "--", "true").contains("not a byte count"))
         #expect(try cli.fails("docklock", "run", "busybox", "--deterministic", "--hostname", "x", "--", "true")
             .contains("--deterministic fixes hostname"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--user", "4294967295", "--", "true").contains("below 4294967295"))
+        // A timeout near UInt64.max is refused by name, not a crash of the node.
+        let huge = try process.post("/v1/plugins/docklock/run",
+                                    #"{"image": "busybox", "command": ["true"], "timeoutMs": 18446744073709551615}"#)
+        #expect(huge.status == 400 && huge.text.contains("over the maximum"), "\(huge.status) \(huge.text)")
 
         // A timeout and a detached container.
         let slow = try cli("docklock", "run", "busybox", "--timeout", "300", "--", "sleep", "30")

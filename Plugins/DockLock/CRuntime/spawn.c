@@ -167,6 +167,7 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
   CHECK(symlink("/proc/self/fd/1", "dev/stdout"), STEP_DEV);
   CHECK(symlink("/proc/self/fd/2", "dev/stderr"), STEP_DEV);
   CHECK(mkdir("dev/shm", 01777), STEP_DEV);
+  CHECK(mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m"), STEP_DEV);
   CHECK(mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), STEP_DEV);
   (void)umask(022);
   char tmp_options[64] = "mode=1777,size=";
@@ -210,25 +211,37 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
   CHECK(dup2(c->stdin_fd, 0), STEP_STDIO);
   CHECK(dup2(c->stdout_fd, 1), STEP_STDIO);
   CHECK(dup2(c->stderr_fd, 2), STEP_STDIO);
+  // Nothing else of the daemon's goes in: not every library opens its files and sockets close-on-exec. The report
+  // pipe moves to fd 3 (still close-on-exec) so the steps after this can report.
+  if (report_fd != 3) {
+    CHECK(syscall(SYS_dup3, report_fd, 3, O_CLOEXEC), STEP_STDIO);
+    report_fd = 3;
+  }
+  CHECK(syscall(SYS_close_range, 4, ~0u, 0), STEP_STDIO);
   if (c->cwd) CHECK(chdir(c->cwd), STEP_CWD);
 
-  // Ids through raw system calls: glibc's setresuid signals every thread of the process it believes it is in.
-  CHECK(syscall(SYS_setgroups, 0, NULL), STEP_IDS);
-  CHECK(syscall(SYS_setresgid, c->gid, c->gid, c->gid), STEP_IDS);
-  CHECK(syscall(SYS_setresuid, c->uid, c->uid, c->uid), STEP_IDS);
-
+  // The bounding set first, while the child is still root with CAP_SETPCAP: once setresuid leaves uid 0, the kernel
+  // clears the effective set and PR_CAPBSET_DROP would fail.
   for (int cap = 0; cap < 64; cap++) {
     if (c->capabilities_kept & (1ull << cap)) continue;
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) report(report_fd, STEP_CAPABILITIES, errno);
   }
   (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+  // Ids through raw system calls: glibc's setresuid signals every thread of the process it believes it is in.
+  // (uid_t)-1 would mean "unchanged"; the runtime refuses it before it gets here.
+  if (c->uid == (uint32_t)-1 || c->gid == (uint32_t)-1) report(report_fd, STEP_IDS, EINVAL);
+  CHECK(syscall(SYS_setgroups, 0, NULL), STEP_IDS);
+  CHECK(syscall(SYS_setresgid, c->gid, c->gid, c->gid), STEP_IDS);
+  CHECK(syscall(SYS_setresuid, c->uid, c->uid, c->uid), STEP_IDS);
   {
+    // Root keeps the kept set; anyone else has none. Inheritable stays empty (CVE-2022-24769).
     struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
     uint64_t keep = c->uid == 0 ? c->capabilities_kept : 0;
-    data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t)keep;
-    data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t)(keep >> 32);
+    data[0].effective = data[0].permitted = (uint32_t)keep;
+    data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
     CHECK(syscall(SYS_capset, &header, data), STEP_CAPABILITIES);
   }
   CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), STEP_NO_NEW_PRIVS);

@@ -114,6 +114,6 @@ public struct SeccompProfile: Sendable, Equatable {
         symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete timer_getoverrun
         timer_gettime timer_settime timerfd_create timerfd_gettime timerfd_settime times tkill truncate umask uname
         unlink unlinkat utime utimensat utimes vfork wait4 waitid write writev
-        arch_prctl modify_ldt chroot
+        arch_prctl modify_ldt chroot fchmodat2 futex_waitv futex_wake futex_wait futex_requeue cachestat
         """
 }

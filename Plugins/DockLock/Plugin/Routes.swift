@@ -65,8 +65,11 @@ extension DockLock {
                     return .now(Self.json(["id": id, "detached": true], status: 201))
                 } catch { return .now(Self.error(error)) }
             }
-            let timeout = UInt32(min(UInt64(Self.runDeferTimeoutMs), (run.timeoutMs ?? 0) == 0
-                ? UInt64(Self.runDeferTimeoutMs) : run.timeoutMs! + 60_000))
+            // The run's own timeout plus a minute to report, within the deferral maximum (no overflow: RunPlan
+            // refuses over-long timeouts later, and this must not trap first).
+            let requested = run.timeoutMs ?? 0
+            let timeout = requested == 0 || requested >= UInt64(Self.runDeferTimeoutMs) - 60_000
+                ? Self.runDeferTimeoutMs : UInt32(requested + 60_000)
             let responder = try request.deferResponse(timeoutMs: timeout)
             do {
                 _ = try start(run) { outcome in

@@ -189,8 +189,11 @@ struct RunPlan: Sendable {
     static func parseUser(_ text: String) throws(DockLockError) -> (UInt32, UInt32) {
         if text == "root" { return (0, 0) }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), let uid = UInt32(parts[0]), parts.count == 1 || UInt32(parts[1]) != nil else {
-            throw DockLockError(.invalid, "user '\(text)' is not uid[:gid] with numbers (names are not looked up)")
+        // 4294967295 is (uid_t)-1, which setresuid reads as "unchanged": it would leave the container root.
+        guard (1...2).contains(parts.count), let uid = UInt32(parts[0]), uid != .max,
+              parts.count == 1 || (UInt32(parts[1]).map { $0 != .max } ?? false) else {
+            throw DockLockError(.invalid, "user '\(text)' is not uid[:gid] with numbers below 4294967295 (names are not "
+                + "looked up)")
         }
         return (uid, parts.count == 2 ? UInt32(parts[1])! : uid)
     }

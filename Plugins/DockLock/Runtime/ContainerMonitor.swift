@@ -145,12 +145,18 @@ final class ContainerMonitor: @unchecked Sendable {
 
     private func reap(_ entry: Entry) {
         var exited: Int32 = 0, status: Int32 = 0
-        let reaped = lock.withLock {
-            guard dl_reap(entry.container.pidfd, &exited, &status) == 1 else { return false }
-            ids[entry.container.id] = 0
-            return true
+        let reaped = lock.withLock { () -> Int32 in
+            let result = dl_reap(entry.container.pidfd, &exited, &status)
+            if result != 0 { ids[entry.container.id] = 0 }
+            return result
         }
-        guard reaped else { return }
+        guard reaped != 0 else { return }
+        if reaped < 0 {
+            // Someone else reaped it (ECHILD): the status is lost. Ending it here keeps the readable pidfd from
+            // spinning this loop, and the caller still gets its answer and receipt.
+            exited = 0
+            status = SIGKILL
+        }
         if exited == 1 { entry.exitCode = status } else { entry.signal = status }
         entry.exited = true
         forget(entry.container.pidfd)

@@ -83,7 +83,7 @@ public final class ContainerRuntime: @unchecked Sendable {
 
     public init(stateDirectory: String) throws(DockLockError) {
         cgroups = try CgroupHost.detect()
-        seccomp = SeccompCompiler(cacheDirectory: "\(stateDirectory)/seccomp")
+        seccomp = SeccompCompiler()
         monitor = try ContainerMonitor()
         prestarter = Prestarter(cgroups: cgroups)
     }
@@ -136,12 +136,18 @@ public final class ContainerRuntime: @unchecked Sendable {
             }
             lseek(stdinFD, 0, SEEK_SET)
         }
-        var out: [Int32] = [0, 0], err: [Int32] = [0, 0]
-        guard dl_pipe_cloexec(&out) == 0, dl_pipe_cloexec(&err) == 0 else {
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
+        guard dl_pipe_cloexec(&out) == 0 else {
             cleanUp()
             throw DockLockError(.system, "pipe2: \(String(cString: strerror(errno)))")
         }
-        fds += [out[1], err[1]]
+        fds += [out[1]]
+        guard dl_pipe_cloexec(&err) == 0 else {
+            close(out[0])
+            cleanUp()
+            throw DockLockError(.system, "pipe2: \(String(cString: strerror(errno)))")
+        }
+        fds += [err[1]]
 
         var result = dl_spawn_result()
         let started = Self.nowMs()

@@ -134,7 +134,7 @@ final class ImageFD {
     /// Directory entries other than "." and "..", sorted by their bytes (so walks are deterministic).
     func entries() throws(DockLockError) -> [String] {
         // fdopendir takes the descriptor over; give it a duplicate so this one stays ours.
-        let copy = try ImageSys.call("dup \(path)") { dup(fd) }
+        let copy = try ImageSys.call("dup \(path)") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
         guard let directory = fdopendir(copy) else {
             let code = errno
             close(copy)

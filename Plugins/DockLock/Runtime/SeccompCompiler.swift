@@ -10,36 +10,21 @@ public struct SeccompProgram: Sendable, Equatable {
     public var instructionCount: Int { bytes.count / 8 }
 }
 
-/// Compiles profiles with libseccomp once, and keeps the BPF by profile hash in memory and in
-/// `<cache>/<hash hex>.bpf`, so a node compiles each profile once in its life.
+/// Compiles profiles with libseccomp once per process and keeps the BPF by profile hash. Deliberately not on disk:
+/// a program read back from a file would be trusted as the profile its name claims (anyone able to write the file
+/// could weaken every container), and compiling takes a few milliseconds once per node start.
 public final class SeccompCompiler: @unchecked Sendable {
-    let cacheDirectory: String
     private let lock = NSLock()
     private var programs: [[UInt8]: SeccompProgram] = [:]
     /// Classic BPF programs are at most 4096 instructions (BPF_MAXINSNS).
     static let programBytesMax = 4096 * 8
 
-    public init(cacheDirectory: String) {
-        self.cacheDirectory = cacheDirectory
-    }
+    public init() {}
 
     public func program(for profile: SeccompProfile) throws(DockLockError) -> SeccompProgram {
         let hash = profile.hash
         if let cached = lock.withLock({ programs[hash] }) { return cached }
-        let file = "\(cacheDirectory)/\(Hex.encode(hash)).bpf"
-        if let data = FileManager.default.contents(atPath: file), data.count % 8 == 0, data.count <= Self.programBytesMax,
-           !data.isEmpty
-        {
-            let program = SeccompProgram(profileHash: hash, bytes: Array(data))
-            lock.withLock { programs[hash] = program }
-            return program
-        }
         let program = try Self.compile(profile)
-        try? FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-        let temporary = file + ".tmp.\(getpid())"
-        if FileManager.default.createFile(atPath: temporary, contents: Data(program.bytes)) {
-            rename(temporary, file)
-        }
         lock.withLock { programs[hash] = program }
         return program
     }

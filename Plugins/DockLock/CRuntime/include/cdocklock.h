@@ -1,11 +1,11 @@
 /*
  * CDockLock: the steps of starting a container that Swift cannot take safely in a multi-threaded process.
  *
- * dl_spawn clones the caller into new PID, mount, UTS, IPC and network namespaces with CLONE_VM | CLONE_VFORK (as
- * posix_spawn does): no page tables are copied, and the calling thread sleeps until the child has exec'd or failed.
- * Between clone and execve the child makes only raw system calls — no malloc, no locks, no stdio — because it shares
- * the parent's memory while other parent threads keep running. It reports a failure by writing the failed step and
- * errno into the caller's dl_spawn_result, which the caller reads once dl_spawn returns.
+ * dl_spawn clones the caller into new PID, mount, UTS, IPC and network namespaces with one fork-style clone3 (Linux
+ * refuses CLONE_VM together with CLONE_NEWPID, so posix_spawn's CLONE_VM | CLONE_VFORK is not possible). Between
+ * clone3 and execve the child makes only raw system calls — no malloc, no locks, no stdio — because it is a copy of
+ * a multi-threaded process whose other threads may have held those locks. It reports a failed step and errno
+ * through a close-on-exec pipe; EOF on the pipe means execve succeeded. It closes every inherited fd but 0-2.
  *
  * dl_seccomp_compile turns a rule list into classic BPF with libseccomp, once per profile; the child only loads the
  * finished program (seccomp(2)), which needs no library code.
