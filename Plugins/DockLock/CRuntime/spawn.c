@@ -166,8 +166,9 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
   CHECK(symlink("/proc/self/fd/0", "dev/stdin"), STEP_DEV);
   CHECK(symlink("/proc/self/fd/1", "dev/stdout"), STEP_DEV);
   CHECK(symlink("/proc/self/fd/2", "dev/stderr"), STEP_DEV);
-  CHECK(mkdir("dev/shm", 01777), STEP_DEV);
-  CHECK(mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m"), STEP_DEV);
+  // POSIX shared memory lives in the writable /tmp tmpfs: a tmpfs of its own costs a superblock torn down at every
+  // exit (measured: +0.5 ms per container).
+  CHECK(symlink("/tmp", "dev/shm"), STEP_DEV);
   CHECK(mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "mode=755,size=64k"), STEP_DEV);
   (void)umask(022);
   char tmp_options[64] = "mode=1777,size=";
