@@ -54,3 +54,32 @@ struct CgroupHostTests {
         #expect([CgroupHost.Layout.v1, .v2, .hybrid].contains(host.layout))
     }
 }
+
+import Foundation
+
+/// A node that crashed leaves containers running in cgroups named with its PID; the next DockLock start ends them.
+@Suite(.serialized) struct StaleCgroupTests {
+    @Test func aGoneNodesContainersAreKilledAndTheirCgroupsRemovedAtStart() throws {
+        let host = try CgroupHost.detect()
+        let gone = try #require((20_000...32_000).reversed().first { kill(Int32($0), 0) != 0 && errno == ESRCH })
+        let cgroup = try host.create("c\(gone)-orphan", limits: .defaults)
+        let orphan = Process()
+        orphan.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        orphan.arguments = ["30"]
+        try orphan.run()
+        for directory in cgroup.directories {
+            try "\(orphan.processIdentifier)".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)
+        }
+        cgroup.closeProcs()
+        // A live node's cgroup (this process's) is left alone.
+        let mine = try host.create("c\(getpid())-mine", limits: .defaults)
+        defer { mine.remove() }
+
+        _ = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-stale-\(getpid())")
+
+        orphan.waitUntilExit()
+        #expect(orphan.terminationReason == .uncaughtSignal && orphan.terminationStatus == SIGKILL)
+        #expect(cgroup.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+        #expect(mine.directories.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+    }
+}

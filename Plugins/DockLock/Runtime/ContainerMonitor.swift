@@ -67,7 +67,8 @@ final class ContainerMonitor: @unchecked Sendable {
             throw DockLockError(.system, "cannot create the container monitor's epoll set: \(String(cString: strerror(errno)))")
         }
         add(wake)
-        let thread = Thread { [unowned self] in self.loop() }
+        // The thread keeps its object alive: both live until the process exits (the node never unloads a plugin).
+        let thread = Thread { [self] in self.loop() }
         thread.name = "docklock-monitor"
         thread.start()
     }

@@ -115,7 +115,7 @@ public final class ContainerRuntime: @unchecked Sendable {
                 throw error
             }
         } else {
-            cgroup = try cgroups.create(spec.id, limits: spec.limits)
+            cgroup = try cgroups.create("c\(getpid())-\(spec.id)", limits: spec.limits)
         }
         var fds: [Int32] = slot.map { [$0.netnsFD] } ?? []
         func cleanUp() {

@@ -22,24 +22,45 @@ final class Prestarter: @unchecked Sendable {
 
     init(cgroups: CgroupHost) {
         self.cgroups = cgroups
-        Self.removeStaleSlots(cgroups)
-        let thread = Thread { [unowned self] in self.loop() }
+        Self.removeStale(cgroups)
+        // The thread keeps its object alive: both live until the process exits (the node never unloads a plugin).
+        let thread = Thread { [self] in self.loop() }
         thread.name = "docklock-prestart"
         thread.start()
     }
 
-    /// Spare cgroups are named p<pid>-<n>; those of processes that are gone (a node that stopped) are removed.
-    /// Another live node's spares on the same host are left alone.
-    static func removeStaleSlots(_ cgroups: CgroupHost) {
+    /// Every DockLock cgroup carries its node's PID: spares are p<pid>-<n>, containers made without a spare
+    /// c<pid>-<container id>. Those of a node that is gone — stopped, or crashed with containers still running — are
+    /// emptied (each process SIGKILLed) and removed. Another live node's cgroups on the same host are left alone.
+    /// Returns how many processes it killed.
+    @discardableResult
+    static func removeStale(_ cgroups: CgroupHost) -> Int {
         let parents = Set(cgroups.layout == .v2 ? [cgroups.unified!] : Array(cgroups.controllers.values))
             .map { "\($0)/\(CgroupHost.parentName)" }
+        var killed: Set<Int32> = []
+        var stale: [String] = []
         for parent in parents {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix("p") {
-                guard let pid = Int32(name.dropFirst().prefix { $0 != "-" }), pid != getpid(),
-                      kill(pid, 0) != 0, errno == ESRCH else { continue }
-                rmdir("\(parent)/\(name)")
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []
+            where name.hasPrefix("p") || name.hasPrefix("c") {
+                guard let owner = Int32(name.dropFirst().prefix { $0 != "-" }), owner != getpid(),
+                      kill(owner, 0) != 0, errno == ESRCH else { continue }
+                let directory = "\(parent)/\(name)"
+                let procs = (try? String(contentsOfFile: "\(directory)/cgroup.procs", encoding: .utf8)) ?? ""
+                for line in procs.split(separator: "\n") {
+                    if let pid = Int32(line), !killed.contains(pid), kill(pid, SIGKILL) == 0 { killed.insert(pid) }
+                }
+                stale.append(directory)
             }
         }
+        // Killed processes leave their cgroups a moment later; rmdir waits for that (EBUSY), briefly.
+        for directory in stale {
+            var attempts = 0
+            while rmdir(directory) != 0 && errno == EBUSY && attempts < 500 {
+                attempts += 1
+                usleep(1000)
+            }
+        }
+        return killed.count
     }
 
     /// A ready slot, or nil when none is (the caller then creates its own).
