@@ -134,29 +134,7 @@ enum LedgerModule {
     }
 }
 
-/// The module's state as one handler call sees it, through ledger.h's state_get and state_put.
-struct StateView: ReceiptLedgerState {
-    let api: UnsafePointer<mn_ledger_api>
-    let state: OpaquePointer
-    /// The first write BPI refused (a limit): the handler then fails rather than commit half its writes.
-    var failure: mn_status?
-
-    init(api: UnsafePointer<mn_ledger_api>, state: OpaquePointer) {
-        self.api = api
-        self.state = state
-    }
-
-    func get(_ key: [UInt8]) -> [UInt8]? {
-        var buffer = mn_buf(ptr: nil, len: 0)
-        let status = key.withMNBytes { api.pointee.state_get(state, $0, &buffer) }
-        guard status == MN_OK else { return nil }
-        defer { api.pointee.buf_free(buffer) }
-        guard let pointer = buffer.ptr, buffer.len > 0 else { return [] }
-        return Array(UnsafeBufferPointer(start: pointer, count: buffer.len))
-    }
-
-    mutating func put(_ key: [UInt8], _ value: [UInt8]) {
-        let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
-        if status != MN_OK && failure == nil { failure = status }
-    }
+typealias StateView = LedgerStateView
+extension LedgerStateView: ReceiptLedgerState {
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]) { put(key, Optional(value)) }
 }
