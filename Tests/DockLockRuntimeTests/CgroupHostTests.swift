@@ -62,13 +62,23 @@ import Foundation
     @Test func aGoneNodesContainersAreKilledAndTheirCgroupsRemovedAtStart() throws {
         let host = try CgroupHost.detect()
         let gone = try #require((20_000...32_000).reversed().first { kill(Int32($0), 0) != 0 && errno == ESRCH })
-        let cgroup = try host.create("c\(gone)-orphan", limits: .defaults)
         let orphan = Process()
         orphan.executableURL = URL(fileURLWithPath: "/bin/sleep")
         orphan.arguments = ["30"]
         try orphan.run()
-        for directory in cgroup.directories {
-            try "\(orphan.processIdentifier)".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)
+        // Suites run in parallel, and any of them starting a runtime removes this stale cgroup too; if one does so
+        // before the orphan is in, make another.
+        var cgroup = try host.create("c\(gone)-orphan1", limits: .defaults)
+        for attempt in 1...5 {
+            do {
+                for directory in cgroup.directories {
+                    try "\(orphan.processIdentifier)".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)
+                }
+                break
+            } catch where attempt < 5 {
+                cgroup.closeProcs()
+                cgroup = try host.create("c\(gone)-orphan\(attempt + 1)", limits: .defaults)
+            }
         }
         cgroup.closeProcs()
         // A live node's cgroup (this process's) is left alone.
@@ -81,5 +91,27 @@ import Foundation
         #expect(orphan.terminationReason == .uncaughtSignal && orphan.terminationStatus == SIGKILL)
         #expect(cgroup.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
         #expect(mine.directories.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+    }
+}
+
+/// Limits written ahead of need (the defaults, on a spare cgroup) are rewritten only when a container asks for others,
+/// and raising or lowering the memory limit both work (v1 keeps memory+swap at or above memory at every write).
+@Suite(.serialized) struct CgroupLimitTests {
+    @Test func memoryLimitsRiseAndFallFromTheDefaults() throws {
+        let host = try CgroupHost.detect()
+        let cgroup = try host.create("c\(getpid())-limits", limits: .defaults)
+        defer { cgroup.remove() }
+        let file = host.layout == .v2 ? "\(cgroup.directories[0])/memory.max"
+            : "\(cgroup.directories.first { $0.hasPrefix(host.controllers["memory"]! + "/") }!)/memory.limit_in_bytes"
+        func limit() throws -> UInt64? {
+            UInt64(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        #expect(try limit() == ResourceLimits.defaults.memoryBytesMax)
+        for bytes: UInt64 in [512 << 20, 64 << 20, 1 << 30] {
+            let limits = ResourceLimits(memoryBytesMax: bytes, cpuMillicores: 500, pidsMax: 32)
+            try cgroup.apply(limits)
+            #expect(try limit() == bytes)
+            #expect(cgroup.appliedLimits == limits)
+        }
     }
 }

@@ -255,6 +255,26 @@ struct ImageStoreTests {
         #expect(throws: DockLockError.self) { try store.resolve(String(digest.hex.prefix(11))) }
     }
 
+    @Test("the daemon's resolved records follow what another writer (the CLI) does to tags and images")
+    func resolvedRecordsFollowOtherWriters() throws {
+        let reader = ImageStore(root: store.root) // the daemon's store: its own cache, no writes
+        let first = ImageTestDirectory("first"), second = ImageTestDirectory("second")
+        first.write("f", Array("1".utf8))
+        second.write("f", Array("2".utf8))
+        let one = try store.build(from: first.path, tag: "app")
+        #expect(try reader.resolve("app").digest == one.digest)
+        #expect(try reader.resolve("app").digest == one.digest) // from the cache
+        #expect(try reader.resolve(one.digest.description).tags == ["app:latest"])
+        _ = try store.build(from: first.path, tag: "alias") // tags.json changes: the cached record's tags are stale
+        #expect(try reader.resolve("app").tags == ["alias:latest", "app:latest"])
+        let two = try store.build(from: second.path, tag: "app") // the tag moves to another image
+        #expect(try reader.resolve("app").digest == two.digest)
+        _ = try store.remove(one.digest.description)
+        #expect(throws: DockLockError.self) { try reader.resolve(one.digest.description) }
+        _ = try store.remove("app")
+        #expect { try reader.resolve("app") } throws: { ($0 as? DockLockError)?.code == .notFound }
+    }
+
     @Test("rm of one of two tags keeps the image; rm of the last tag deletes it, its rootfs and its blobs")
     func removeThenList() throws {
         let source = ImageTestDirectory("oci")

@@ -23,6 +23,15 @@ int dl_seccomp_compile(const dl_seccomp_rule *rules, size_t rule_count, uint32_t
     seccomp_release(ctx);
     return fail(error_text, error_text_capacity, "seccomp_attr_set(BADARCH)", rc);
   }
+  // A binary tree over the system call numbers instead of libseccomp's default linear list: with Docker's 350-odd
+  // rules a call is decided in about 10 comparisons instead of up to several hundred, both while the container runs
+  // and when the kernel installs the filter (seccomp_cache_prepare evaluates it for every system call number, with
+  // interrupts off: 0.25 ms per container with the linear list).
+  rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  if (rc < 0) {
+    seccomp_release(ctx);
+    return fail(error_text, error_text_capacity, "seccomp_attr_set(CTL_OPTIMIZE)", rc);
+  }
   for (size_t i = 0; i < rule_count; i++) {
     const dl_seccomp_rule *rule = &rules[i];
     int number = seccomp_syscall_resolve_name(rule->syscall);

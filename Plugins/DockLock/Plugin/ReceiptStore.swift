@@ -49,7 +49,7 @@ enum ReceiptStore {
     /// A receipt by sequence number, receipt hash (64 hex) or container id.
     static func find(_ reference: String, kv: KeyValueStore) throws -> SignedReceipt? {
         if let sequence = UInt64(reference) { return try load(sequence, kv: kv) }
-        if reference.count == 64, let hash = try? Hex.decode(reference),
+        if reference.count == 64, let hash = Hex.decode(reference),
            let stored = try kv.get(hashKey(hash)), let sequence = StoredU64.decode(stored)
         {
             return try load(sequence, kv: kv)

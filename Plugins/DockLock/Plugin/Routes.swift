@@ -73,7 +73,7 @@ extension DockLock {
             let responder = try request.deferResponse(timeoutMs: timeout)
             do {
                 _ = try start(run) { outcome in
-                    responder.respond(Self.json(outcome.json(includeOutput: true)))
+                    responder.respond(Self.json(outcome.document(includeOutput: true)))
                 }
             } catch {
                 responder.respond(Self.error(error))
@@ -82,8 +82,8 @@ extension DockLock {
         }
         try registerVerifyRoute()
         try http.route("GET", "/containers") { [unowned self] _ in
-            let list = containers.all.sorted { $0.id < $1.id }.map(Self.describe)
-            return Self.json(["containers": list])
+            struct List: Encodable { var containers: [RunOutcomeDocument] }
+            return Self.json(List(containers: containers.all.sorted { $0.id < $1.id }.map(Self.describe)))
         }
         try http.route("*", "/containers/*") { [unowned self] request in
             let rest = request.path.dropFirst("/containers/".count).split(separator: "/").map(String.init)
@@ -198,13 +198,21 @@ extension DockLock {
         return Array(try encoder.encode(value))
     }
 
-    static func describe(_ entry: ContainerTable.Entry) -> [String: Any] {
-        var object: [String: Any] = ["id": entry.id, "image": entry.plan.imageDigest, "command": entry.plan.arguments,
-                                     "detached": entry.detached, "state": entry.outcome == nil ? "running" : "exited"]
-        if let outcome = entry.outcome {
-            for (key, value) in outcome.json(includeOutput: false) where object[key] == nil { object[key] = value }
+    static func describe(_ entry: ContainerTable.Entry) -> RunOutcomeDocument {
+        var document = entry.outcome?.document(includeOutput: false)
+            ?? RunOutcomeDocument(id: entry.id, image: entry.plan.imageDigest, command: entry.plan.arguments)
+        document.detached = entry.detached
+        document.state = entry.outcome == nil ? "running" : "exited"
+        return document
+    }
+
+    static func json(_ value: some Encodable, status: UInt16 = 200) -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(value) else {
+            return .text("could not encode the answer as JSON\n", status: 500)
         }
-        return object
+        return .bytes(Array(data), contentType: "application/json", status: status)
     }
 
     static func json(_ object: [String: Any], status: UInt16 = 200) -> HTTPResponse {

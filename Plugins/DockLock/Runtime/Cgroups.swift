@@ -164,6 +164,9 @@ public final class ContainerCgroup: @unchecked Sendable {
     let controllers: [String: String]
     /// Open cgroup.procs files, one per directory; the child writes "0" to each.
     public private(set) var procsFDs: [Int32] = []
+    /// The limits last written (nil before the first `apply`): a spare cgroup gets the defaults ahead of need, and a
+    /// container asking for those has nothing left to write.
+    public private(set) var appliedLimits: ResourceLimits?
 
     init(layout: CgroupHost.Layout, directories: [String], controllers: [String: String]) {
         self.layout = layout
@@ -183,16 +186,22 @@ public final class ContainerCgroup: @unchecked Sendable {
         }
     }
 
-    /// Writes the limits.
+    /// Writes the limits, unless they are the ones already written.
     public func apply(_ limits: ResourceLimits) throws(DockLockError) {
+        guard limits != appliedLimits else { return }
+        let previous = appliedLimits
+        appliedLimits = nil // unknown until every write has gone through
         switch layout {
         case .v1, .hybrid:
             let memory = controllers["memory"]!
-            try CgroupHost.write("\(memory)/memory.limit_in_bytes", "\(limits.memoryBytesMax)")
             // No swap: the memory+swap limit equals the memory limit (the file exists only with swap accounting).
-            if access("\(memory)/memory.memsw.limit_in_bytes", F_OK) == 0 {
-                try CgroupHost.write("\(memory)/memory.memsw.limit_in_bytes", "\(limits.memoryBytesMax)")
-            }
+            // v1 keeps memsw >= memory at every step, so raising a limit writes memsw first, lowering it memory.
+            let memsw = "\(memory)/memory.memsw.limit_in_bytes"
+            let swapAccounting = access(memsw, F_OK) == 0
+            let raising = previous.map { limits.memoryBytesMax > $0.memoryBytesMax } ?? false
+            if swapAccounting, raising { try CgroupHost.write(memsw, "\(limits.memoryBytesMax)") }
+            try CgroupHost.write("\(memory)/memory.limit_in_bytes", "\(limits.memoryBytesMax)")
+            if swapAccounting, !raising { try CgroupHost.write(memsw, "\(limits.memoryBytesMax)") }
             try CgroupHost.write("\(controllers["pids"]!)/pids.max", "\(limits.pidsMax)")
             try CgroupHost.write("\(controllers["cpu"]!)/cpu.cfs_period_us", "100000")
             try CgroupHost.write("\(controllers["cpu"]!)/cpu.cfs_quota_us", "\(UInt64(limits.cpuMillicores) * 100)")
@@ -205,6 +214,7 @@ public final class ContainerCgroup: @unchecked Sendable {
             try CgroupHost.write("\(directory)/pids.max", "\(limits.pidsMax)")
             try CgroupHost.write("\(directory)/cpu.max", "\(UInt64(limits.cpuMillicores) * 100) 100000")
         }
+        appliedLimits = limits
     }
 
     public func closeProcs() {

@@ -3,8 +3,9 @@ import DockLockCore
 import Foundation
 
 /// The slow, container-independent part of starting a container, done ahead of need on a thread of its own: a fresh
-/// network namespace (about 0.5 ms of clone time) and the cgroup directories (about 0.3 ms of mkdir). A container
-/// takes one ready slot and the thread makes the next. Each slot is used once; none is shared between containers.
+/// network namespace (about 0.5 ms of clone time) and the cgroup directories (about 0.3 ms of mkdir) with the default
+/// limits written. A container takes one ready slot and the thread makes the next. Each slot is used once; none is
+/// shared between containers.
 /// When none is ready (a burst), the container makes its own, as it would without this.
 final class Prestarter: @unchecked Sendable {
     struct Slot {
@@ -83,6 +84,8 @@ final class Prestarter: @unchecked Sendable {
             // dl_netns_create unshares this thread's network namespace for a moment: only this thread calls it.
             let fd = dl_netns_create()
             let cgroup = try? cgroups.prepare(name)
+            // Most containers run with the default limits; a failure here is retried by the container's own apply.
+            try? cgroup?.apply(.defaults)
             condition.lock()
             if fd >= 0, let cgroup {
                 ready.append(Slot(netnsFD: fd, cgroup: cgroup))

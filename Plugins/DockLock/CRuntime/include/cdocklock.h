@@ -1,10 +1,10 @@
 /*
  * CDockLock: the steps of starting a container that Swift cannot take safely in a multi-threaded process.
  *
- * dl_spawn clones the caller into new PID, mount, UTS, IPC and network namespaces with one fork-style clone3 (Linux
- * refuses CLONE_VM together with CLONE_NEWPID, so posix_spawn's CLONE_VM | CLONE_VFORK is not possible). Between
- * clone3 and execve the child makes only raw system calls — no malloc, no locks, no stdio — because it is a copy of
- * a multi-threaded process whose other threads may have held those locks. It reports a failed step and errno
+ * dl_spawn clones the caller into new PID, mount, UTS, IPC and network namespaces with one clone(CLONE_VM |
+ * CLONE_VFORK), posix_spawn's way: no page tables are copied, and the calling thread sleeps until the child execs.
+ * Between clone and execve the child makes only raw system calls — no malloc, no locks, no stdio — and writes only
+ * to its own stack, because it runs in the memory of a multi-threaded process. It reports a failed step and errno
  * through a close-on-exec pipe; EOF on the pipe means execve succeeded. It closes every inherited fd but 0-2.
  *
  * dl_seccomp_compile turns a rule list into classic BPF with libseccomp, once per profile; the child only loads the
