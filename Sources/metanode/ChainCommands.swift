@@ -301,7 +301,8 @@ struct ChainCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Height, round, validators and mempool.")
+        static let configuration = CommandConfiguration(
+            commandName: "status", abstract: "Height, round, validators and mempool.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
@@ -355,6 +356,7 @@ struct ChainCommand: AsyncParsableCommand {
 
     struct Tx: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "tx",
             abstract: "Where a finalized transaction is, with its Merkle inclusion proof.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "The transaction id (64 hex digits).") var id: String
@@ -376,6 +378,7 @@ struct ChainCommand: AsyncParsableCommand {
 
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "submit",
             abstract: "Submit a signed transaction (its wire bytes, as hex or from a file).",
             discussion: "The encoding is plugin-sdk/docs/wire.md. The node answers with the id, or why it refused.")
         @OptionGroup var options: CommonOptions
@@ -523,6 +526,7 @@ struct ChainCommand: AsyncParsableCommand {
 
     struct State: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "state",
             abstract: "A ledger state value (or its absence) with a proof against the tip's state root.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "The state key, as text (e.g. bpi/nonce/…) or hex with --hex.") var key: String
@@ -557,6 +561,7 @@ struct ChainCommand: AsyncParsableCommand {
     /// then anyone submits the approvals in a "bpi/validators" transaction.
     struct Validators: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "validators",
             abstract: "Change the validator set: approve on each validator, then propose.",
             discussion: """
                 On each of a quorum of the current validators: `metanode chain validators approve KEY... \
@@ -588,7 +593,8 @@ struct ChainCommand: AsyncParsableCommand {
         }
 
         struct Approve: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "This validator's approval of a new set.")
+            static let configuration = CommandConfiguration(
+                commandName: "approve", abstract: "This validator's approval of a new set.")
             @OptionGroup var options: CommonOptions
             @Argument(help: "The new set's node keys, in order.") var keys: [String]
 
@@ -612,7 +618,8 @@ struct ChainCommand: AsyncParsableCommand {
         }
 
         struct Propose: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Submit a new set with its approvals.")
+            static let configuration = CommandConfiguration(
+                commandName: "propose", abstract: "Submit a new set with its approvals.")
             @OptionGroup var options: CommonOptions
             @Argument(help: "The new set's node keys, in order.") var keys: [String]
             @Option(name: .customLong("approval"), help: "An approval from `approve` (INDEX:SIGNATURE); repeat.")

@@ -16,6 +16,7 @@ struct DockLockCommand: AsyncParsableCommand {
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "Run a command in a new container and wait for it (its stdout and stderr are passed through; "
                 + "the exit status is the container's).",
             discussion: """
@@ -101,7 +102,8 @@ struct DockLockCommand: AsyncParsableCommand {
     }
 
     struct PS: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "ps", abstract: "Running and recently ended containers.")
+        static let configuration = CommandConfiguration(
+            commandName: "ps", abstract: "Running and recently ended containers.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
@@ -121,6 +123,7 @@ struct DockLockCommand: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "logs",
             abstract: "A detached container's stdout and stderr (--follow: as it writes them, until it ends).")
         @OptionGroup var options: CommonOptions
         @Argument var id: String
@@ -160,7 +163,8 @@ struct DockLockCommand: AsyncParsableCommand {
     }
 
     struct Kill: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop a running container (SIGKILL unless --signal).")
+        static let configuration = CommandConfiguration(
+            commandName: "kill", abstract: "Stop a running container (SIGKILL unless --signal).")
         @OptionGroup var options: CommonOptions
         @Argument var id: String
         @Option(name: .customLong("signal")) var signal: Int32?
@@ -176,7 +180,8 @@ struct DockLockCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Forget an ended container and its logs.")
+        static let configuration = CommandConfiguration(
+            commandName: "rm", abstract: "Forget an ended container and its logs.")
         @OptionGroup var options: CommonOptions
         @Argument var id: String
 
@@ -191,10 +196,12 @@ struct DockLockCommand: AsyncParsableCommand {
 
     struct Receipts: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "receipts",
             abstract: "The node's signed execution receipts.", subcommands: [List.self, Show.self])
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Receipts in sequence order.")
+            static let configuration = CommandConfiguration(
+                commandName: "list", abstract: "Receipts in sequence order.")
             @OptionGroup var options: CommonOptions
             @Option(name: .customLong("after"), help: "Start after this sequence number.") var after: UInt64?
             @Option(name: .customLong("limit")) var limit: Int = 100
@@ -217,6 +224,7 @@ struct DockLockCommand: AsyncParsableCommand {
 
         struct Show: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "show",
                 abstract: "One receipt as JSON (by sequence, receipt hash or container id); save it and check it "
                     + "offline with `metanode receipt verify FILE --key KEY`.",
                 discussion: """
@@ -275,6 +283,7 @@ struct DockLockCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Run a --deterministic receipt's execution again on this node and compare.",
             discussion: """
                 Says "reproducible", or which recorded results differ (outcome, stdout, stderr, oomKilled, timedOut, \

@@ -63,6 +63,7 @@ struct DockLockImageCommand: AsyncParsableCommand {
 
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "import",
             abstract: "Import an OCI image layout directory or a `docker save` tarball.",
             discussion: "The tag defaults to the one the image names (RepoTags or the index annotations).")
         @OptionGroup var options: CommonOptions
@@ -86,6 +87,7 @@ struct DockLockImageCommand: AsyncParsableCommand {
 
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "build",
             abstract: "Make a one-layer image from a directory (the same tree always gives the same digest).",
             discussion: "Symlinks are kept; files are owned by root with mtime 0. The image sets only PATH: give a "
                 + "command when you run it.")
@@ -133,7 +135,8 @@ struct DockLockImageCommand: AsyncParsableCommand {
     }
 
     struct Inspect: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "An image's record: digest, tags, layers, config.")
+        static let configuration = CommandConfiguration(
+            commandName: "inspect", abstract: "An image's record: digest, tags, layers, config.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "A tag, a digest or a unique digest prefix.") var reference: String
 

@@ -15,6 +15,7 @@ struct NetCommand: AsyncParsableCommand {
 
     struct Peers: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "peers",
             abstract: "The running node's peers: address, state, round trip, traffic, queue.")
         @OptionGroup var options: CommonOptions
 
@@ -100,6 +101,7 @@ struct NetCommand: AsyncParsableCommand {
 
     struct Genesis: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "genesis",
             abstract: "Use a network's genesis file: its \"peers\" list ({address, key}) joins the configured peers.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Path to the genesis file, or none.") var path: String
@@ -121,6 +123,7 @@ struct NetCommand: AsyncParsableCommand {
 
     struct Listen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "listen",
             abstract: "Set where the node accepts peer connections (host:port), or `none` to only dial out.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "host:port, or none.") var address: String

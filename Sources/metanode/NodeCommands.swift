@@ -12,6 +12,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "init",
             abstract: "Create a data directory: node key (mode 0600), config, trust store.",
             discussion: """
                 With --dev the node trusts the key its bundled plugins were signed with and enables them all.
@@ -60,6 +61,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "start",
             abstract: "Run the node until SIGTERM or SIGINT.",
             discussion: """
                 Starts storage, the bus, the HTTP API and every enabled plugin in dependency order. SIGTERM stops \
@@ -92,6 +94,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     struct Id: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "id",
             abstract: "This node's key: give it to peers (`metanode net add-peer ADDRESS KEY`).")
         @OptionGroup var options: CommonOptions
 
@@ -108,7 +111,8 @@ struct NodeCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Ask the running node how it is.")
+        static let configuration = CommandConfiguration(
+            commandName: "status", abstract: "Ask the running node how it is.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {

@@ -18,7 +18,8 @@ struct PluginCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Installed plugins and their state.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Installed plugins and their state.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
@@ -47,7 +48,7 @@ struct PluginCommand: AsyncParsableCommand {
     }
 
     struct Info: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Everything about one plugin.")
+        static let configuration = CommandConfiguration(commandName: "info", abstract: "Everything about one plugin.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
 
@@ -80,6 +81,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Install: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "install",
             abstract: "Install a plugin package (a directory, .tar or .tar.gz); it starts disabled.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Package directory or archive.") var path: String
@@ -102,6 +104,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Enable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "enable",
             abstract: "Enable a plugin, granting capabilities (default: all it declares). Clears a quarantine.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
@@ -120,7 +123,7 @@ struct PluginCommand: AsyncParsableCommand {
     }
 
     struct Disable: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Disable a plugin.")
+        static let configuration = CommandConfiguration(commandName: "disable", abstract: "Disable a plugin.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
 
@@ -134,7 +137,8 @@ struct PluginCommand: AsyncParsableCommand {
     }
 
     struct Uninstall: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove an installed (disabled) plugin.")
+        static let configuration = CommandConfiguration(
+            commandName: "uninstall", abstract: "Remove an installed (disabled) plugin.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
 
@@ -148,6 +152,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Check a package's signature (against the trust store, or --key) and library hash.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Package directory or archive.") var path: String
@@ -179,6 +184,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Config: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "config",
             abstract: "Show a plugin's config, or set it (validated against the manifest's schema).")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Plugin name.") var name: String
@@ -210,6 +216,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Call: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "call",
             abstract: "Call a function a running plugin exports (through libffi, arguments checked first).",
             discussion: "Integers in decimal or 0x hex; mn_bytes arguments as 0x-prefixed hex or plain text.")
         @OptionGroup var options: CommonOptions
@@ -230,6 +237,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Keygen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "keygen",
             abstract: "Make a publisher signing key pair (minisign format): PATH.key (0600) and PATH.pub.")
         @OptionGroup var options: CommonOptions
         @Option(name: .customLong("out"), help: "Path prefix for the key files.") var out: String
@@ -257,6 +265,7 @@ struct PluginCommand: AsyncParsableCommand {
 
     struct Sign: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "sign",
             abstract: "Pin the library's SHA-256 in a package's manifest and sign the manifest (minisign format).",
             discussion: "Check the result with: minisign -Vm DIR/metanode-plugin.json -p KEY.pub")
         @OptionGroup var options: CommonOptions
@@ -295,7 +304,8 @@ struct TrustCommand: AsyncParsableCommand {
         subcommands: [Add.self, List.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Trust a publisher's public key file.")
+        static let configuration = CommandConfiguration(
+            commandName: "add", abstract: "Trust a publisher's public key file.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Public key file (minisign format).") var keyFile: String
 
@@ -311,7 +321,7 @@ struct TrustCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List trusted keys.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List trusted keys.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
@@ -327,7 +337,7 @@ struct TrustCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop trusting a key.")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Stop trusting a key.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "Key id (from `metanode trust list`).") var keyID: String
 

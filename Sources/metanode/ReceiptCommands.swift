@@ -51,6 +51,7 @@ struct ReceiptCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Check a receipts file's signatures and hash chain against a node's key.",
             discussion: """
                 Needs no node. FILE holds one receipt (a JSON object) or a node's receipts in order (a JSON \

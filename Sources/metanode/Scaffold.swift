@@ -6,6 +6,7 @@ import MetanodeKernel
 /// `metanode plugin new NAME --lang c|swift`: a plugin project that builds, signs and loads unchanged.
 struct New: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "new",
         abstract: "Create a plugin project (C or Swift) that builds, signs and loads as it is.",
         discussion: """
             Then: make -C NAME && metanode plugin sign NAME --key YOUR.key && metanode plugin install NAME \

@@ -165,7 +165,7 @@ struct WalletCommand: AsyncParsableCommand {
     }
 
     struct New: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an account key.")
+        static let configuration = CommandConfiguration(commandName: "new", abstract: "Create an account key.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "The wallet's name (a-z 0-9 - _).") var name: String
         @OptionGroup var passphrase: PassphraseOptions
@@ -184,7 +184,8 @@ struct WalletCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The accounts in this data directory's keystore.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "The accounts in this data directory's keystore.")
         @OptionGroup var options: CommonOptions
 
         func run() async throws {
@@ -218,7 +219,8 @@ struct WalletCommand: AsyncParsableCommand {
     }
 
     struct Balance: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "An account's balances, from the running node.")
+        static let configuration = CommandConfiguration(
+            commandName: "balance", abstract: "An account's balances, from the running node.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "A wallet name or an address.") var account: String
 
@@ -297,6 +299,7 @@ struct WalletCommand: AsyncParsableCommand {
 
     struct Transfer: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "transfer",
             abstract: "Send tokens: metanode wallet transfer FROM TO AMOUNT TOKEN (e.g. dev mn1… 12.5 FLX).",
             discussion: """
                 The fee (FLX) defaults to twice the current base fee: the base fee is burned, the rest goes to \
@@ -350,6 +353,7 @@ struct WalletCommand: AsyncParsableCommand {
 
     struct History: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "history",
             abstract: "An account's payments, newest first (the node's index of finalized blocks).")
         @OptionGroup var options: CommonOptions
         @Argument(help: "A wallet name or an address.") var account: String

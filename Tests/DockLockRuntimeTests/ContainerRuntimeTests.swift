@@ -1,5 +1,5 @@
 import DockLockCore
-import DockLockRuntime
+@testable import DockLockRuntime
 import Foundation
 import MetanodeWire
 import Testing
@@ -210,5 +210,31 @@ struct HostileWorkloadTests {
         let all = ended.withLock { exits }
         #expect(all.count == 3)
         #expect(all.allSatisfy { $0.signal == SIGKILL && !$0.timedOut })
+    }
+
+    /// A stopping plugin leaves no spare cgroup behind; the next container makes spares again.
+    @Test func releaseSparesRemovesThemUntilTheNextStart() throws {
+        let runtime = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-spares-\(getpid())")
+        func waitForSpares() -> [String] {
+            for _ in 0..<500 {
+                let spares = runtime.prestarter.spareDirectories
+                if !spares.isEmpty { return spares }
+                usleep(2000)
+            }
+            return runtime.prestarter.spareDirectories
+        }
+        let spares = waitForSpares()
+        #expect(!spares.isEmpty)
+        runtime.releaseSpares()
+        usleep(50_000)
+        #expect(runtime.prestarter.spareDirectories.isEmpty)
+        #expect(spares.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+
+        let done = DispatchSemaphore(value: 0)
+        let spec = ContainerSpec(id: "spares-\(getpid())", rootfs: BusyboxRoot.path, arguments: ["true"],
+                                 environment: ["PATH=/bin"], hostname: "s")
+        try runtime.start(spec, profile: .dockerDefault) { _ in done.signal() }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(!waitForSpares().isEmpty)
     }
 }

@@ -81,10 +81,11 @@ public final class DockLock: Plugin, @unchecked Sendable {
     public func start() throws { anchor?.start() }
 
     /// Running containers are killed (SIGKILL) so none outlives the node, and their receipts are issued before the
-    /// host calls stop working.
+    /// host calls stop working. The spare cgroups and network namespaces go too.
     public func stop() {
         let left = runtime.killAll(waitMs: 2000)
         if left > 0 { context.log.warn("\(left) container(s) still ending at stop; their receipts are not issued") }
+        runtime.releaseSpares()
     }
 
     // MARK: Running

@@ -84,8 +84,9 @@ public final class ContainerRuntime: @unchecked Sendable {
     public init(stateDirectory: String) throws(DockLockError) {
         cgroups = try CgroupHost.detect()
         seccomp = SeccompCompiler()
-        monitor = try ContainerMonitor()
-        prestarter = Prestarter(cgroups: cgroups)
+        let prestarter = Prestarter(cgroups: cgroups)
+        self.prestarter = prestarter
+        monitor = try ContainerMonitor(retire: { prestarter.retire($0) })
     }
 
     public var running: [String] { monitor.runningIDs }
@@ -252,6 +253,10 @@ public final class ContainerRuntime: @unchecked Sendable {
         while !monitor.runningIDs.isEmpty && Self.monotonicNs() < deadline { usleep(2000) }
         return monitor.runningIDs.count
     }
+
+    /// Removes the spare cgroups and network namespaces made ahead of need, and the cgroups of finished containers
+    /// still waiting for removal. For a plugin stopping, after `killAll`; a later `start` makes spares again.
+    public func releaseSpares() { prestarter.drain() }
 
     static func monotonicNs() -> UInt64 {
         var now = timespec()

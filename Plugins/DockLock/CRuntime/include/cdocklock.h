@@ -30,6 +30,7 @@ static inline int dl_memfd_create(const char *name, unsigned int flags) {
   return (int)syscall(SYS_memfd_create, name, flags);
 }
 static inline int dl_pipe_cloexec(int fds[2]) { return (int)syscall(SYS_pipe2, fds, 02000000 /* O_CLOEXEC */); }
+static inline int dl_gettid(void) { return (int)syscall(SYS_gettid); }
 
 enum {
   DL_NETWORK_NONE = 0,     /* a new network namespace with its loopback left down */
