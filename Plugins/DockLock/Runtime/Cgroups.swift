@@ -123,8 +123,8 @@ public struct CgroupHost: Sendable, Equatable {
                 let unified = unified!
                 let parent = "\(unified)/\(Self.parentName)"
                 try Self.makeDirectory(parent, existingOK: true)
-                try Self.write("\(unified)/cgroup.subtree_control", "+memory +pids +cpu +io")
-                try Self.write("\(parent)/cgroup.subtree_control", "+memory +pids +cpu +io")
+                try Self.enableControllers(in: unified)
+                try Self.enableControllers(in: parent)
                 let directory = "\(parent)/\(name)"
                 try Self.makeDirectory(directory, existingOK: false)
                 created.append(directory)
@@ -138,6 +138,22 @@ public struct CgroupHost: Sendable, Equatable {
         }
     }
 
+    /// v2 hands controllers down through cgroup.subtree_control. The kernel refuses that (EBUSY) in a non-root cgroup
+    /// that has processes of its own: a daemon inside a container whose cgroup namespace root it shares.
+    static func enableControllers(in directory: String) throws(DockLockError) {
+        let path = "\(directory)/cgroup.subtree_control", value = "+memory +pids +cpu +io"
+        switch writeFile(path, value) {
+        case 0: return
+        case EBUSY:
+            throw DockLockError(.unsupported, "cannot enable the memory, pids, cpu and io controllers below "
+                + "\(directory): it holds processes itself, and cgroup v2 lets a cgroup with processes have no "
+                + "controlled children. Start the node in a leaf cgroup (a systemd service, or inside a container "
+                + "first move every process to a child: mkdir \(directory)/init and write each pid to its cgroup.procs)")
+        case let error:
+            throw DockLockError(.system, "cannot write '\(value)' to \(path): \(String(cString: strerror(error)))")
+        }
+    }
+
     static func makeDirectory(_ path: String, existingOK: Bool) throws(DockLockError) {
         if mkdir(path, 0o755) == 0 { return }
         let error = errno
@@ -146,13 +162,21 @@ public struct CgroupHost: Sendable, Equatable {
     }
 
     static func write(_ path: String, _ value: String) throws(DockLockError) {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DockLockError(.system, "cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(value.utf8)
-        guard bytes.withUnsafeBytes({ Foundation.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw DockLockError(.system, "cannot write '\(value)' to \(path): \(String(cString: strerror(errno)))")
+        let error = writeFile(path, value)
+        guard error == 0 else {
+            throw DockLockError(.system, "cannot write '\(value)' to \(path): \(String(cString: strerror(error)))")
         }
+    }
+
+    /// 0, or the errno of the open or the write.
+    static func writeFile(_ path: String, _ value: String) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno }
+        let bytes = Array(value.utf8)
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let error = written == bytes.count ? 0 : (written < 0 ? errno : EIO)
+        close(fd)
+        return error
     }
 }
 
