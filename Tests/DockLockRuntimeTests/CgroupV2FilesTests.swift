@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// The cgroup v2 interface files as DockLock writes and reads them, on a directory laid out like a v2 container
-/// cgroup (this host is hybrid, and its memory controller is held by a v1 hierarchy, so it has no real v2 cgroup with
-/// controllers to run containers in). File names and formats are the kernel's, Documentation/admin-guide/cgroup-v2.rst.
+/// cgroup, so that a host of any layout checks the formats (Documentation/admin-guide/cgroup-v2.rst). Real v2
+/// controllers run in `Tests/vm/cgroup-v2.sh`: this host is hybrid, with its memory controller held by v1.
 @Suite struct CgroupV2FilesTests {
     let directory: String
 
