@@ -133,6 +133,7 @@ struct DockLockCommand: AsyncParsableCommand {
         func run() async throws {
             var offsets = ["stdout": UInt64(0), "stderr": UInt64(0)]
             var collected: [String: [UInt8]] = ["stdout": [], "stderr": []]
+            var truncated: Set<String> = []
             while true {
                 var answer: JSONValue = .null
                 try await Output.run(options) { () throws(MetanodeError) in
@@ -148,6 +149,7 @@ struct DockLockCommand: AsyncParsableCommand {
                         ?? offsets[key]! + UInt64(bytes.count)
                     if options.json { collected[key]! += Array(bytes) } else { handle.write(bytes) }
                 }
+                for key in ["stdout", "stderr"] where answer["\(key)Truncated"]?.boolValue == true { truncated.insert(key) }
                 let running = answer["running"]?.boolValue == true
                 if progressed { continue }  // more may be waiting beyond the chunk just read
                 if !follow || !running { break }
@@ -157,7 +159,13 @@ struct DockLockCommand: AsyncParsableCommand {
                 Output.emit(options, json: .object([
                     "id": .string(id), "stdout": .string(Data(collected["stdout"]!).base64EncodedString()),
                     "stderr": .string(Data(collected["stderr"]!).base64EncodedString()),
+                    "stdoutTruncated": .bool(truncated.contains("stdout")),
+                    "stderrTruncated": .bool(truncated.contains("stderr")),
                 ]), text: "")
+            } else {
+                for key in truncated.sorted() {
+                    FileHandle.standardError.write(Data("metanode: the \(key) log stopped at its size limit; the receipt hashes the whole stream\n".utf8))
+                }
             }
         }
     }

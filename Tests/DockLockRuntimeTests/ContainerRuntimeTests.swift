@@ -212,6 +212,34 @@ struct HostileWorkloadTests {
         #expect(all.allSatisfy { $0.signal == SIGKILL && !$0.timedOut })
     }
 
+    /// A detached container's log files stop at logBytesMax; the stream is still hashed and counted whole.
+    @Test func logFilesStopAtTheirCap() throws {
+        let runtime = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-logcap-\(getpid())")
+        let logs = NSTemporaryDirectory() + "docklock-logcap-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: logs) }
+        var spec = ContainerSpec(id: "logcap-\(getpid())", rootfs: BusyboxRoot.path,
+                                 arguments: ["sh", "-c", "head -c 5000 /dev/zero; head -c 10 /dev/zero >&2"],
+                                 environment: ["PATH=/bin"], hostname: "l")
+        spec.logDirectory = logs
+        spec.logBytesMax = 1000
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var exit: ContainerExit?
+        try runtime.start(spec, profile: .dockerDefault) { result in
+            exit = result
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(exit?.stdout.size == 5000)
+        var whole = Blake2b256Hasher()
+        whole.update([UInt8](repeating: 0, count: 5000))
+        #expect(exit?.stdout.digest == whole.finalize())
+        let attributes = try FileManager.default.attributesOfItem(atPath: "\(logs)/stdout")
+        #expect((attributes[.size] as? NSNumber)?.intValue == 1000)
+        #expect(FileManager.default.fileExists(atPath: "\(logs)/stdout.truncated"))
+        #expect(!FileManager.default.fileExists(atPath: "\(logs)/stderr.truncated")) // 10 bytes: under the cap
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(logs)/stderr")).count == 10)
+    }
+
     /// A stopping plugin leaves no spare cgroup behind; the next container makes spares again.
     @Test func releaseSparesRemovesThemUntilTheNextStart() throws {
         let runtime = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-spares-\(getpid())")

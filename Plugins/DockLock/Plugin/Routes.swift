@@ -109,6 +109,8 @@ extension DockLock {
                     let chunk = Self.readChunk("\(directory)/\(stream)", from: from, bytesMax: Self.logChunkBytesMax)
                     answer[stream] = Data(chunk).base64EncodedString()
                     answer["\(stream)Next"] = from + UInt64(chunk.count)
+                    // The log file stops at ContainerSpec.logBytesMax; the receipt still hashes the whole stream.
+                    answer["\(stream)Truncated"] = FileManager.default.fileExists(atPath: "\(directory)/\(stream).truncated")
                 }
                 return Self.json(answer)
             case ("POST", "kill"):

@@ -20,6 +20,7 @@ struct WatchedContainer {
     var stdin: (digest: [UInt8], size: UInt64)
     var captureBytesMax: Int
     var logDirectory: String?
+    var logBytesMax: UInt64
     var onExit: @Sendable (ContainerExit) -> Void
 }
 
@@ -33,6 +34,8 @@ final class ContainerMonitor: @unchecked Sendable {
         var size: UInt64 = 0
         var captured: [UInt8] = []
         var log: Int32 = -1
+        var logPath: String?
+        var logged: UInt64 = 0
         init(fd: Int32) { self.fd = fd }
     }
 
@@ -138,8 +141,10 @@ final class ContainerMonitor: @unchecked Sendable {
             let entry = Entry(container)
             if let directory = container.logDirectory {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                entry.stdout.log = open("\(directory)/stdout", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-                entry.stderr.log = open("\(directory)/stderr", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                for (stream, name) in [(entry.stdout, "stdout"), (entry.stderr, "stderr")] {
+                    stream.logPath = "\(directory)/\(name)"
+                    stream.log = open(stream.logPath!, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+                }
             }
             for fd in [container.pidfd, container.stdoutFD, container.stderrFD] {
                 entries[fd] = entry
@@ -177,7 +182,16 @@ final class ContainerMonitor: @unchecked Sendable {
                 stream.size += UInt64(n)
                 let room = entry.container.captureBytesMax - stream.captured.count
                 if room > 0 { stream.captured.append(contentsOf: chunk.prefix(room)) }
-                if stream.log >= 0 { _ = Foundation.write(stream.log, chunk.baseAddress, n) }
+                if stream.log >= 0 {
+                    let allowed = Int(min(UInt64(n), entry.container.logBytesMax - stream.logged))
+                    if allowed > 0 { _ = Foundation.write(stream.log, chunk.baseAddress, allowed) }
+                    stream.logged += UInt64(allowed)
+                    if allowed < n { // full: say so beside the file, and stop writing it
+                        close(open(stream.logPath! + ".truncated", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600))
+                        close(stream.log)
+                        stream.log = -1
+                    }
+                }
             }
         } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
             forget(fd)

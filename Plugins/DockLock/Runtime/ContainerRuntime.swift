@@ -26,6 +26,10 @@ public struct ContainerSpec: Sendable {
     public var tmpBytesMax: UInt64 = 64 << 20
     /// stdout and stderr are appended to `<logDirectory>/stdout` and `/stderr` when set.
     public var logDirectory: String?
+    /// Bytes of each stream written to its log file; past it the stream is still hashed and counted, and
+    /// `<logDirectory>/<stream>.truncated` says the file stops short. A container cannot fill the node's disk.
+    public var logBytesMax: UInt64 = ContainerSpec.logBytesMaxDefault
+    public static let logBytesMaxDefault: UInt64 = 64 << 20
     /// At most this much of each stream is kept in memory for the caller; all of it is hashed and logged.
     public var captureBytesMax = 1 << 20
 
@@ -219,7 +223,7 @@ public final class ContainerRuntime: @unchecked Sendable {
             deadlineMs: spec.timeoutMs == 0 ? nil : startedMonotonic / 1_000_000 + spec.timeoutMs, startedAtMs: started,
             startedMonotonicNs: startedMonotonic,
             stdin: (stdinHasher.finalize(), UInt64(spec.stdin.count)), captureBytesMax: spec.captureBytesMax,
-            logDirectory: spec.logDirectory, onExit: onExit))
+            logDirectory: spec.logDirectory, logBytesMax: spec.logBytesMax, onExit: onExit))
     }
 
     /// The directories the container's set-up mounts over must be real directories of the image: created when
