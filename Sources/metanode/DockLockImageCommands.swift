@@ -154,13 +154,17 @@ struct DockLockImageCommand: AsyncParsableCommand {
             commandName: "rm", abstract: "Remove a tag, or an image.",
             discussion: "A tag reference drops that tag, and the image with it when it has no other tag; a digest "
                 + "reference removes the image and all its tags. Its root filesystem and the blobs no other image "
-                + "uses are deleted. Do not remove an image a running container uses.")
+                + "uses are deleted. If the node is running, an image its running containers use is refused "
+                + "unless --force.")
         @OptionGroup var options: CommonOptions
         @Argument(help: "A tag, a digest or a unique digest prefix.") var reference: String
+        @Flag(help: "Delete the image even if running containers use it (their files vanish under them).")
+        var force = false
 
         func run() async throws {
             try await Output.run(options) { () throws(MetanodeError) in
                 let store = DockLockImageCommand.store(options.dataDirectory)
+                if !force { try refuseIfInUse(store) }
                 let removal = try store.run("rm \(reference)") { () throws(DockLockError) in
                     try store.images.remove(reference)
                 }
@@ -169,6 +173,23 @@ struct DockLockImageCommand: AsyncParsableCommand {
                     "untagged": .array(removal.untagged.map(JSONValue.string)),
                     "deleted": removal.deleted.map { .string($0.description) } ?? .null,
                 ]), text: lines.joined(separator: "\n"))
+            }
+        }
+
+        /// The running node's containers that use the image this removal would delete (the store is written here,
+        /// not through the node, so the node is asked). No node running: no container is running either.
+        func refuseIfInUse(_ store: DockLockImageCommand.Store) throws(MetanodeError) {
+            let record = try store.resolve(reference)
+            let tag = try? ImageReference.normalizeTag(reference)
+            let keepsAnotherTag = tag.map { tag in record.tags.contains(tag) && record.tags.count > 1 } ?? false
+            guard !keepsAnotherTag, options.dataDirectory.runningNodeAddress() != nil else { return }
+            let answer = try RunningNode.get(options.dataDirectory, "\(DockLockCommand.apiPrefix)/containers")
+            let using = (answer["containers"]?.arrayValue ?? []).filter {
+                $0["state"]?.stringValue == "running" && $0["image"]?.stringValue == record.digest.description
+            }.compactMap { $0["id"]?.stringValue }
+            guard using.isEmpty else {
+                throw MetanodeError(.denied, "image \(record.digest.short) is in use by running container(s) "
+                    + "\(using.joined(separator: ", ")); kill them first (metanode docklock kill ID), or pass --force")
             }
         }
     }

@@ -67,6 +67,8 @@ struct DockLockTests {
         }
         #expect(logs == "started\n")
         #expect(try cli.fails("docklock", "rm", id).contains("is running"))
+        // The image it runs on cannot be removed under it.
+        #expect(try cli.fails("docklock", "image", "rm", "busybox").contains("in use by running container(s) \(id)"))
         try cli.ok("docklock", "kill", id)
         let killedBy = Date().addingTimeInterval(5)
         while try !cli.ok("docklock", "ps").contains("signal 9"), Date() < killedBy { usleep(20_000) }
