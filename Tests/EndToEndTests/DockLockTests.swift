@@ -25,6 +25,11 @@ struct DockLockTests {
         let cli = node.cli
         let built = try cli.json("docklock", "image", "build", try Self.busyboxTree(in: node.scratch), "--tag", "busybox")
         let digest = try #require(built["digest"]?.stringValue, "\(built)")
+        // The operator's ceilings (plugin config), validated against the manifest's schema.
+        #expect(try cli.fails("plugin", "config", "docklock", #"{"stateDirectory": "x", "ceilings": {"pidsMax": 0}}"#)
+            .contains("pidsMax"))
+        try cli.ok("plugin", "config", "docklock", #"{"stateDirectory": "\#(node.data)/docklock", "ceilings": "#
+            + #"{"memoryBytesMax": 134217728, "pidsMax": 64, "timeoutMsMax": 120000}}"#)
         let process = try node.start()
         defer { _ = process.stop() }
 
@@ -48,6 +53,17 @@ struct DockLockTests {
         #expect(try cli.fails("docklock", "run", "busybox", "--deterministic", "--hostname", "x", "--", "true")
             .contains("--deterministic fixes hostname"))
         #expect(try cli.fails("docklock", "run", "busybox", "--user", "4294967295", "--", "true").contains("below 4294967295"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--memory", "1g", "--", "true")
+            .contains("over this node's ceiling of 134217728 bytes (docklock config ceilings.memoryBytesMax)"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--pids", "65", "--", "true").contains("ceilings.pidsMax"))
+        #expect(try cli.fails("docklock", "run", "busybox", "--timeout", "120001", "--", "true")
+            .contains("ceilings.timeoutMsMax"))
+        // Defaults over a ceiling come down to it (256 MiB and 256 PIDs here): the receipt's profile shows them.
+        let clamped = try cli.json("docklock", "run", "busybox", "--", "/bin/true")
+        let shown = try cli.json("docklock", "receipts", "show", "\(clamped["receipt"]?["sequence"]?.intValue ?? -1)")
+        #expect(shown["profile"]?["memoryBytesMax"]?.intValue == 134_217_728, "\(shown)")
+        #expect(shown["profile"]?["pidsMax"]?.intValue == 64, "\(shown)")
+        #expect(shown["profile"]?["timeoutMs"]?.intValue == 120_000, "\(shown)")
         // A timeout near UInt64.max is refused by name, not a crash of the node.
         let huge = try process.post("/v1/plugins/docklock/run",
                                     #"{"image": "busybox", "command": ["true"], "timeoutMs": 18446744073709551615}"#)
@@ -85,14 +101,14 @@ struct DockLockTests {
         // Receipts: one per execution, chained, signed by the node key, checked with no node involved.
         let list = try cli.json("docklock", "receipts", "list")
         let receipts = try #require(list.arrayValue)
-        #expect(receipts.count == 7, "\(list)")
+        #expect(receipts.count == 8, "\(list)")
         #expect(receipts.allSatisfy { $0["imageDigest"]?.stringValue == digest })
         let key = try #require(try JSONValue.parse(Array(try process.get("/v1/plugins/docklock/node").body))["publicKey"]?
             .stringValue)
         let chainFile = node.scratch.file("chain.json")
         try list.serialized(pretty: true).write(toFile: chainFile, atomically: true, encoding: .utf8)
         let verified = try run(Repo.metanode, ["receipt", "verify", chainFile, "--key", key])
-        #expect(verified.status == 0 && verified.stdout.contains("valid: 7 receipts"), "\(verified)")
+        #expect(verified.status == 0 && verified.stdout.contains("valid: 8 receipts"), "\(verified)")
 
         let one = try cli.ok("docklock", "receipts", "show", "1")
         #expect(one.contains("\"exit\": 7"), "\(one)")

@@ -29,12 +29,14 @@ public final class DockLock: Plugin, @unchecked Sendable {
 
     struct Config: Decodable {
         var stateDirectory: String
+        var ceilings: RunCeilings?
     }
 
     let context: PluginContext
     let runtime: ContainerRuntime
     let images: ImageStore
     let stateDirectory: String
+    let ceilings: RunCeilings
     let nodeKey: [UInt8]
     let containers = ContainerTable()
     /// The receipt chain's head; receipts are issued one at a time under `chainLock` (from the monitor thread).
@@ -61,6 +63,7 @@ public final class DockLock: Plugin, @unchecked Sendable {
                 + "(`metanode node init` sets it to <data dir>/docklock): \(error.message)", function: "on_init")
         }
         stateDirectory = config.stateDirectory
+        ceilings = config.ceilings ?? RunCeilings()
         try? FileManager.default.createDirectory(atPath: "\(stateDirectory)/containers", withIntermediateDirectories: true)
         (runtime, images) = try Self.open(stateDirectory)
         let key = try context.signer.publicKey()
@@ -97,7 +100,11 @@ public final class DockLock: Plugin, @unchecked Sendable {
             throw DockLockError(.invalid, "--deterministic runs name the image by digest (\(image.digest)), not '\(request.image)', "
                 + "so the run can be repeated exactly")
         }
-        let plan = try RunPlan(request: request, image: image, rootfs: images.rootfsPath(of: image))
+        let plan = try RunPlan(request: request, image: image, rootfs: images.rootfsPath(of: image), ceilings: ceilings)
+        if let most = ceilings.runningMax, runtime.running.count >= most {
+            throw DockLockError(.limit, "\(runtime.running.count) containers are running, this node's ceiling "
+                + "(docklock config ceilings.runningMax); wait for one to end")
+        }
         let id = Self.newContainerID()
         var spec = plan.spec(id: id)
         if request.isDetached { spec.logDirectory = "\(stateDirectory)/containers/\(id)" }

@@ -75,7 +75,9 @@ struct RunPlan: Sendable {
                          readOnlyRoot: true, deterministic: deterministic, timeoutMs: timeoutMs)
     }
 
-    init(request: RunRequest, image: ImageRecord, rootfs: String) throws(DockLockError) {
+    init(request: RunRequest, image: ImageRecord, rootfs: String, ceilings: RunCeilings = .init())
+        throws(DockLockError)
+    {
         imageDigest = image.digest.description
         self.rootfs = rootfs
         deterministic = request.isDeterministic
@@ -107,6 +109,9 @@ struct RunPlan: Sendable {
             gid = 0
             network = .none
             limits = Self.deterministicLimits
+            if let over = ceilings.exceeded(by: limits) {
+                throw DockLockError(.limit, "--deterministic runs use fixed limits, and \(over)")
+            }
         } else {
             environment = Self.merge(image.config.env.isEmpty ? [Self.deterministicEnvironment[0]] : image.config.env, extra)
             hostname = request.hostname ?? "docklock"
@@ -116,7 +121,8 @@ struct RunPlan: Sendable {
             case "loopback": network = .loopback
             case let other: throw DockLockError(.invalid, "network '\(other)' is not one of: none, loopback")
             }
-            var limits = ResourceLimits.defaults
+            // Defaults above a ceiling come down to it; what a request asks for above one is refused.
+            var limits = ceilings.clamped(ResourceLimits.defaults)
             if let value = request.memoryBytes {
                 guard value >= Self.memoryBytesMin else {
                     throw DockLockError(.invalid, "memory limit \(value) bytes is below the minimum \(Self.memoryBytesMin)")
@@ -133,6 +139,7 @@ struct RunPlan: Sendable {
                 guard value >= Self.pidsMin else { throw DockLockError(.invalid, "the PID limit must be at least 1") }
                 limits.pidsMax = value
             }
+            if let over = ceilings.exceeded(by: limits) { throw DockLockError(.limit, over) }
             self.limits = limits
         }
         guard environment.count <= Self.environmentMax else {
@@ -148,6 +155,13 @@ struct RunPlan: Sendable {
         timeoutMs = request.timeoutMs ?? 0
         guard timeoutMs <= Self.timeoutMsMax else {
             throw DockLockError(.invalid, "timeout \(timeoutMs) ms is over the maximum \(Self.timeoutMsMax) ms (one day)")
+        }
+        if let ceiling = ceilings.timeoutMsMax {
+            guard timeoutMs <= ceiling else {
+                throw DockLockError(.limit, "timeout \(timeoutMs) ms is over this node's ceiling of \(ceiling) ms "
+                    + "(docklock config ceilings.timeoutMsMax)")
+            }
+            if timeoutMs == 0 { timeoutMs = ceiling } // no run outlives the operator's ceiling
         }
         if let text = request.stdin {
             guard let data = Data(base64Encoded: text) else { throw DockLockError(.invalid, "stdin is not valid base64") }
@@ -258,4 +272,39 @@ struct RunOutcomeDocument: Encodable {
     var receipt: ReceiptReference?
     var receiptError: String?
 
+}
+
+/// What the operator lets one container have at most: the plugin config's "ceilings". Nil is no ceiling beyond
+/// DockLock's own limits.
+struct RunCeilings: Decodable, Equatable {
+    var memoryBytesMax: UInt64?
+    var cpuMillicoresMax: UInt32?
+    var pidsMax: UInt32?
+    var timeoutMsMax: UInt64?
+    var runningMax: Int?
+
+    /// `limits` with each value brought down to its ceiling.
+    func clamped(_ limits: ResourceLimits) -> ResourceLimits {
+        var clamped = limits
+        if let ceiling = memoryBytesMax { clamped.memoryBytesMax = min(limits.memoryBytesMax, ceiling) }
+        if let ceiling = cpuMillicoresMax { clamped.cpuMillicores = min(limits.cpuMillicores, ceiling) }
+        if let ceiling = pidsMax { clamped.pidsMax = min(limits.pidsMax, ceiling) }
+        return clamped
+    }
+
+    /// Which limit is over its ceiling, said for an error, or nil.
+    func exceeded(by limits: ResourceLimits) -> String? {
+        if let ceiling = memoryBytesMax, limits.memoryBytesMax > ceiling {
+            return "memory limit \(limits.memoryBytesMax) bytes is over this node's ceiling of \(ceiling) bytes "
+                + "(docklock config ceilings.memoryBytesMax)"
+        }
+        if let ceiling = cpuMillicoresMax, limits.cpuMillicores > ceiling {
+            return "cpu \(limits.cpuMillicores) millicores is over this node's ceiling of \(ceiling) "
+                + "(docklock config ceilings.cpuMillicoresMax)"
+        }
+        if let ceiling = pidsMax, limits.pidsMax > ceiling {
+            return "PID limit \(limits.pidsMax) is over this node's ceiling of \(ceiling) (docklock config ceilings.pidsMax)"
+        }
+        return nil
+    }
 }
