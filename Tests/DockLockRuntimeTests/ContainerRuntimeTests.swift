@@ -127,6 +127,14 @@ struct ContainerRuntimeTests {
         #expect(Self.text(lo.stdout).contains("UP"))
     }
 
+    /// The child is unkillable by the OOM killer only while it shares the daemon's memory; the container gets the
+    /// daemon's value back, and its root (without CAP_SYS_RESOURCE) cannot lower it.
+    @Test func theContainerHasTheDaemonsOOMScoreAndCannotLowerIt() throws {
+        let mine = try String(contentsOfFile: "/proc/self/oom_score_adj", encoding: .utf8)
+        let exit = try Self.run(["sh", "-c", "cat /proc/self/oom_score_adj; echo -1000 > /proc/self/oom_score_adj && echo lowered"])
+        #expect(String(decoding: exit.stdout.captured, as: UTF8.self) == mine, "\(exit)")
+    }
+
     @Test func aForkBombStopsAtThePidLimit() throws {
         let limits = ResourceLimits(memoryBytesMax: 128 << 20, cpuMillicores: 1000, pidsMax: 32)
         let exit = try Self.run(["sh", "-c", "for i in $(seq 1 200); do sleep 5 & done 2>/dev/null; echo started"],

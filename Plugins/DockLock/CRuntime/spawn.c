@@ -40,6 +40,7 @@
 
 enum {
   STEP_NONE = 0,
+  STEP_OOM_SCORE,
   STEP_CGROUP,
   STEP_NETNS,
   STEP_PRIVATE,
@@ -65,6 +66,7 @@ enum {
 
 static const char *step_name(int step) {
   switch (step) {
+  case STEP_OOM_SCORE: return "set the OOM score adjustment";
   case STEP_CGROUP: return "join the container's cgroups";
   case STEP_NETNS: return "join the container's network namespace";
   case STEP_PRIVATE: return "make the mount tree private";
@@ -139,6 +141,20 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
     (void)sigaction(sig, &dfl, NULL); // SIGKILL, SIGSTOP and glibc's internal signals refuse; that is fine
   }
   (void)setsid();
+  // Until execve the child shares the daemon's memory, and the OOM killer kills every process sharing a victim's
+  // memory: chosen while still setting up (in its cgroup, with the daemon's RSS counted as its own), it would take the
+  // daemon with it. So it is made unchoosable until it has its own memory, and the inherited value is restored before
+  // the capabilities go (a value set with CAP_SYS_RESOURCE is also the lowest the container may set later). CLONE_VFORK
+  // keeps this to the child: the kernel does not spread a vfork child's value to the mm's other users. Without
+  // CAP_SYS_RESOURCE (some sandboxes drop it) this is skipped; the set-up's kernel allocations charged to the
+  // container's cgroup are a few hundred KiB, far below the 4 MiB minimum memory limit.
+  char oom_saved[16];
+  ssize_t oom_saved_length = -1;
+  int oom_fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+  if (oom_fd >= 0) {
+    oom_saved_length = read(oom_fd, oom_saved, sizeof oom_saved);
+    if (oom_saved_length > 0 && pwrite(oom_fd, "-1000", 5, 0) < 0) oom_saved_length = -1; // nothing to restore
+  }
   for (size_t i = 0; i < c->cgroup_procs_fd_count; i++) {
     CHECK(write(c->cgroup_procs_fds[i], "0", 1), STEP_CGROUP); // "0" moves the writing process
   }
@@ -214,6 +230,12 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
     CHECK(ioctl(s, SIOCSIFFLAGS, &ifr), STEP_LOOPBACK);
     close(s);
   }
+
+  // The set-up's allocations are done: back to the inherited OOM score, while CAP_SYS_RESOURCE is still held.
+  if (oom_saved_length > 0) {
+    CHECK(pwrite(oom_fd, oom_saved, (size_t)oom_saved_length, 0), STEP_OOM_SCORE);
+  }
+  if (oom_fd >= 0) close(oom_fd);
 
   CHECK(dup2(c->stdin_fd, 0), STEP_STDIO);
   CHECK(dup2(c->stdout_fd, 1), STEP_STDIO);
