@@ -177,13 +177,19 @@ struct DockLockImageCommand: AsyncParsableCommand {
         }
 
         /// The running node's containers that use the image this removal would delete (the store is written here,
-        /// not through the node, so the node is asked). No node running: no container is running either.
+        /// not through the node, so the node is asked). No node running: no container is running either. A container
+        /// starting between this check and the removal is not caught.
         func refuseIfInUse(_ store: DockLockImageCommand.Store) throws(MetanodeError) {
             let record = try store.resolve(reference)
             let tag = try? ImageReference.normalizeTag(reference)
             let keepsAnotherTag = tag.map { tag in record.tags.contains(tag) && record.tags.count > 1 } ?? false
             guard !keepsAnotherTag, options.dataDirectory.runningNodeAddress() != nil else { return }
-            let answer = try RunningNode.get(options.dataDirectory, "\(DockLockCommand.apiPrefix)/containers")
+            let answer: JSONValue
+            do {
+                answer = try RunningNode.get(options.dataDirectory, "\(DockLockCommand.apiPrefix)/containers")
+            } catch where error.code == .io || error.code == .notFound {
+                return // no node answering (left its address file behind when it crashed), or no DockLock in it
+            }
             let using = (answer["containers"]?.arrayValue ?? []).filter {
                 $0["state"]?.stringValue == "running" && $0["image"]?.stringValue == record.digest.description
             }.compactMap { $0["id"]?.stringValue }

@@ -1,3 +1,4 @@
+import CDockLock
 import DockLockCore
 @testable import DockLockRuntime
 import Foundation
@@ -95,6 +96,9 @@ struct ContainerRuntimeTests {
         #expect(output.contains("uid=1000 gid=1000"), "\(output)")
         #expect(output.contains("CapEff:\t0000000000000000"), "\(output)")
         #expect(output.contains("shm"), "\(output)")
+        // The child changed its ids while sharing this process's memory, which the kernel marks non-dumpable; the
+        // runtime puts it back (core dumps and /proc ownership of the daemon depend on it).
+        #expect(dl_get_dumpable() == 1)
     }
 
     @Test func noFileOfTheDaemonReachesTheContainer() throws {

@@ -27,11 +27,8 @@ int dl_seccomp_compile(const dl_seccomp_rule *rules, size_t rule_count, uint32_t
   // rules a call is decided in about 10 comparisons instead of up to several hundred, both while the container runs
   // and when the kernel installs the filter (seccomp_cache_prepare evaluates it for every system call number, with
   // interrupts off: 0.25 ms per container with the linear list).
-  rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-  if (rc < 0) {
-    seccomp_release(ctx);
-    return fail(error_text, error_text_capacity, "seccomp_attr_set(CTL_OPTIMIZE)", rc);
-  }
+  // Best effort: libseccomp before 2.5 lacks the attribute and builds the linear list, which is correct, only slower.
+  (void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
   for (size_t i = 0; i < rule_count; i++) {
     const dl_seccomp_rule *rule = &rules[i];
     int number = seccomp_syscall_resolve_name(rule->syscall);

@@ -19,6 +19,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
+#include <pthread.h>
 #include <sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -134,11 +135,10 @@ static size_t text_length(const char *s) {
 // The child's side: everything from the first instruction after clone to execve. Never returns.
 static void run_child(const dl_spawn_config *c, int report_fd) {
   // Handlers copied from the parent must not run in the child; the mask stays full until just before execve.
+  // The raw call: glibc's sigaction refuses its own internal signals (32, 33), whose handlers would stay installed.
+  struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; } dfl = {SIG_DFL, 0, NULL, 0};
   for (int sig = 1; sig < 65; sig++) {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    (void)sigaction(sig, &dfl, NULL); // SIGKILL, SIGSTOP and glibc's internal signals refuse; that is fine
+    (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t)); // SIGKILL and SIGSTOP refuse; that is fine
   }
   (void)setsid();
   // Until execve the child shares the daemon's memory, and the OOM killer kills every process sharing a victim's
@@ -319,7 +319,22 @@ static int child_main(void *argument) {
 
 // The child's stack: path[4096] and a few frames, with a guard page below it. mmap'd per start, since concurrent
 // starts each need one; the calling thread unmaps it once it wakes, when the child has left the shared memory.
-enum { CHILD_STACK_SIZE = 64 * 1024, GUARD_SIZE = 4096 };
+enum { CHILD_STACK_SIZE = 64 * 1024 };
+
+// Whether the daemon's memory may be dumped, as it was when the library loaded. A child changing its uid or gid calls
+// commit_creds, which marks its mm non-dumpable; with CLONE_VM that mm is the daemon's, so dl_spawn puts it back —
+// but only when no other child shares it: a child that is already another uid must not find the daemon's memory
+// dumpable (ptrace by that uid). Spawns hold the lock shared while their child lives; putting it back takes it
+// exclusively, without waiting: the last spawn to finish does it.
+static int daemon_dumpable = -1;
+static pthread_rwlock_t children_sharing_memory = PTHREAD_RWLOCK_INITIALIZER;
+__attribute__((constructor)) static void remember_dumpable(void) { daemon_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }
+
+static void restore_dumpable(void) {
+  if (daemon_dumpable != 1 || pthread_rwlock_trywrlock(&children_sharing_memory) != 0) return;
+  (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+  pthread_rwlock_unlock(&children_sharing_memory);
+}
 
 int dl_spawn(const dl_spawn_config *c, dl_spawn_result *result) {
   memset(result, 0, sizeof *result);
@@ -330,16 +345,18 @@ int dl_spawn(const dl_spawn_config *c, dl_spawn_result *result) {
     snprintf(result->error_text, sizeof result->error_text, "pipe2: %s", strerror(errno));
     return -1;
   }
-  char *stack = mmap(NULL, CHILD_STACK_SIZE + GUARD_SIZE, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) {
+  // Whole pages (64 KiB on some arm64 and ppc64 kernels): a 4 KiB guard would take the stack's first page with it.
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t stack_size = (CHILD_STACK_SIZE + page - 1) / page * page, mapped = stack_size + page;
+  char *stack = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED || mprotect(stack, page, PROT_NONE) < 0) {
     result->failed_errno = errno;
     snprintf(result->error_text, sizeof result->error_text, "mmap the child's stack: %s", strerror(errno));
+    if (stack != MAP_FAILED) munmap(stack, mapped);
     close(pipe_fds[0]);
     close(pipe_fds[1]);
     return -1;
   }
-  (void)mprotect(stack, GUARD_SIZE, PROT_NONE);
 
   // Every signal blocked, glibc's internal ones too (pthread_sigmask would leave those open): the raw system call.
   uint64_t all = ~0ull, old = 0;
@@ -349,10 +366,13 @@ int dl_spawn(const dl_spawn_config *c, dl_spawn_result *result) {
   if (c->netns_fd < 0) flags |= CLONE_NEWNET;
   struct child_start start = {c, pipe_fds[1], pipe_fds[0]};
   int pidfd = -1; // clone(2) stores the pidfd through parent_tid when CLONE_PIDFD is set
-  int pid = clone(child_main, stack + CHILD_STACK_SIZE + GUARD_SIZE, flags, &start, &pidfd);
+  pthread_rwlock_rdlock(&children_sharing_memory);
+  int pid = clone(child_main, stack + mapped, flags, &start, &pidfd);
   int clone_errno = errno;
+  pthread_rwlock_unlock(&children_sharing_memory);
+  restore_dumpable();
   (void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, sizeof(uint64_t));
-  munmap(stack, CHILD_STACK_SIZE + GUARD_SIZE);
+  munmap(stack, mapped);
   close(pipe_fds[1]);
   if (pid < 0) {
     close(pipe_fds[0]);

@@ -101,8 +101,9 @@ public final class DockLock: Plugin, @unchecked Sendable {
                 + "so the run can be repeated exactly")
         }
         let plan = try RunPlan(request: request, image: image, rootfs: images.rootfsPath(of: image), ceilings: ceilings)
+        // Check and start are one step: every start runs on the plugin's executor thread, one hook at a time.
         if let most = ceilings.runningMax, runtime.running.count >= most {
-            throw DockLockError(.limit, "\(runtime.running.count) containers are running, this node's ceiling "
+            throw DockLockError(.limit, "\(most) containers are running, this node's ceiling "
                 + "(docklock config ceilings.runningMax); wait for one to end")
         }
         let id = Self.newContainerID()

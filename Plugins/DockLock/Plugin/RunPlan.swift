@@ -161,7 +161,15 @@ struct RunPlan: Sendable {
                 throw DockLockError(.limit, "timeout \(timeoutMs) ms is over this node's ceiling of \(ceiling) ms "
                     + "(docklock config ceilings.timeoutMsMax)")
             }
-            if timeoutMs == 0 { timeoutMs = ceiling } // no run outlives the operator's ceiling
+            if timeoutMs == 0 {
+                // A deterministic profile may not depend on the node's config: such a run names its timeout.
+                guard !deterministic else {
+                    throw DockLockError(.limit, "--deterministic runs on this node need --timeout (at most \(ceiling) "
+                        + "ms, docklock config ceilings.timeoutMsMax), so that the receipt does not depend on the "
+                        + "node's config")
+                }
+                timeoutMs = ceiling // no run outlives the operator's ceiling
+            }
         }
         if let text = request.stdin {
             guard let data = Data(base64Encoded: text) else { throw DockLockError(.invalid, "stdin is not valid base64") }

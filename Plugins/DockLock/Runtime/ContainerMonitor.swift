@@ -218,11 +218,12 @@ final class ContainerMonitor: @unchecked Sendable {
             oomKilled: usage.oomKilled, usage: usage, stdin: container.stdin, stdout: captured(entry.stdout),
             stderr: captured(entry.stderr), startedAtMs: container.startedAtMs,
             endedAtMs: container.startedAtMs + (ContainerRuntime.monotonicNs() - container.startedMonotonicNs) / 1_000_000))
+        // Removed elsewhere: rmdir takes the cgroup lock for ~0.15 ms, and the thread woken to send the answer
+        // would wait for this one otherwise. Queued before the container stops counting as running, so the plugin's
+        // stop (killAll, then releaseSpares) finds it queued and removes it.
+        retire(container.cgroup)
         // Only now is it no longer running: `killAll` waits for this, so receipts are out before a plugin stops.
         lock.withLock { ids[container.id] = nil }
-        // Removed elsewhere: rmdir takes the cgroup lock for ~0.15 ms, and the thread woken to send the answer
-        // would wait for this one otherwise.
-        retire(container.cgroup)
     }
 
     private func nextTimeoutMs() -> Int32 {

@@ -91,6 +91,7 @@ public final class ContainerRuntime: @unchecked Sendable {
         let prestarter = Prestarter(cgroups: cgroups)
         self.prestarter = prestarter
         monitor = try ContainerMonitor(retire: { prestarter.retire($0) })
+        prestarter.start()
     }
 
     public var running: [String] { monitor.runningIDs }

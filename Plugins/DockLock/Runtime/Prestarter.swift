@@ -9,9 +9,10 @@ import Synchronization
 /// used once; none is shared between containers. When none is ready (a burst), the container makes its own, as it
 /// would without this. It also removes finished containers' cgroups (`retire`).
 ///
-/// The thread runs at nice 19: it works while the containers' own start and exit wait for nothing, and yields the CPU
-/// the moment one of them needs it. At normal priority, refilling a slot right after a start competed with that
-/// container's set-up for the CPU.
+/// The thread runs at nice 5: a container's own start and exit win the CPU from it (at normal priority, refilling a
+/// slot right after a start competed with that container's set-up), yet it keeps a fair share under load, because it
+/// holds kernel locks the containers also take (rtnl and the netns lock while making a namespace, the cgroup mutex in
+/// mkdir and rmdir), and a holder starved at nice 19 would stall them.
 final class Prestarter: @unchecked Sendable {
     struct Slot {
         var netnsFD: Int32
@@ -20,6 +21,7 @@ final class Prestarter: @unchecked Sendable {
 
     /// Ready slots kept: enough for a sequential caller and a short burst, few enough that idle nodes hold little.
     static let slotsMax = 4
+    static let niceness: Int32 = 5
     /// Finished cgroups waiting past this many are removed by the caller of `retire` itself: at nice 19 under
     /// sustained load this thread may fall behind, and the directories must not pile up.
     static let retiredMax = 64
@@ -29,13 +31,16 @@ final class Prestarter: @unchecked Sendable {
     private var retired: [ContainerCgroup] = []
     /// Spare names are p<pid>-<n>, n unique in the process (tests run several runtimes in one).
     private static let counter = Atomic<Int>(0)
-    private var failing = false
     /// Set by `drain` (the plugin stopping): no slots are made until a container asks for one again.
     private var paused = false
 
     init(cgroups: CgroupHost) {
         self.cgroups = cgroups
         Self.removeStale(cgroups)
+    }
+
+    /// Starts the thread. Separate from init, so that nothing is left running when the runtime's later set-up fails.
+    func start() {
         // The thread keeps its object alive: both live until the process exits (the node never unloads a plugin).
         let thread = Thread { [self] in self.loop() }
         thread.name = "docklock-prestart"
@@ -123,7 +128,7 @@ final class Prestarter: @unchecked Sendable {
     var spareDirectories: [String] { condition.withLock { ready.flatMap(\.cgroup.directories) } }
 
     private func loop() {
-        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(dl_gettid()), 19) // this thread only (Linux)
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(dl_gettid()), Self.niceness) // this thread only
         while true {
             condition.lock()
             while (ready.count >= Self.slotsMax || paused) && retired.isEmpty { condition.wait() }
@@ -148,13 +153,11 @@ final class Prestarter: @unchecked Sendable {
                 cgroup?.remove()
             } else if fd >= 0, let cgroup {
                 ready.append(Slot(netnsFD: fd, cgroup: cgroup))
-                failing = false
                 condition.unlock()
             } else {
                 if fd >= 0 { close(fd) }
                 cgroup?.remove()
                 // The container path reports the real error; back off instead of spinning.
-                failing = true
                 condition.unlock()
                 usleep(200_000)
             }

@@ -31,6 +31,8 @@ static inline int dl_memfd_create(const char *name, unsigned int flags) {
 }
 static inline int dl_pipe_cloexec(int fds[2]) { return (int)syscall(SYS_pipe2, fds, 02000000 /* O_CLOEXEC */); }
 static inline int dl_gettid(void) { return (int)syscall(SYS_gettid); }
+/* PR_GET_DUMPABLE (3): whether this process's memory may be dumped. prctl is variadic, which Swift cannot call. */
+static inline int dl_get_dumpable(void) { return (int)syscall(SYS_prctl, 3, 0, 0, 0, 0); }
 
 enum {
   DL_NETWORK_NONE = 0,     /* a new network namespace with its loopback left down */
