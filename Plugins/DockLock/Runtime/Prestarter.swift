@@ -22,7 +22,7 @@ final class Prestarter: @unchecked Sendable {
     /// Ready slots kept: enough for a sequential caller and a short burst, few enough that idle nodes hold little.
     static let slotsMax = 4
     static let niceness: Int32 = 5
-    /// Finished cgroups waiting past this many are removed by the caller of `retire` itself: at nice 19 under
+    /// Finished cgroups waiting past this many are removed by the caller of `retire` itself: at low priority under
     /// sustained load this thread may fall behind, and the directories must not pile up.
     static let retiredMax = 64
     private let cgroups: CgroupHost
