@@ -109,6 +109,16 @@ static const struct device_node devices[] = {
     {"dev/random", 1, 8}, {"dev/urandom", 1, 9}, {"dev/tty", 5, 0},
 };
 
+// Whether this process holds CAP_SYS_RESOURCE, needed to lower oom_score_adj (run_child); read once at load, so that
+// a node without it (some sandboxes drop it) does not try, and fail, for every container.
+static int can_lower_oom_score = 0;
+__attribute__((constructor)) static void check_sys_resource(void) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capget, &header, data) == 0) can_lower_oom_score = (data[0].effective >> CAP_SYS_RESOURCE) & 1;
+}
+
 struct child_report {
   int step;
   int error;
@@ -146,11 +156,11 @@ static void run_child(const dl_spawn_config *c, int report_fd) {
   // daemon with it. So it is made unchoosable until it has its own memory, and the inherited value is restored before
   // the capabilities go (a value set with CAP_SYS_RESOURCE is also the lowest the container may set later). CLONE_VFORK
   // keeps this to the child: the kernel does not spread a vfork child's value to the mm's other users. Without
-  // CAP_SYS_RESOURCE (some sandboxes drop it) this is skipped; the set-up's kernel allocations charged to the
+  // CAP_SYS_RESOURCE (can_lower_oom_score) this is skipped; the set-up's kernel allocations charged to the
   // container's cgroup are a few hundred KiB, far below the 4 MiB minimum memory limit.
   char oom_saved[16];
   ssize_t oom_saved_length = -1;
-  int oom_fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+  int oom_fd = can_lower_oom_score ? open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC) : -1;
   if (oom_fd >= 0) {
     oom_saved_length = read(oom_fd, oom_saved, sizeof oom_saved);
     if (oom_saved_length > 0 && pwrite(oom_fd, "-1000", 5, 0) < 0) oom_saved_length = -1; // nothing to restore

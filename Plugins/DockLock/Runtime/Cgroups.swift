@@ -142,6 +142,11 @@ public struct CgroupHost: Sendable, Equatable {
     /// that has processes of its own: a daemon inside a container whose cgroup namespace root it shares.
     static func enableControllers(in directory: String) throws(DockLockError) {
         let path = "\(directory)/cgroup.subtree_control", value = "+memory +pids +cpu +io"
+        // Already on (every container after the first): no write, which would take the cgroup lock.
+        if let enabled = try? String(contentsOfFile: path, encoding: .utf8) {
+            let names = Set(enabled.split(whereSeparator: \.isWhitespace))
+            if ["memory", "pids", "cpu", "io"].allSatisfy({ names.contains(Substring($0)) }) { return }
+        }
         switch writeFile(path, value) {
         case 0: return
         case EBUSY:
