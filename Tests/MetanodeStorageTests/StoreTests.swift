@@ -124,6 +124,33 @@ struct BatchTests {
         }
     }
 
+    /// The batch reaches RocksDB sorted by key; operations on one key must keep their order, so the last one wins
+    /// as it would unsorted.
+    @Test func theLastOperationOnAKeyWinsThoughTheBatchIsSorted() async throws {
+        try await withTemporaryStore { (store) throws in
+            try store.put(bytes("gone"), bytes("x"))
+            let batch = WriteBatch()
+            batch.put(bytes("z"), bytes("1"))
+            batch.delete(bytes("z"))
+            batch.delete(bytes("gone"))
+            batch.put(bytes("gone"), bytes("back"))
+            for round in 0..<5 { batch.put(bytes("k"), bytes("\(round)")) }
+            batch.put(bytes("ka"), bytes("longer key"))
+            batch.put(bytes("a"), [])
+            batch.delete(bytes("k"))
+            batch.put(bytes("k"), bytes("last"))
+            try store.write(batch)
+            #expect(try store.get(bytes("z")) == nil)
+            #expect(try store.get(bytes("gone")) == bytes("back"))
+            #expect(try store.get(bytes("k")) == bytes("last"))
+            #expect(try store.get(bytes("ka")) == bytes("longer key"))
+            #expect(try store.get(bytes("a")) == [])
+            var keys: [[UInt8]] = []
+            try store.scan(prefix: [UInt8]()) { key, _ in keys.append(Array(key)); return true }
+            #expect(keys == ["a", "gone", "k", "ka"].map(bytes))
+        }
+    }
+
     @Test func aBatchDroppedWithoutWriteChangesNothing() async throws {
         try await withTemporaryStore { (store) throws in
             do {

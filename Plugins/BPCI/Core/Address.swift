@@ -9,6 +9,10 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public let bytes: [UInt8]
 
+    /// All 20 bytes at once (an array's own hash feeds them one by one); accounts key the bank's and the history
+    /// index's dictionaries.
+    public func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
         self.bytes = bytes

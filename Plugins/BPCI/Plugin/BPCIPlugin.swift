@@ -29,6 +29,10 @@ public final class BPCI: Plugin {
     let indexed: Counter
     /// History entries per kv batch (each also updates a count): well under MN_KV_BATCH_OPS_MAX.
     static let entriesPerBatchMax = 20_000
+    /// Accounts' entry counts as stored, so an account active in block after block is not read from kv each time.
+    /// Only this plugin writes them, and only after a batch commits does the cache take the new values.
+    private var historyCounts: [Address: UInt64] = [:]
+    static let cachedHistoryCountsMax = 1 << 17
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -123,6 +127,11 @@ public final class BPCI: Plugin {
         }
     }
 
+    private func historyCount(_ address: Address) throws(PluginError) -> UInt64 {
+        if let count = historyCounts[address] { return count }
+        return try context.kv.get(HistoryIndex.countKey(address)).flatMap(StoredU64.decode) ?? 0
+    }
+
     /// Adds one block's payments to the index, in kv batches of at most `entriesPerBatchMax` entries; the last also
     /// moves `nextHeight` past the block. Each batch stores its cursor, so a restart resumes where it stopped.
     private func index(_ block: BlockEvents) {
@@ -133,7 +142,7 @@ public final class BPCI: Plugin {
                 let chunk = entries[done..<min(done + Self.entriesPerBatchMax, entries.count)]
                 var counts: [Address: UInt64] = [:]
                 for (address, _) in chunk where counts[address] == nil {
-                    counts[address] = try context.kv.get(HistoryIndex.countKey(address)).flatMap(StoredU64.decode) ?? 0
+                    counts[address] = try historyCount(address)
                 }
                 let last = chunk.endIndex == entries.count
                 try context.kv.batch { batch in
@@ -152,6 +161,10 @@ public final class BPCI: Plugin {
                         try batch.put(HistoryIndex.storedEntriesKey, StoredU64.encode(UInt64(chunk.endIndex)))
                     }
                 }
+                if historyCounts.count + counts.count > Self.cachedHistoryCountsMax {
+                    historyCounts.removeAll(keepingCapacity: true)
+                }
+                historyCounts.merge(counts) { $1 }
                 done = chunk.endIndex
                 storedEntries = last ? 0 : UInt64(done)
             } while done < entries.count

@@ -303,7 +303,7 @@ public final class BPI: Plugin {
             return
         }
         walCount = 0
-        ledger.committedChanged()
+        ledger.committed(writes: effects.writes)
         for piece in block.evidence { pendingEvidence[piece.stateKey] = nil }
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
@@ -422,7 +422,7 @@ public final class BPI: Plugin {
                           let finalized = try? store.block(at: height) {
                 let ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
                 let results = ids.map { id in
-                    ((try? store.result(ofTransaction: id)) ?? nil) ?? TransactionResult(status: 0, reason: "", events: [])
+                    ((try? store.finalTransaction(id)) ?? nil)?.result ?? TransactionResult(status: 0, reason: "", events: [])
                 }
                 let events = Self.blockEvents(finalized, ids: ids, results: results).events
                 for part in BlockEvents.parts(height: height, events: events, from: min(first, events.count)) {

@@ -58,10 +58,9 @@ extension BPI {
 
     /// Where transaction `id` is: final (with its result), waiting in this node's mempool, or unknown.
     func transactionStatus(_ id: [UInt8]) -> TxStatus {
-        if let (height, index) = (try? store.location(ofTransaction: id)) ?? nil {
-            let result = (try? store.result(ofTransaction: id)) ?? nil
-            return .final(height: height, index: UInt32(index), status: result?.status ?? 0,
-                          reason: result?.reason ?? "")
+        if let final = (try? store.finalTransaction(id)) ?? nil {
+            return .final(height: final.height, index: UInt32(final.index), status: final.result?.status ?? 0,
+                          reason: final.result?.reason ?? "")
         }
         return mempool.contains(id: id) ? .waiting : .unknown
     }

@@ -6,11 +6,12 @@ import MetanodeWire
 ///
 ///     b <height>          finalized block (block + certificate)
 ///     h <hash>            height of the block with that hash
-///     t <txid>            u64 height, u32 index of a finalized transaction
+///     t <txid>            u64 height, u32 index of a finalized transaction, then its result (TransactionResult
+///                         encoding): one key per transaction, written with the block
 ///     n <sender>          the sender's next nonce (u64)
 ///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
 ///     s <module>/<key>    a module's committed state value
-///     r <txid>            a finalized transaction's result (TransactionResult encoding)
+///     r <txid>            a transaction's result, in stores written before results moved into t <txid>
 ///     v <from height>     the validator set in force from that height on (written when a change is finalized)
 ///     tip                 u64 height of the last finalized block
 struct ChainStore {
@@ -40,11 +41,25 @@ struct ChainStore {
         return try reader.u64("height")
     }
 
-    func location(ofTransaction id: [UInt8]) throws -> (height: UInt64, index: Int)? {
+    struct FinalTransaction {
+        var height: UInt64
+        var index: Int
+        var result: TransactionResult?
+    }
+
+    /// Where finalized transaction `id` is, and its result.
+    func finalTransaction(_ id: [UInt8]) throws -> FinalTransaction? {
         guard let bytes = try kv.get([0x74] + id) else { return nil }
         var reader = WireReader(bytes, context: "kv transaction index")
-        return (try reader.u64("height"), Int(try reader.u32("index")))
+        let height = try reader.u64("height"), index = Int(try reader.u32("index"))
+        let result = bytes.count > Self.locationBytes
+            ? try TransactionResult.decode(Array(bytes[Self.locationBytes...]))
+            : try kv.get([0x72] + id).map { bytes throws in try TransactionResult.decode(bytes) }
+        return FinalTransaction(height: height, index: index, result: result)
     }
+
+    /// A transaction key's value before its result: u64 height, u32 index.
+    static let locationBytes = 12
 
     func nextNonceIfStored(_ sender: [UInt8]) throws -> UInt64? {
         guard let bytes = try kv.get([0x6E] + sender) else { return nil }
@@ -85,11 +100,6 @@ struct ChainStore {
         return try latest.map { bytes throws in try ValidatorSet.decode(bytes) }
     }
 
-    func result(ofTransaction id: [UInt8]) throws -> TransactionResult? {
-        guard let bytes = try kv.get([0x72] + id) else { return nil }
-        return try TransactionResult.decode(bytes)
-    }
-
     /// Stores a finalized block, its indexes and its effects, moves the tip and drops the height's WAL, atomically.
     func commit(_ finalized: FinalizedBlock, effects: BlockRules.Effects, walCount: Int) throws {
         let height = finalized.block.header.height
@@ -98,20 +108,19 @@ struct ChainStore {
             var heightBytes = WireWriter(capacity: 8)
             heightBytes.u64(height)
             try batch.put([0x68] + finalized.block.hash, heightBytes.bytes)
-            for (index, id) in effects.transactionIDs.enumerated() {
-                var location = WireWriter(capacity: 12)
-                location.u64(height)
-                location.u32(UInt32(index))
-                try batch.put([0x74] + id, location.bytes)
+            for (index, (id, result)) in zip(effects.transactionIDs, effects.results).enumerated() {
+                let encoded = result.encoded
+                var value = WireWriter(capacity: Self.locationBytes + encoded.count)
+                value.u64(height)
+                value.u32(UInt32(index))
+                value.fixed(encoded, count: encoded.count)
+                try batch.put([0x74] + id, value.bytes)
             }
             if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
             for (key, value) in effects.writes {
                 if let value { try batch.put([0x73] + key, value) } else { try batch.delete([0x73] + key) }
-            }
-            for (id, result) in zip(effects.transactionIDs, effects.results) {
-                try batch.put([0x72] + id, result.encoded)
             }
             for (sender, nonce) in effects.nextNonces {
                 var value = WireWriter(capacity: 8)

@@ -169,12 +169,12 @@ extension BPI {
             guard let id = Hex.decode(text), id.count == 32 else {
                 return .json(ErrorView(error: "'\(text)' is not a transaction id (64 hex digits)"), status: 400)
             }
-            guard let (height, index) = try store.location(ofTransaction: id),
-                  let finalized = try store.block(at: height) else {
+            guard let final = try store.finalTransaction(id), let finalized = try store.block(at: final.height) else {
                 let waiting = mempool.contains(id: id)
                 return .json(ErrorView(error: waiting ? "transaction \(text) is waiting in the mempool"
                                                       : "no finalized transaction \(text)"), status: 404)
             }
+            let (height, index) = (final.height, final.index)
             let block = finalized.block
             let leaves = try block.transactions.map { encoded throws -> [UInt8] in
                 MerkleTree.leafHash(try Transaction.decode(encoded).id)
@@ -185,7 +185,7 @@ extension BPI {
                 transactionsRoot: Hex.encode(block.header.transactionsRoot),
                 proof: MerkleTree.proof(leafHashes: leaves, index: index).map(Hex.encode),
                 transaction: Self.view(transaction),
-                result: try store.result(ofTransaction: id).map { result in
+                result: final.result.map { result in
                     ResultView(status: result.status, reason: result.reason,
                                events: result.events.map { EventView(type: $0.type, data: Hex.encode($0.data)) })
                 }))

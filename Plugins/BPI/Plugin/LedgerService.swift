@@ -44,9 +44,9 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     let table: UnsafeMutableRawPointer
     /// Committed module state by full key ("<module>/<key>") from storage; set by BPI. Read through `committed`.
     var readStored: ([UInt8]) -> [UInt8]? = { _ in nil }
-    /// Committed state only changes when a block commits, so what handlers read of it is kept until then
-    /// (`committedChanged()`): a transfer reads the same fee parameters, supplies and balances many times over,
-    /// at admission and in every execution of a block, and each would otherwise be a RocksDB read.
+    /// Committed state only changes when a block commits, and then only by the block's writes, which
+    /// `committed(writes:)` applies here: a transfer reads the same fee parameters, supplies and balances many times
+    /// over, at admission and in every execution of a block, and each would otherwise be a RocksDB read.
     private var committedCache: [StateKey: [UInt8]?] = [:]
     static let committedCacheEntriesMax = 1 << 18
 
@@ -61,8 +61,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         return value
     }
 
-    /// BPI committed a block: cached committed reads are stale.
-    func committedChanged() { committedCache.removeAll(keepingCapacity: true) }
+    /// BPI committed a block with these module state writes (full keys; nil deletes): the cache takes the new values,
+    /// so the accounts a block touched stay cached for the next one rather than each being read from RocksDB again.
+    func committed(writes: [[UInt8]: [UInt8]?]) {
+        if committedCache.count + writes.count > Self.committedCacheEntriesMax {
+            committedCache.removeAll(keepingCapacity: true)
+        }
+        for (key, value) in writes { committedCache[StateKey(key)] = .some(value) }
+    }
     /// BPI's own kinds ("bpi/…"): admission, and execution given the block's writes so far.
     var systemCheck: (Transaction) -> MempoolRejection? = { .unknownKind($0.kind) }
     var systemDeliver: (Transaction, BlockContext, [[UInt8]: [UInt8]?]) -> (TransactionResult, [[UInt8]: [UInt8]?]) = {
