@@ -3,7 +3,7 @@
 public enum Limits {
     // MARK: From the ABI header (MN_*)
     public static let abiMajor: UInt16 = 1
-    public static let abiMinor: UInt16 = 2
+    public static let abiMinor: UInt16 = 3
     /// MN_PLUGIN_NAME_LEN_MAX; names are ASCII, so bytes and characters agree.
     public static let pluginNameBytesMax = 63
     public static let logMessageBytesMax = 8192

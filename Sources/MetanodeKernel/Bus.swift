@@ -168,6 +168,16 @@ final class Bus: @unchecked Sendable {
         return UInt32(fanOut(topic: topic, payload: payload, sender: sender, token: 0))
     }
 
+    /// How many would get a message `publisher` publishes on `topic` now: subscribed plugins, and the taps (stream
+    /// clients) of the topic if `publisher` is the plugin that feeds it.
+    func listeners(of topic: String, publisher: PluginRuntime) -> UInt32 {
+        var count = subscribers(of: topic).count
+        if tapCount.load(ordering: .relaxed) > 0, topic.hasPrefix(publisher.name + ".") {
+            count += taps.withLock { $0[topic]?.count ?? 0 }
+        }
+        return UInt32(count)
+    }
+
     /// Calls `listener` with the payload of every message published on `topic` by plugin `publisher` (only that
     /// plugin: a stream of "bpi.stream.blocks" cannot be fed by another plugin). Returns the id to remove it with.
     func tap(topic: String, listener: @escaping @Sendable ([UInt8]) -> Void) -> UInt64 {

@@ -462,6 +462,10 @@ public final class Kernel: PluginHostBackend, @unchecked Sendable {
         bus.publish(from: runtime(plugin), topic: topic, payload: payload)
     }
 
+    public func busListeners(_ plugin: PluginHostContext, topic: String) throws(HostError) -> UInt32 {
+        bus.listeners(of: topic, publisher: runtime(plugin))
+    }
+
     public func busRequest(_ plugin: PluginHostContext, topic: String, payload: UnsafeRawBufferPointer,
                            timeoutMs: UInt32, reply: BusReplyCallback) throws(HostError) {
         bus.request(from: runtime(plugin), topic: topic, payload: payload, timeoutMs: timeoutMs, reply: reply)

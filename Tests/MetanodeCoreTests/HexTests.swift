@@ -40,7 +40,7 @@ import Testing
         #expect(Limits.ffiArgumentsMax == 16)
         #expect(Limits.httpDeferredMax == 1024)
         #expect(Limits.httpDeferTimeoutMsMax == 3_600_000)
-        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 2))
+        #expect(ABIVersion.current == ABIVersion(major: 1, minor: 3))
     }
 
     @Test func boundKernelInputs() {

@@ -10,7 +10,7 @@ import Testing
 @Suite("ABI header")
 struct ABIHeaderTests {
     /// SHA-256 of plugin-sdk/include/metanode/plugin.h as last reviewed.
-    static let pinnedHeaderSHA256 = "1eb568b5350388f723109c65d55c7ed85a9dd32bb77dc1d753173a31a41c9458"
+    static let pinnedHeaderSHA256 = "df1d966362351da5f6cd7c0ce2ae3e7f463698d0cfdae31d12eed70c9a547ce3"
     /// SHA-256 of the header as released for ABI 1.1; Fixtures/abi-1.1 keeps that copy to build a 1.1 plugin with.
     static let abi11HeaderSHA256 = "174fcdbd9dac05fff1a6c9f54063898d2b222b301a64dad9513478b83bc5e786"
 

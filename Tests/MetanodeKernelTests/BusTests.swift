@@ -34,6 +34,26 @@ struct BusTests {
         }
     }
 
+    @Test("bus_listeners counts subscribed plugins, and a stream's clients only for the plugin that feeds it")
+    func listenerCount() async throws {
+        try await Self.withPlugins(["sender", "both", "wild"]) { test async throws in
+            #expect(try await test.call("sender", "listeners", "sender.stream.blocks") == .uint32(0))
+            #expect(try await test.int32("both", "subscribe", "sender.stream.blocks") == MN_OK)
+            #expect(try await test.int32("both", "subscribe", "sender.*") == MN_OK)
+            #expect(try await test.int32("wild", "subscribe", "sender.*") == MN_OK)
+            #expect(try await test.call("sender", "listeners", "sender.stream.blocks") == .uint32(2))
+
+            let (events, stop) = test.kernel.stream(plugin: "sender", name: "blocks")
+            defer { stop() }
+            _ = events
+            #expect(try await test.call("sender", "listeners", "sender.stream.blocks") == .uint32(3))
+            // Another plugin cannot feed sender's stream, so its clients do not count for it.
+            #expect(try await test.call("both", "listeners", "sender.stream.blocks") == .uint32(2))
+            #expect(try await test.call("sender", "listeners", "sender.*") == .uint32(UInt32.max))
+            #expect(try await test.string("sender", "last_error_text").contains("sender.*"))
+        }
+    }
+
     @Test("a wildcard matches deeper topics but not its own prefix or a longer segment")
     func wildcardBoundaries() async throws {
         try await Self.withPlugins(["sender", "wild"]) { test async throws in

@@ -91,6 +91,7 @@ enum Probe {
         "int32_t subscribe(const char *topic)",
         "int32_t publish(const char *topic, const char *payload)",
         "uint32_t last_delivered(void)",
+        "uint32_t listeners(const char *topic)",
         "int32_t request(const char *topic, const char *payload, uint32_t timeout_ms)",
         "int32_t reply_with_token(uint64_t token, const char *payload)",
         "void set_auto_reply(const char *text)",

@@ -375,7 +375,9 @@ public final class BPI: Plugin {
         for part in BlockEvents.parts(height: events.height, events: events.events) {
             _ = try? context.bus.publish("bpi.stream.events", part.encoded)
         }
-        guard let json = Self.blockEventJSON(finalized, ids: effects.transactionIDs, results: effects.results) else {
+        // Rendering every event in hex and JSON costs as much as indexing them; only for someone following it.
+        guard context.bus.hasListeners("bpi.stream.blocks"),
+              let json = Self.blockEventJSON(finalized, ids: effects.transactionIDs, results: effects.results) else {
             return
         }
         _ = try? context.bus.publish("bpi.stream.blocks", json)

@@ -103,6 +103,12 @@ EXPORT int32_t publish(const char *topic, const char *payload) {
 
 EXPORT uint32_t last_delivered(void) { return delivered; }
 
+/* bus_listeners (ABI 1.3): the count, or UINT32_MAX with the status in last_status when it fails. */
+EXPORT uint32_t listeners(const char *topic) {
+  uint32_t count = 0;
+  return note(host->bus_listeners(ctx, mn_str_from_cstr(topic), &count)) == MN_OK ? count : UINT32_MAX;
+}
+
 EXPORT int32_t request(const char *topic, const char *payload, uint32_t timeout_ms) {
   return note(host->bus_request(ctx, mn_str_from_cstr(topic), mn_str_from_cstr(payload), timeout_ms, on_reply, NULL));
 }

@@ -30,7 +30,7 @@
  *   enabling it. Functions of a capability that was not granted return MN_ERR_DENIED and the kernel logs the attempt.
  *   `log`, `config`, `last_error`, `buf_free` and the clock functions need no capability.
  * - Versions: 1.0 is the first; 1.1 added the "net" capability at the end of mn_host_api; 1.2 added deferred HTTP
- *   responses (http_response_defer, http_deferred_respond) after it.
+ *   responses (http_response_defer, http_deferred_respond) after it; 1.3 added bus_listeners after those.
  * - Compatibility: the ABI major version is in the entry symbol's name. Within a major version, structs carrying
  *   `struct_size` only grow at the end; a plugin compiled against minor N runs on any kernel with minor >= N. A kernel
  *   refuses a plugin with another major version or a newer minor, with a message naming both versions. Before using a
@@ -57,7 +57,7 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------------------------- */
 
 #define MN_ABI_VERSION_MAJOR 1
-#define MN_ABI_VERSION_MINOR 2
+#define MN_ABI_VERSION_MINOR 3
 
 /** The one symbol a plugin exports. Its type is `mn_plugin_entry_v1_fn`. */
 #define MN_PLUGIN_ENTRY_SYMBOL "metanode_plugin_entry_v1"
@@ -477,6 +477,20 @@ typedef struct mn_host_api {
    */
   mn_status (*http_deferred_respond)(mn_host_ctx *ctx, mn_http_deferred_id id, uint16_t status, mn_str content_type,
                                      mn_bytes body);
+
+  /* === ABI 1.3 ====================================================================================================
+   * Check host->abi_minor >= 3 (or struct_size) before calling anything below. */
+
+  /* --- capability "bus", continued --------------------------------------------------------------------------------- */
+
+  /**
+   * Sets `*out_count` to how many would get a message published on `topic` now: the plugins subscribed to it (this
+   * one included), plus, for this plugin's own "<plugin>.stream.<name>" topics, the clients following
+   * GET /v1/streams/<plugin>/<name>. A publisher whose message is costly to build (a JSON rendering of every block,
+   * say) skips building it when the count is 0. A listener arriving between this call and the publish misses that
+   * one message, as it would any message published before it subscribed.
+   */
+  mn_status (*bus_listeners)(mn_host_ctx *ctx, mn_str topic, uint32_t *out_count);
 } mn_host_api;
 
 /* ---------------------------------------------------------------------------------------------------------------- */

@@ -186,6 +186,9 @@ public protocol PluginHostBackend: AnyObject, Sendable {
     func busUnsubscribe(_ plugin: PluginHostContext, subscription: mn_subscription_id) throws(HostError)
     func busPublish(_ plugin: PluginHostContext, topic: String, payload: UnsafeRawBufferPointer) throws(HostError)
         -> UInt32
+    /// How many would get a message published on `topic` now: subscribed plugins, and the node's clients of the
+    /// topic's stream when `plugin` owns it (ABI 1.3).
+    func busListeners(_ plugin: PluginHostContext, topic: String) throws(HostError) -> UInt32
     /// Sends a request; the backend later calls `plugin.instance?.deliverReply(...)` exactly once on the
     /// requester's executor.
     func busRequest(_ plugin: PluginHostContext, topic: String, payload: UnsafeRawBufferPointer, timeoutMs: UInt32,

@@ -318,6 +318,14 @@ enum HostVTable {
                 outDelivered?.pointee = delivered
             }
         }
+        // ABI 1.3
+        t.pointee.bus_listeners = { ctx, topic, outCount in
+            PluginHostContext.serve(ctx) { context throws(HostError) in
+                let topic = try Validate.topic(topic, allowWildcard: false)
+                guard let outCount else { throw .invalid("out_count is NULL") }
+                outCount.pointee = try context.backend.busListeners(context, topic: topic)
+            }
+        }
         t.pointee.bus_request = { ctx, topic, payload, timeoutMs, onReply, userData in
             PluginHostContext.serve(ctx) { context throws(HostError) in
                 let topic = try Validate.topic(topic, allowWildcard: false)
@@ -344,6 +352,7 @@ enum HostVTable {
         t.pointee.bus_subscribe = { ctx, _, _ in PluginHostContext.deny(ctx, "bus_subscribe", "bus") }
         t.pointee.bus_unsubscribe = { ctx, _ in PluginHostContext.deny(ctx, "bus_unsubscribe", "bus") }
         t.pointee.bus_publish = { ctx, _, _, _ in PluginHostContext.deny(ctx, "bus_publish", "bus") }
+        t.pointee.bus_listeners = { ctx, _, _ in PluginHostContext.deny(ctx, "bus_listeners", "bus") }
         t.pointee.bus_request = { ctx, _, _, _, _, _ in PluginHostContext.deny(ctx, "bus_request", "bus") }
         t.pointee.bus_reply = { ctx, _, _ in PluginHostContext.deny(ctx, "bus_reply", "bus") }
     }

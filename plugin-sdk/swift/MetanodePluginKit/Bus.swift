@@ -55,6 +55,29 @@ public struct Bus: Sendable {
         return Int(delivered)
     }
 
+    /// How many would get a message published on `topic` now: subscribed plugins, and for this plugin's own
+    /// "<plugin>.stream.<name>" topics the node's clients of that stream. Needs a host with ABI 1.3 (MN_ERR_VERSION
+    /// on an older one).
+    public func listenerCount(_ topic: String) throws(PluginError) -> Int {
+        guard host.api.pointee.abi_minor >= 3, Int(host.api.pointee.struct_size) >= Self.vtableSizeForListeners else {
+            throw PluginError(MN_ERR_VERSION, "bus_listeners needs plugin ABI 1.3; this host offers ABI "
+                + "\(host.api.pointee.abi_major).\(host.api.pointee.abi_minor)", function: "bus_listeners")
+        }
+        var count: UInt32 = 0
+        let status = topic.withMNBytes { host.api.pointee.bus_listeners(host.ctx, $0, &count) }
+        try host.check(status, "bus_listeners")
+        return Int(count)
+    }
+
+    /// Whether anyone would get a message published on `topic` now; true when the host cannot tell (before ABI 1.3,
+    /// or on an error), so a message is only ever skipped for certain. For messages costly to build.
+    public func hasListeners(_ topic: String) -> Bool {
+        ((try? listenerCount(topic)) ?? 1) > 0
+    }
+
+    static let vtableSizeForListeners = MemoryLayout<mn_host_api>.offset(of: \mn_host_api.bus_listeners)!
+        + MemoryLayout<UnsafeRawPointer>.size
+
     /// Sends a request to the subscribers of `topic`; the first reply wins. `completion` runs once, on the plugin's
     /// executor: with the reply, or with a PluginError whose status is MN_ERR_TIMEOUT or MN_ERR_NO_RESPONDER. It is
     /// not called if this plugin stops first. Throws (and never calls `completion`) if the request could not be sent.

@@ -676,6 +676,10 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         })
     }
 
+    public func busListeners(_ plugin: PluginHostContext, topic: String) throws(HostError) -> UInt32 {
+        UInt32(state.withLock { Self.subscribers($0, topic: topic).count })
+    }
+
     public func busRequest(_ plugin: PluginHostContext, topic: String, payload: UnsafeRawBufferPointer,
                            timeoutMs: UInt32, reply: BusReplyCallback) throws(HostError) {
         let payload = Array(payload)
