@@ -146,16 +146,19 @@ struct BankModuleTests {
         #expect(entries.last?.0 == Self.bob && entries.last?.1 == HistoryEntry(
             height: 9, transaction: transfer.id, direction: .received, counterparty: Self.alice, denomination: .flx,
             amount: 1_000_000_000, fee: 0))
-        var index: [[UInt8]: [UInt8]] = [HistoryIndex.countKey(Self.bob): StoredU64.encode(1)]
+        var index: [[UInt8]: [UInt8]] = [:]
         index[HistoryIndex.entryKey(Self.bob, 0)] = entries.last?.1.encoded
+        let count = HistoryIndex.entryCount(Self.bob) { index[$0] != nil }
+        #expect(count == 1)
         let page = try JSONSerialization.jsonObject(with: Data(
-            try HistoryIndex.page(Self.bob, indexedThrough: 9, read: { index[$0] }).get())) as? [String: Any]
+            try HistoryIndex.page(Self.bob, count: count, indexedThrough: 9, read: { index[$0] }).get()))
+            as? [String: Any]
         let pageEntries = page?["entries"] as? [[String: Any]]
         #expect(page?["count"] as? Int == 1 && pageEntries?.first?["direction"] as? String == "received")
         #expect(pageEntries?.first?["counterparty"] as? String == Self.alice.description)
         #expect(page?["indexedThroughHeight"] as? Int == 9)
         index[HistoryIndex.entryKey(Self.bob, 0)] = [1, 2, 3]
-        #expect(Self.refusal(HistoryIndex.page(Self.bob, indexedThrough: 9, read: { index[$0] }))?
+        #expect(Self.refusal(HistoryIndex.page(Self.bob, count: 1, indexedThrough: 9, read: { index[$0] }))?
             .contains("history entry 0") == true)
         let supply = String(decoding: try BankModule.query(path: "supply", request: [], state: state).get(), as: UTF8.self)
         #expect(supply.contains(#""amount":"100.499999","denom":"FLX""#))
@@ -163,6 +166,22 @@ struct BankModuleTests {
             .contains("is not an address") == true)
         #expect(Self.refusal(BankModule.query(path: "steal", request: [], state: state))?
             .contains("BPCI answers balance/<address>, supply and fees") == true)
+    }
+
+    @Test("an account's history count is found from its entries alone, in about 2·log2(count) reads",
+          arguments: [0, 1, 2, 3, 4, 5, 7, 8, 9, 100, 1_023, 1_024, 1_025, 70_000] as [UInt64])
+    func historyCountFromEntries(count: UInt64) {
+        var reads = 0
+        let found = HistoryIndex.entryCount(Self.bob) { key in
+            reads += 1
+            var reader = WireReader(Array(key.suffix(8)), context: "sequence")
+            return (try? reader.u64("sequence")).map { $0 < count } ?? false
+        }
+        #expect(found == count)
+        let log2 = count == 0 ? 0 : 64 - count.leadingZeroBitCount
+        #expect(reads <= 2 * log2 + 2, "\(reads) reads for \(count) entries")
+        // Another account's entries are not counted.
+        #expect(HistoryIndex.entryCount(Self.alice) { $0 == HistoryIndex.entryKey(Self.bob, 0) } == 0)
     }
 
     @Test("a transfer that fails in a block leaves the fee paid and nothing else changed")

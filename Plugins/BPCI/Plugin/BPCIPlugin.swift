@@ -29,8 +29,9 @@ public final class BPCI: Plugin {
     let indexed: Counter
     /// History entries per kv batch (each also updates a count): well under MN_KV_BATCH_OPS_MAX.
     static let entriesPerBatchMax = 20_000
-    /// Accounts' entry counts as stored, so an account active in block after block is not read from kv each time.
-    /// Only this plugin writes them, and only after a batch commits does the cache take the new values.
+    /// Accounts' entry counts, so an account active in block after block is not looked up in kv each time (see
+    /// `HistoryIndex.entryCount`). Only this plugin writes entries, and the cache takes new counts only after the
+    /// batch with those entries commits.
     private var historyCounts: [Address: UInt64] = [:]
     static let cachedHistoryCountsMax = 1 << 17
 
@@ -64,7 +65,11 @@ public final class BPCI: Plugin {
                 before = value
             }
             let kv = context.kv
-            switch HistoryIndex.page(address, before: before, indexedThrough: nextHeight - 1,
+            let count: UInt64
+            do throws(PluginError) { count = try historyCount(address) } catch {
+                return .json(["error": "history of \(address): \(error.message)"], status: 500)
+            }
+            switch HistoryIndex.page(address, count: count, before: before, indexedThrough: nextHeight - 1,
                                      read: { (try? kv.get($0)) ?? nil }) {
             case .success(let json): return .bytes(json, contentType: "application/json")
             case .failure(let refusal): return .json(["error": refusal.reason], status: 500)
@@ -129,7 +134,17 @@ public final class BPCI: Plugin {
 
     private func historyCount(_ address: Address) throws(PluginError) -> UInt64 {
         if let count = historyCounts[address] { return count }
-        return try context.kv.get(HistoryIndex.countKey(address)).flatMap(StoredU64.decode) ?? 0
+        var failure: PluginError?
+        let count = HistoryIndex.entryCount(address) { key in
+            do throws(PluginError) { return try context.kv.get(key) != nil } catch {
+                failure = error
+                return false
+            }
+        }
+        if let failure { throw failure }
+        if historyCounts.count >= Self.cachedHistoryCountsMax { historyCounts.removeAll(keepingCapacity: true) }
+        historyCounts[address] = count
+        return count
     }
 
     /// Adds one block's payments to the index, in kv batches of at most `entriesPerBatchMax` entries; the last also
@@ -150,9 +165,6 @@ public final class BPCI: Plugin {
                         let sequence = counts[address]!
                         try batch.put(HistoryIndex.entryKey(address, sequence), entry.encoded)
                         counts[address] = sequence + 1
-                    }
-                    for (address, count) in counts {
-                        try batch.put(HistoryIndex.countKey(address), StoredU64.encode(count))
                     }
                     if last {
                         try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(block.height + 1))
