@@ -72,14 +72,25 @@ public struct Mempool: Sendable {
     public private(set) var count = 0
     public private(set) var bytes = 0
     private var bySender: [[UInt8]: [UInt64: Entry]] = [:]
-    private var ids: Set<[UInt8]> = []
+    private var byID: [[UInt8]: Entry] = [:]
 
     public init(chainID: String, limits: MempoolLimits = MempoolLimits()) {
         self.chainID = chainID
         self.limits = limits
     }
 
-    public func contains(id: [UInt8]) -> Bool { ids.contains(id) }
+    public func contains(id: [UInt8]) -> Bool { byID[id] != nil }
+
+    /// The waiting transaction with this id.
+    public func entry(id: [UInt8]) -> Entry? { byID[id] }
+
+    /// The waiting transaction encoded exactly as `encoded` (same body and same signature), without decoding it.
+    public func entry(encoded: [UInt8]) -> Entry? {
+        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[id], entry.encoded == encoded else {
+            return nil
+        }
+        return entry
+    }
 
     public func pending(sender: [UInt8]) -> [Entry] {
         (bySender[sender] ?? [:]).values.sorted { $0.transaction.nonce < $1.transaction.nonce }
@@ -91,13 +102,22 @@ public struct Mempool: Sendable {
     public mutating func add(_ encoded: [UInt8], nextNonce: UInt64,
                              admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
         -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
+        add(encoded, nextNonceOf: { _ in nextNonce }, admissible: admissible)
+    }
+
+    /// As `add(_:nextNonce:admissible:)`, with the sender's next committed nonce looked up once the transaction is
+    /// decoded (so the caller need not decode it first).
+    public mutating func add(_ encoded: [UInt8], nextNonceOf: (_ sender: [UInt8]) -> UInt64,
+                             admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
+        -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
         let transaction: Transaction
         do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
+        let nextNonce = nextNonceOf(transaction.sender)
         guard transaction.chainID == chainID else {
             return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
         }
         let id = transaction.id
-        guard !ids.contains(id) else { return .failure(.duplicate) }
+        guard byID[id] == nil else { return .failure(.duplicate) }
         guard transaction.nonce >= nextNonce else {
             return .failure(.nonceUsed(nonce: transaction.nonce, next: nextNonce))
         }
@@ -195,7 +215,7 @@ public struct Mempool: Sendable {
 
     private mutating func insert(_ entry: Entry) {
         bySender[entry.transaction.sender, default: [:]][entry.transaction.nonce] = entry
-        ids.insert(entry.id)
+        byID[entry.id] = entry
         count += 1
         bytes += entry.encoded.count
     }
@@ -204,7 +224,7 @@ public struct Mempool: Sendable {
         let sender = entry.transaction.sender
         bySender[sender]?[entry.transaction.nonce] = nil
         if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
-        ids.remove(entry.id)
+        byID[entry.id] = nil
         count -= 1
         bytes -= entry.encoded.count
     }

@@ -62,8 +62,7 @@ public final class BPI: Plugin {
     /// Every sender's next nonce after the tip (kv holds them too; this copy spares a read per transaction).
     var nonces: [[UInt8]: UInt64]
     var walCount = 0
-    /// Ids whose signatures the mempool checked, so block validation does not verify them again.
-    var verified: Set<[UInt8]> = []
+    /// Blocks checked at this height, by hash: a proposal is checked once, and its effects are committed as found.
     var checkedBlocks: [[UInt8]: Result<BlockRules.Effects, BlockProblem>] = [:]
     var heartbeat: TimerHandle?
     /// Equivocations seen and not yet in a finalized block, by state key (bounded).
@@ -276,7 +275,9 @@ public final class BPI: Plugin {
         if let known = checkedBlocks[block.hash] { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
                                  nextNonce: { [nonces] sender in nonces[sender] ?? 0 },
-                                 isVerified: { [verified] id in verified.contains(id) },
+                                 admitted: { [mempool] encoded in
+                                     mempool.entry(encoded: encoded).map { ($0.transaction, $0.id) }
+                                 },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
                                  execute: ledger.execute)
         checkedBlocks[block.hash] = result
@@ -310,7 +311,6 @@ public final class BPI: Plugin {
         checkedBlocks = [:]
         nonces.merge(effects.nextNonces) { $1 }
         mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[sender] ?? 0 }
-        for id in effects.transactionIDs { verified.remove(id) }
         blocksCommitted.increment()
         transactionsCommitted.add(UInt64(effects.transactionIDs.count))
         heightGauge.set(Double(block.header.height))
@@ -512,17 +512,12 @@ public final class BPI: Plugin {
     }
 
     private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
-        var sender: [UInt8] = []
-        if let transaction = try? Transaction.decode(encoded) { sender = transaction.sender }
-        let next = nonces[sender] ?? 0
         let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
-        switch mempool.add(encoded, nextNonce: next, admissible: admissible) {
+        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[$0] ?? 0 }, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()
             return .failure(rejection)
-        case .success(let (entry, removed)):
-            verified.insert(entry.id)
-            for id in removed { verified.remove(id) }
+        case .success(let (entry, _)):
             return .success(entry.id)
         }
     }

@@ -67,6 +67,13 @@ public struct Transaction: Sendable, Hashable {
 
     public var id: [UInt8] { WireCrypto.domainHash(Self.idDomain, body) }
 
+    /// The id of an encoded transaction, without decoding it (its body is all but the last 64 bytes); nil if it is too
+    /// short to be one. It only equals a decoded transaction's id if `encoded` is one.
+    public static func id(ofEncoded encoded: [UInt8]) -> [UInt8]? {
+        guard encoded.count > 64 else { return nil }
+        return WireCrypto.domainHash(idDomain, Array(encoded[..<(encoded.count - 64)]))
+    }
+
     public var encoded: [UInt8] { body + signature }
 
     public var hasValidSignature: Bool {

@@ -1,0 +1,67 @@
+import BPICore
+import MetanodeWire
+import Testing
+
+/// Checking a proposed block against what this node already admitted.
+@Suite("Block rules")
+struct BlockRulesTests {
+    static let proposer = Ed25519Signer(seed: WireCrypto.domainHash("proposer", []))
+    static let alice = Ed25519Signer(seed: WireCrypto.domainHash("alice", []))
+
+    /// Every transaction accepted with no writes: these tests are about signatures, not modules.
+    static func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+        -> Result<Execution, BlockProblem> {
+        .success(Execution(results: transactions.map { _ in .accepted }, writes: [:]))
+    }
+
+    static func setUp() throws -> (BlockRules, ValidatorSet, Mempool, Block) {
+        let validators = try ValidatorSet(keys: [proposer.publicKey])
+        let rules = BlockRules(genesis: Genesis(chainID: "dev", genesisTimeMs: 1_000, validators: validators))
+        var pool = Mempool(chainID: "dev")
+        for nonce in 0..<3 as Range<UInt64> {
+            let encoded = try Transaction.signed(chainID: "dev", signer: alice, nonce: nonce, fee: 10, kind: "test/op",
+                                                 payload: [UInt8(nonce)]).encoded
+            guard case .success = pool.add(encoded, nextNonce: 0) else { throw WireError(.invalidValue, "admit") }
+        }
+        let chosen = pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 0 }
+        let block = try #require(rules.build(
+            parent: rules.genesisParent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+            proposer: proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators, execute: execute))
+        return (rules, validators, pool, block)
+    }
+
+    static func check(_ rules: BlockRules, _ validators: ValidatorSet, _ block: Block, admittedBy pool: Mempool?)
+        -> Result<BlockRules.Effects, BlockProblem> {
+        rules.check(block, parent: rules.genesisParent, nowMs: 2_000, state: StateTree(), validators: validators,
+                    nextNonce: { _ in 0 },
+                    admitted: { encoded in pool?.entry(encoded: encoded).map { ($0.transaction, $0.id) } },
+                    execute: execute)
+    }
+
+    @Test("a block of admitted transactions checks the same with and without what the mempool knows")
+    func admittedTransactionsAreTakenAsAdmitted() throws {
+        let (rules, validators, pool, block) = try Self.setUp()
+        var known = try Self.check(rules, validators, block, admittedBy: pool).get()
+        var fresh = try Self.check(rules, validators, block, admittedBy: nil).get()
+        #expect(known.transactionIDs.count == 3)
+        #expect(known.transactionIDs == fresh.transactionIDs && known.state.root == fresh.state.root)
+    }
+
+    /// The id leaves the signature out, so a known id alone must not vouch for a signature: a node syncing the block
+    /// later, with nothing admitted, would verify it and refuse the block the others finalized.
+    @Test("a proposer pairing an admitted transaction's body with a bad signature is refused")
+    func knownBodyWithABadSignatureIsRefused() throws {
+        let (rules, validators, pool, block) = try Self.setUp()
+        var forged = block
+        forged.transactions[1][forged.transactions[1].count - 1] ^= 1
+        #expect(Transaction.id(ofEncoded: forged.transactions[1]) == Transaction.id(ofEncoded: block.transactions[1]))
+        #expect(forged.header == block.header, "the header commits to ids, which leave the signature out")
+        for admitted in [pool, nil] as [Mempool?] {
+            guard case .failure(let problem) = Self.check(rules, validators, forged, admittedBy: admitted) else {
+                Issue.record("the forged block was accepted")
+                continue
+            }
+            #expect("\(problem)" == "transaction 1: bad signature")
+        }
+    }
+}
