@@ -22,16 +22,22 @@ public struct DictionaryModuleState: ModuleState, Sendable, Hashable {
 /// on one, and throws it away).
 public struct OverlayState<Base: ModuleState>: ModuleState {
     public let base: Base
-    public var writes: [[UInt8]: [UInt8]?] = [:]
+    /// Keyed so each lookup hashes the key's bytes at once (an array feeds its hasher byte by byte).
+    private var writes: [Key: [UInt8]?] = [:]
+
+    private struct Key: Hashable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
 
     public init(_ base: Base) { self.base = base }
 
     public func get(_ key: [UInt8]) -> [UInt8]? {
-        if let written = writes[key] { return written }
+        if let written = writes[Key(bytes: key)] { return written }
         return base.get(key)
     }
 
-    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[key] = .some(value) }
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[Key(bytes: key)] = .some(value) }
 }
 
 /// Where BPCI keeps what, under "bpci/" in the ledger state (so block headers commit to all of it):

@@ -393,14 +393,22 @@ final class BlockWrites {
     }
 }
 
-/// A ledger state key that hashes its bytes at once (`[UInt8]` hashes them one by one, and handlers look keys up
-/// several times each: in the call's writes, the block's, and the committed cache).
+/// A ledger state key that hashes its bytes once, when made: handlers look a key up several times (in the call's
+/// writes, the block's, and the committed cache), and `[UInt8]` would feed every byte to each lookup's hasher.
 struct StateKey: Hashable {
     let bytes: [UInt8]
+    private let bytesHash: Int
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        var hasher = Hasher()
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        bytesHash = hasher.finalize()
+    }
 
-    func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    static func == (a: StateKey, b: StateKey) -> Bool { a.bytesHash == b.bytesHash && a.bytes == b.bytes }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(bytesHash) }
 }
 
 /// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
