@@ -1,4 +1,5 @@
 import MetanodeWire
+import Synchronization
 
 /// An account: 20 bytes of BLAKE2b-256("metanode/bpci/address/v1" 0 publicKey), written as bech32 (BIP-173) with
 /// the human-readable part "mn", so a mistyped address fails its checksum instead of sending funds nowhere.
@@ -20,6 +21,28 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public init(publicKey: [UInt8]) {
         bytes = Array(WireCrypto.domainHash("metanode/bpci/address/v1", publicKey).prefix(Self.byteCount))
+    }
+
+    /// `Address(publicKey:)`, remembered: the handlers derive the sender's and the proposer's address at admission
+    /// and again in the block, and each derivation is a BLAKE2b hash. A pure function, so the cache cannot change an
+    /// answer; it is emptied when it reaches `derivedCachedMax` keys.
+    public static func of(publicKey: [UInt8]) -> Address {
+        let key = PublicKey(bytes: publicKey)
+        if let known = derived.withLock({ $0[key] }) { return known }
+        let address = Address(publicKey: publicKey)
+        derived.withLock { cache in
+            if cache.count >= derivedCachedMax { cache.removeAll(keepingCapacity: true) }
+            cache[key] = address
+        }
+        return address
+    }
+
+    public static let derivedCachedMax = 1 << 16
+    private static let derived = Mutex<[PublicKey: Address]>([:])
+
+    private struct PublicKey: Hashable {
+        let bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
 
     /// The account of a module ("treasury", "fee-collector"): no key signs for it.

@@ -110,7 +110,7 @@ public enum BankModule {
         guard isActive(state) else { return .success([]) }  // no economy on this chain: nothing to charge
         let market: FeeMarket
         do { market = try feeMarket(state) } catch { return .failure(error) }
-        let payer = Address(publicKey: transaction.sender)
+        let payer = Address.of(publicKey: transaction.sender)
         guard let proposer else {
             if case .failure(let error) = market.split(fee: transaction.fee) { return .failure(ModuleRefusal("\(error)")) }
             let has = StateBankStore(state).balance(payer, .flx)
@@ -120,7 +120,7 @@ public enum BankModule {
             }
             return .success([])
         }
-        let proposerAddress = Address(publicKey: proposer)
+        let proposerAddress = Address.of(publicKey: proposer)
         var store = StateBankStore(state)
         if case .failure(let error) = Bank.chargeFee(transaction.fee, market: market, from: payer,
                                                      proposer: proposerAddress, store: &store) {
@@ -152,7 +152,7 @@ public enum BankModule {
             return refusal
         }
         var store = StateBankStore(overlay)
-        if case .failure(let error) = Bank.apply(message, from: Address(publicKey: transaction.sender), to: &store) {
+        if case .failure(let error) = Bank.apply(message, from: Address.of(publicKey: transaction.sender), to: &store) {
             return ModuleRefusal(error.description)
         }
         return nil
@@ -166,7 +166,7 @@ public enum BankModule {
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
         } catch { return .failure(ModuleRefusal(error.message)) }
-        let sender = Address(publicKey: transaction.sender)
+        let sender = Address.of(publicKey: transaction.sender)
         var store = StateBankStore(state)
         if case .failure(let error) = Bank.apply(message, from: sender, to: &store) {
             return .failure(ModuleRefusal(error.description))

@@ -30,7 +30,10 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
         func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
 
-    public init(_ base: Base) { self.base = base }
+    public init(_ base: Base) {
+        self.base = base
+        writes.reserveCapacity(8)  // a transfer's fee and payment write six keys
+    }
 
     public func get(_ key: [UInt8]) -> [UInt8]? {
         if let written = writes[Key(bytes: key)] { return written }

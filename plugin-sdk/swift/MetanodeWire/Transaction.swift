@@ -81,7 +81,7 @@ public struct Transaction: Sendable, Hashable {
     }
 
     /// The module part of `kind` ("bpci" for "bpci/transfer").
-    public var module: Substring { kind.split(separator: "/", maxSplits: 1).first ?? "" }
+    public var module: Substring { kind[..<(kind.firstIndex(of: "/") ?? kind.endIndex)] }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> Transaction {
         guard bytes.count <= encodedBytesMax else {
