@@ -247,6 +247,38 @@ struct BankModuleTests {
         return (state, problems)
     }
 
+    /// Admission of a transfer is worked out from balances; the simulation (fee, then payment, on an overlay) is the
+    /// reference. Amounts and fees sit at the edges: zero, the base fee and one below, the balance with and
+    /// without the fee, one more, and more than any balance.
+    @Test("a transfer's admission answers as the full simulation does, message for message", arguments: 1...20)
+    func transferAdmissionMatchesSimulation(seed: UInt64) {
+        let (state, _) = Self.randomChain(seed: seed, blocks: 1 + Int(seed % 8))
+        var random = SimulationRandom(seed: seed &* 7919)
+        let keys = (0..<6).map { Ed25519Signer(seed: WireCrypto.domainHash("k", [UInt8($0)])).publicKey }
+            + [Self.aliceKey, Self.bobKey, [UInt8](repeating: 9, count: 32)]  // the last has no account
+        let baseFee = (try? BankModule.feeMarket(state))?.baseFee ?? 0
+        var refused = Set<String>()
+        for _ in 0..<300 {
+            let key = keys[Int(random.below(UInt64(keys.count)))]
+            let payer = Address(publicKey: key)
+            let denomination = Denomination.allCases[Int(random.below(UInt64(Denomination.allCases.count)))]
+            let flx = Self.balance(state, payer, .flx)
+            let fee: UInt64 = [0, baseFee &- 1, baseFee, baseFee + random.below(5_000), flx, flx + 1,
+                               UInt64.max][Int(random.below(7))]
+            let has = Self.balance(state, payer, denomination)
+            let left = denomination == .flx ? has &- fee : has
+            let amount: UInt64 = [0, 1, left, left &+ 1, has, random.below(has + 1), UInt64.max][Int(random.below(7))]
+            let to = random.chance(perMille: 100) ? payer : Address(publicKey: keys[Int(random.below(UInt64(keys.count)))])
+            let message = BankMessage.transfer(Payment(to: to, denomination: denomination, amount: amount))
+            let transaction = Self.transaction(message, from: key, fee: fee)
+            let worked = BankModule.check(transaction, state: state)
+            let simulated = BankModule.checkBySimulating(transaction, message, state: state)
+            #expect(worked == simulated, "seed \(seed): fee \(fee), \(amount) \(denomination) from \(payer)")
+            if let worked { refused.insert(String(worked.reason.prefix(12))) }
+        }
+        #expect(refused.count >= 3, "the cases reach several refusals: \(refused)")
+    }
+
     @Test("random blocks keep every invariant, and the same blocks give the same state", arguments: 1...30)
     func randomBlocks(seed: UInt64) {
         let (first, problems) = Self.randomChain(seed: seed, blocks: 40)
