@@ -71,29 +71,29 @@ public struct Mempool: Sendable {
     public let limits: MempoolLimits
     public private(set) var count = 0
     public private(set) var bytes = 0
-    private var bySender: [[UInt8]: [UInt64: Entry]] = [:]
-    private var byID: [[UInt8]: Entry] = [:]
+    private var bySender: [BytesKey: [UInt64: Entry]] = [:]
+    private var byID: [BytesKey: Entry] = [:]
 
     public init(chainID: String, limits: MempoolLimits = MempoolLimits()) {
         self.chainID = chainID
         self.limits = limits
     }
 
-    public func contains(id: [UInt8]) -> Bool { byID[id] != nil }
+    public func contains(id: [UInt8]) -> Bool { byID[BytesKey(id)] != nil }
 
     /// The waiting transaction with this id.
-    public func entry(id: [UInt8]) -> Entry? { byID[id] }
+    public func entry(id: [UInt8]) -> Entry? { byID[BytesKey(id)] }
 
     /// The waiting transaction encoded exactly as `encoded` (same body and same signature), without decoding it.
     public func entry(encoded: [UInt8]) -> Entry? {
-        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[id], entry.encoded == encoded else {
+        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[BytesKey(id)], entry.encoded == encoded else {
             return nil
         }
         return entry
     }
 
     public func pending(sender: [UInt8]) -> [Entry] {
-        (bySender[sender] ?? [:]).values.sorted { $0.transaction.nonce < $1.transaction.nonce }
+        (bySender[BytesKey(sender)] ?? [:]).values.sorted { $0.transaction.nonce < $1.transaction.nonce }
     }
 
     /// Admits `encoded` if it decodes, is for this chain, is signed by its sender and fits. `nextNonce` is the
@@ -117,7 +117,7 @@ public struct Mempool: Sendable {
             return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
         }
         let id = transaction.id
-        guard byID[id] == nil else { return .failure(.duplicate) }
+        guard byID[BytesKey(id)] == nil else { return .failure(.duplicate) }
         guard transaction.nonce >= nextNonce else {
             return .failure(.nonceUsed(nonce: transaction.nonce, next: nextNonce))
         }
@@ -125,7 +125,8 @@ public struct Mempool: Sendable {
             return .failure(.nonceTooFarAhead(nonce: transaction.nonce, next: nextNonce, gapMax: limits.nonceGapMax))
         }
         let sender = transaction.sender
-        let replaced = bySender[sender]?[transaction.nonce]
+        let senderKey = BytesKey(sender)
+        let replaced = bySender[senderKey]?[transaction.nonce]
         if let replaced {
             let old = replaced.transaction.fee
             let (bump, overflow) = old.multipliedReportingOverflow(by: limits.replacementBumpPerMille)
@@ -133,7 +134,7 @@ public struct Mempool: Sendable {
             guard transaction.fee >= needed else {
                 return .failure(.replacementUnderpriced(fee: transaction.fee, needed: needed))
             }
-        } else if (bySender[sender]?.count ?? 0) >= limits.perSenderMax {
+        } else if (bySender[senderKey]?.count ?? 0) >= limits.perSenderMax {
             return .failure(.senderFull(limit: limits.perSenderMax))
         }
         // The signature is checked last: it is the expensive check, and everything above is free.
@@ -163,9 +164,9 @@ public struct Mempool: Sendable {
     /// order from its next nonce with no gaps. Deterministic for a given pool and nonces.
     public func select(countMax: Int, bytesMax: Int, nextNonce: ([UInt8]) -> UInt64) -> [Entry] {
         var heads: [Entry] = []
-        var cursor: [[UInt8]: UInt64] = [:]
+        var cursor: [BytesKey: UInt64] = [:]
         for (sender, entries) in bySender {
-            let next = nextNonce(sender)
+            let next = nextNonce(sender.bytes)
             if let head = entries[next] {
                 heads.append(head)
                 cursor[sender] = next
@@ -178,7 +179,7 @@ public struct Mempool: Sendable {
             guard size + entry.encoded.count <= bytesMax else { continue }
             selected.append(entry)
             size += entry.encoded.count
-            let sender = entry.transaction.sender
+            let sender = BytesKey(entry.transaction.sender)
             let following = cursor[sender]! + 1
             cursor[sender] = following
             if let next = bySender[sender]?[following] { heads.append(next) }
@@ -190,12 +191,14 @@ public struct Mempool: Sendable {
     public mutating func prune(senders: some Sequence<[UInt8]>, nextNonce: ([UInt8]) -> UInt64) {
         for sender in senders {
             let next = nextNonce(sender)
-            for entry in bySender[sender]?.values.filter({ $0.transaction.nonce < next }) ?? [] { remove(entry) }
+            for entry in bySender[BytesKey(sender)]?.values.filter({ $0.transaction.nonce < next }) ?? [] {
+                remove(entry)
+            }
         }
     }
 
     public mutating func remove(id: [UInt8], sender: [UInt8], nonce: UInt64) {
-        guard let entry = bySender[sender]?[nonce], entry.id == id else { return }
+        guard let entry = bySender[BytesKey(sender)]?[nonce], entry.id == id else { return }
         remove(entry)
     }
 
@@ -206,7 +209,8 @@ public struct Mempool: Sendable {
 
     private func cheapestEvictable(excluding sender: [UInt8]) -> Entry? {
         var cheapest: Entry?
-        for (owner, entries) in bySender where owner != sender {
+        let excluded = BytesKey(sender)
+        for (owner, entries) in bySender where owner != excluded {
             guard let last = entries.values.max(by: { $0.transaction.nonce < $1.transaction.nonce }) else { continue }
             if cheapest == nil || Self.lowerPriority(last, cheapest!) { cheapest = last }
         }
@@ -214,17 +218,17 @@ public struct Mempool: Sendable {
     }
 
     private mutating func insert(_ entry: Entry) {
-        bySender[entry.transaction.sender, default: [:]][entry.transaction.nonce] = entry
-        byID[entry.id] = entry
+        bySender[BytesKey(entry.transaction.sender), default: [:]][entry.transaction.nonce] = entry
+        byID[BytesKey(entry.id)] = entry
         count += 1
         bytes += entry.encoded.count
     }
 
     private mutating func remove(_ entry: Entry) {
-        let sender = entry.transaction.sender
+        let sender = BytesKey(entry.transaction.sender)
         bySender[sender]?[entry.transaction.nonce] = nil
         if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
-        byID[entry.id] = nil
+        byID[BytesKey(entry.id)] = nil
         count -= 1
         bytes -= entry.encoded.count
     }

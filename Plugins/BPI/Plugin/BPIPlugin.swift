@@ -60,7 +60,7 @@ public final class BPI: Plugin {
     /// The ledger state after the tip, loaded from kv at start.
     var state: StateTree
     /// Every sender's next nonce after the tip (kv holds them too; this copy spares a read per transaction).
-    var nonces: [[UInt8]: UInt64]
+    var nonces: [BytesKey: UInt64]
     var walCount = 0
     /// Blocks checked at this height, by hash: a proposal is checked once, and its effects are committed as found.
     var checkedBlocks: [[UInt8]: Result<BlockRules.Effects, BlockProblem>] = [:]
@@ -108,7 +108,7 @@ public final class BPI: Plugin {
         }
         validators = try store.validators(at: tip + 1) ?? genesis.validators
         state = try store.loadState()
-        nonces = try store.loadNonces()
+        nonces = Dictionary(uniqueKeysWithValues: try store.loadNonces().map { (BytesKey($0.key), $0.value) })
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         // The environment validates blocks through this plugin, which does not exist yet: it is attached below.
@@ -237,7 +237,7 @@ public final class BPI: Plugin {
     private func buildBlock() -> Block? {
         let limits = genesis.parameters
         var chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
-            [nonces] sender in nonces[sender] ?? 0
+            [nonces] sender in nonces[BytesKey(sender)] ?? 0
         }
         let nowMs = context.unixTimeMs
         let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
@@ -274,7 +274,7 @@ public final class BPI: Plugin {
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks[block.hash] { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
-                                 nextNonce: { [nonces] sender in nonces[sender] ?? 0 },
+                                 nextNonce: { [nonces] sender in nonces[BytesKey(sender)] ?? 0 },
                                  admitted: { [mempool] encoded in
                                      mempool.entry(encoded: encoded).map { ($0.transaction, $0.id) }
                                  },
@@ -309,8 +309,8 @@ public final class BPI: Plugin {
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
         checkedBlocks = [:]
-        nonces.merge(effects.nextNonces) { $1 }
-        mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[sender] ?? 0 }
+        for (sender, nonce) in effects.nextNonces { nonces[BytesKey(sender)] = nonce }
+        mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[BytesKey(sender)] ?? 0 }
         blocksCommitted.increment()
         transactionsCommitted.add(UInt64(effects.transactionIDs.count))
         heightGauge.set(Double(block.header.height))
@@ -513,7 +513,7 @@ public final class BPI: Plugin {
 
     private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
         let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
-        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[$0] ?? 0 }, admissible: admissible) {
+        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[BytesKey($0)] ?? 0 }, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()
             return .failure(rejection)

@@ -50,7 +50,7 @@ extension BPI {
 
     /// The sender's next nonce after its finalized transactions, and after those waiting here too (without a gap).
     func nonces(of sender: [UInt8]) -> (committed: UInt64, next: UInt64) {
-        let committed = nonces[sender] ?? 0
+        let committed = nonces[BytesKey(sender)] ?? 0
         var next = committed
         for entry in mempool.pending(sender: sender) where entry.transaction.nonce == next { next += 1 }
         return (committed, next)

@@ -393,23 +393,9 @@ final class BlockWrites {
     }
 }
 
-/// A ledger state key that hashes its bytes once, when made: handlers look a key up several times (in the call's
-/// writes, the block's, and the committed cache), and `[UInt8]` would feed every byte to each lookup's hasher.
-struct StateKey: Hashable {
-    let bytes: [UInt8]
-    private let bytesHash: Int
-
-    init(_ bytes: [UInt8]) {
-        self.bytes = bytes
-        var hasher = Hasher()
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
-        bytesHash = hasher.finalize()
-    }
-
-    static func == (a: StateKey, b: StateKey) -> Bool { a.bytesHash == b.bytesHash && a.bytes == b.bytes }
-
-    func hash(into hasher: inout Hasher) { hasher.combine(bytesHash) }
-}
+/// A ledger state key ("<module>/<key>"): hashed once, when made, since handlers look each up several times (in
+/// the call's writes, the block's, and the committed cache).
+typealias StateKey = BytesKey
 
 /// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
 /// state; writes stay here until BPI merges them (or drops them when the handler fails).
