@@ -20,17 +20,57 @@ public enum WireCrypto {
     public static func blake2b256(_ parts: [UInt8]...) -> [UInt8] { blake2b256(parts: parts) }
 
     public static func blake2b256(parts: [[UInt8]]) -> [UInt8] {
-        ensureInitialized()
-        let input = parts.count == 1 ? parts[0] : parts.flatMap { $0 }
-        var out = [UInt8](repeating: 0, count: hashBytes)
-        precondition(crypto_generichash(&out, hashBytes, input, UInt64(input.count), nil, 0) == 0,
-                     "crypto_generichash failed")
-        return out
+        if parts.count == 1 { return parts[0].withUnsafeBytes { blake2b256($0) } }
+        return streamed { state in
+            for part in parts { part.withUnsafeBytes { update(state, $0) } }
+        }
     }
 
     /// BLAKE2b-256 of `domain`, a zero byte, then `message`: every hash that names something carries its purpose.
+    /// Streamed, so nothing is concatenated: block checks hash every transaction id, state leaf and Merkle node so.
     public static func domainHash(_ domain: String, _ message: [UInt8]) -> [UInt8] {
-        blake2b256(Array(domain.utf8), [0], message)
+        var domain = domain
+        return domain.withUTF8 { domain in
+            streamed { state in
+                update(state, UnsafeRawBufferPointer(domain))
+                withUnsafeBytes(of: UInt8(0)) { update(state, $0) }
+                message.withUnsafeBytes { update(state, $0) }
+            }
+        }
+    }
+
+    static func blake2b256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        ensureInitialized()
+        return [UInt8](unsafeUninitializedCapacity: hashBytes) { out, count in
+            let input = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            precondition(crypto_generichash(out.baseAddress!, hashBytes, input, UInt64(bytes.count), nil, 0) == 0,
+                         "crypto_generichash failed")
+            count = hashBytes
+        }
+    }
+
+    /// libsodium's BLAKE2b state is 64-byte aligned, which Swift does not import as a type: it lives in aligned
+    /// scratch memory on the stack.
+    private static let stateBytes = crypto_generichash_statebytes()
+
+    private static func streamed(_ body: (OpaquePointer) -> Void) -> [UInt8] {
+        ensureInitialized()
+        return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 64) { scratch in
+            let state = OpaquePointer(scratch.baseAddress!)
+            precondition(crypto_generichash_init(state, nil, 0, hashBytes) == 0, "crypto_generichash_init failed")
+            body(state)
+            return [UInt8](unsafeUninitializedCapacity: hashBytes) { out, count in
+                precondition(crypto_generichash_final(state, out.baseAddress!, hashBytes) == 0,
+                             "crypto_generichash_final failed")
+                count = hashBytes
+            }
+        }
+    }
+
+    private static func update(_ state: OpaquePointer, _ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        precondition(crypto_generichash_update(state, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                               UInt64(bytes.count)) == 0, "crypto_generichash_update failed")
     }
 
     /// Whether `signature` is `publicKey`'s Ed25519 signature of `message` (libsodium's strict checks: canonical
