@@ -1,5 +1,9 @@
 import CRocksDB
+#if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Puts and deletes applied together, all or nothing, by `Store.write(_:)`. A batch dropped without being written
 /// changes nothing. Not thread-safe: build a batch on one thread.
@@ -51,12 +55,16 @@ public final class WriteBatch {
         operations.removeAll(keepingCapacity: true)
     }
 
+    /// Never written, only passed with a length of zero.
+    nonisolated(unsafe) private static let nothing = UnsafePointer(UnsafeMutablePointer<CChar>.allocate(capacity: 1))
+
     /// Calls `body` with a RocksDB batch holding the operations in key order, then destroys it.
     func withSortedRocksDBBatch<T, E: Error>(_ body: (OpaquePointer) throws(E) -> T) throws(E) -> T {
         let handle = rocksdb_writebatch_create()!
         defer { rocksdb_writebatch_destroy(handle) }
         arena.withUnsafeBytes { bytes in
-            let base = bytes.baseAddress!.assumingMemoryBound(to: CChar.self)
+            // Only zero-length keys and values can meet an empty arena; RocksDB still wants a pointer for them.
+            let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) ?? Self.nothing
             // Ties keep insertion order: the index breaks them, so the later of two operations on a key stays later.
             let order = operations.indices.sorted { left, right in
                 let a = operations[left], b = operations[right]

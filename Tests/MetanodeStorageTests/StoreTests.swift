@@ -151,6 +151,20 @@ struct BatchTests {
         }
     }
 
+    @Test func aBatchOfOnlyEmptyKeysAndValuesIsWritten() async throws {
+        try await withTemporaryStore { (store) throws in
+            let batch = WriteBatch()
+            batch.put([], [])
+            try store.write(batch)
+            #expect(try store.get([]) == [])
+            batch.clear()
+            batch.delete([])
+            try store.write(batch)
+            #expect(try store.get([]) == nil)
+            try store.write(WriteBatch())  // an empty batch is a no-op, not an error
+        }
+    }
+
     @Test func aBatchDroppedWithoutWriteChangesNothing() async throws {
         try await withTemporaryStore { (store) throws in
             do {

@@ -62,8 +62,12 @@ public final class BPI: Plugin {
     /// Every sender's next nonce after the tip (kv holds them too; this copy spares a read per transaction).
     var nonces: [BytesKey: UInt64]
     var walCount = 0
-    /// Blocks checked at this height, by hash: a proposal is checked once, and its effects are committed as found.
-    var checkedBlocks: [[UInt8]: Result<BlockRules.Effects, BlockProblem>] = [:]
+    /// Blocks checked at this height, by hash, with the block itself: a proposal is checked once, and its effects are
+    /// committed as found. The hash is the header's, which covers transaction ids but not signatures, so an answer
+    /// counts only for a block equal in every byte: another block under the same header (a signature swapped for
+    /// one that does not verify) is checked on its own, neither inheriting a success nor blocking the honest block
+    /// with its failure.
+    var checkedBlocks: [[UInt8]: (block: Block, result: Result<BlockRules.Effects, BlockProblem>)] = [:]
     var heartbeat: TimerHandle?
     /// Equivocations seen and not yet in a finalized block, by state key (bounded).
     var pendingEvidence: [[UInt8]: Evidence] = [:]
@@ -126,7 +130,7 @@ public final class BPI: Plugin {
         heightGauge.set(Double(tip))
         validator.plugin = self
 
-        ledger.readStored = { [store] key in try? store.moduleState(key) }
+        ledger.readStored = { [store] key in try store.moduleState(key) }
         ledger.genesisSections = genesis.modules
         ledger.testTransactions = genesis.parameters.testTransactions
         ledger.systemCheck = { [unowned self] transaction in systemCheck(transaction) }
@@ -248,7 +252,7 @@ public final class BPI: Plugin {
                 proposer: myKey, nowMs: nowMs, state: state, validators: validators, evidence: evidence,
                 execute: ledger.execute) {
                 // Its own proposal comes back for checking: it was just executed, with these effects.
-                checkedBlocks[block.hash] = .success(effects)
+                checkedBlocks[block.hash] = (block, .success(effects))
                 return block
             }
             // Transactions whose fee their sender can no longer pay leave the mempool, and the rest go ahead.
@@ -272,7 +276,7 @@ public final class BPI: Plugin {
     }
 
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
-        if let known = checkedBlocks[block.hash] { return known }
+        if let known = checkedBlocks[block.hash], known.block == block { return known.result }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
                                  nextNonce: { [nonces] sender in nonces[BytesKey(sender)] ?? 0 },
                                  admitted: { [mempool] encoded in
@@ -280,7 +284,7 @@ public final class BPI: Plugin {
                                  },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
                                  execute: ledger.execute)
-        checkedBlocks[block.hash] = result
+        checkedBlocks[block.hash] = (block, result)
         if case .failure(let problem) = result {
             context.log.warn("refused block \(Hex.encode(block.hash).prefix(12)) at height \(block.header.height): "
                 + "\(problem)")
@@ -424,7 +428,8 @@ public final class BPI: Plugin {
                           let finalized = try? store.block(at: height) {
                 let ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
                 let results = ids.map { id in
-                    ((try? store.finalTransaction(id)) ?? nil)?.result ?? TransactionResult(status: 0, reason: "", events: [])
+                    ((try? store.finalTransaction(id)) ?? nil)?.result
+                        ?? TransactionResult(status: 0, reason: "", events: [])
                 }
                 let events = Self.blockEvents(finalized, ids: ids, results: results).events
                 for part in BlockEvents.parts(height: height, events: events, from: min(first, events.count)) {

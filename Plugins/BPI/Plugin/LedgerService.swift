@@ -43,7 +43,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// The table, followed by a pointer to this instance.
     let table: UnsafeMutableRawPointer
     /// Committed module state by full key ("<module>/<key>") from storage; set by BPI. Read through `committed`.
-    var readStored: ([UInt8]) -> [UInt8]? = { _ in nil }
+    var readStored: ([UInt8]) throws -> [UInt8]? = { _ in nil }
     /// Committed state only changes when a block commits, and then only by the block's writes, which
     /// `committed(writes:)` applies here: a transfer reads the same fee parameters, supplies and balances many times
     /// over, at admission and in every execution of a block, and each would otherwise be a RocksDB read.
@@ -55,7 +55,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     func readCommitted(_ key: StateKey) -> [UInt8]? {
         if let cached = committedCache[key] { return cached }
-        let value = readStored(key.bytes)
+        let value: [UInt8]?
+        do { value = try readStored(key.bytes) } catch {
+            return nil  // not cached: a failed read must not stand for an absent key in later blocks
+        }
         if committedCache.count >= Self.committedCacheEntriesMax { committedCache.removeAll(keepingCapacity: true) }
         committedCache[key] = .some(value)
         return value
