@@ -62,17 +62,19 @@ import Foundation
     @Test func aGoneNodesContainersAreKilledAndTheirCgroupsRemovedAtStart() throws {
         let host = try CgroupHost.detect()
         let gone = try #require((20_000...32_000).reversed().first { kill(Int32($0), 0) != 0 && errno == ESRCH })
-        let orphan = Process()
-        orphan.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        orphan.arguments = ["30"]
-        try orphan.run()
+        // Spawned and reaped directly: Foundation's Process could miss the SIGKILLed child's exit and wait forever
+        // (it once hung the cgroup v2 guest here), where waitpid returns within sleep's 30 s whatever happens.
+        var orphan: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("30"), nil]
+        defer { for argument in argv { free(argument) } }
+        try #require(posix_spawn(&orphan, "/bin/sleep", nil, nil, argv, environ) == 0)
         // Suites run in parallel, and any of them starting a runtime removes this stale cgroup too; if one does so
         // before the orphan is in, make another.
         var cgroup = try host.create("c\(gone)-orphan1", limits: .defaults)
         for attempt in 1...5 {
             do {
                 for directory in cgroup.directories {
-                    try "\(orphan.processIdentifier)".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)
+                    try "\(orphan)".write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8)
                 }
                 break
             } catch where attempt < 5 {
@@ -87,8 +89,9 @@ import Foundation
 
         _ = try ContainerRuntime(stateDirectory: NSTemporaryDirectory() + "docklock-stale-\(getpid())")
 
-        orphan.waitUntilExit()
-        #expect(orphan.terminationReason == .uncaughtSignal && orphan.terminationStatus == SIGKILL)
+        var status: Int32 = 0
+        #expect(waitpid(orphan, &status, 0) == orphan)
+        #expect(status & 0x7F == SIGKILL, "wait status \(status): the orphan was not killed")
         #expect(cgroup.directories.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
         #expect(mine.directories.allSatisfy { FileManager.default.fileExists(atPath: $0) })
     }
