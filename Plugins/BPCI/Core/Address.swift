@@ -27,7 +27,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// and again in the block, and each derivation is a BLAKE2b hash. A pure function, so the cache cannot change an
     /// answer; it is emptied when it reaches `derivedCachedMax` keys.
     public static func of(publicKey: [UInt8]) -> Address {
-        let key = PublicKey(bytes: publicKey)
+        let key = BytesKey(publicKey)
         if let known = derived.withLock({ $0[key] }) { return known }
         let address = Address(publicKey: publicKey)
         derived.withLock { cache in
@@ -38,12 +38,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public static let derivedCachedMax = 1 << 16
-    private static let derived = Mutex<[PublicKey: Address]>([:])
-
-    private struct PublicKey: Hashable {
-        let bytes: [UInt8]
-        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-    }
+    private static let derived = Mutex<[BytesKey: Address]>([:])
 
     /// The account of a module ("treasury", "fee-collector"): no key signs for it.
     public init(module name: String) {

@@ -22,13 +22,7 @@ public struct DictionaryModuleState: ModuleState, Sendable, Hashable {
 /// on one, and throws it away).
 public struct OverlayState<Base: ModuleState>: ModuleState {
     public let base: Base
-    /// Keyed so each lookup hashes the key's bytes at once (an array feeds its hasher byte by byte).
-    private var writes: [Key: [UInt8]?] = [:]
-
-    private struct Key: Hashable {
-        let bytes: [UInt8]
-        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-    }
+    private var writes: [BytesKey: [UInt8]?] = [:]
 
     public init(_ base: Base) {
         self.base = base
@@ -36,11 +30,11 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
     }
 
     public func get(_ key: [UInt8]) -> [UInt8]? {
-        if let written = writes[Key(bytes: key)] { return written }
+        if let written = writes[BytesKey(key)] { return written }
         return base.get(key)
     }
 
-    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[Key(bytes: key)] = .some(value) }
+    public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[BytesKey(key)] = .some(value) }
 }
 
 /// Where BPCI keeps what, under "bpci/" in the ledger state (so block headers commit to all of it):

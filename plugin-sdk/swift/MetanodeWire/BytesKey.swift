@@ -1,6 +1,6 @@
-/// A dictionary key of bytes (a sender's key, a transaction id, a state key) that hashes them once, when made.
-/// `[UInt8]` feeds its hasher byte by byte at every lookup, and BPI looks senders and ids up several times per
-/// transaction (admission, block checks, pruning).
+/// A dictionary key of bytes (a public key, a transaction id, a state key) that hashes them once, when made.
+/// `[UInt8]` feeds its hasher byte by byte at every lookup, and the ledger looks the same senders, ids and state keys
+/// up several times per transaction (admission, block checks, pruning, module handlers).
 public struct BytesKey: Hashable, Sendable {
     public let bytes: [UInt8]
     private let bytesHash: Int
