@@ -8,7 +8,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 CONFIG ?= debug
 DATA_DIR ?= $(CURDIR)/.metanode
-APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev zlib1g-dev pkg-config minisign libseccomp-dev busybox-static \
+APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev libjemalloc-dev zlib1g-dev pkg-config minisign libseccomp-dev busybox-static \
 	qemu-system-x86
 
 BIN := $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)

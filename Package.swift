@@ -106,7 +106,12 @@ let package = Package(
                 "DockLockRuntime", .product(name: "MetanodeWire", package: "plugin-sdk"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/metanode", swiftSettings: strict),
+            path: "Sources/metanode", swiftSettings: strict,
+            // jemalloc replaces glibc's malloc for the whole daemon, plugins included (the executable's own library
+            // comes first in symbol lookup). The node allocates and frees many small buffers on several threads;
+            // under glibc, malloc, consolidation and free took about 10% of a validator's CPU in `bench chain`, and
+            // jemalloc gave 9-20% more transfers/s in interleaved runs.
+            linkerSettings: [.linkedLibrary("jemalloc")]),
 
         // MARK: Bundled plugins
         .target(

@@ -93,9 +93,15 @@ public enum BankModule {
         + "(or its first block is not final yet)")
 
     public static func feeMarket(_ state: some ModuleState) throws(ModuleRefusal) -> FeeMarket {
-        guard let raw = state.get(BankKeys.feeParameters), let base = state.u64(BankKeys.baseFee) else {
-            throw inactive
-        }
+        guard let market = try activeFeeMarket(state) else { throw inactive }
+        return market
+    }
+
+    /// The fee market, or nil on a chain without BPCI: `isActive` and `feeMarket` in one read of the parameters,
+    /// for the paths every transaction takes.
+    static func activeFeeMarket(_ state: some ModuleState) throws(ModuleRefusal) -> FeeMarket? {
+        guard let raw = state.get(BankKeys.feeParameters) else { return nil }
+        guard let base = state.u64(BankKeys.baseFee) else { throw inactive }
         do throws(WireError) {
             return FeeMarket(parameters: try FeeMarket.Parameters.decode(raw), baseFee: base)
         } catch { throw ModuleRefusal("stored fee parameters: \(error.message)") }
@@ -107,9 +113,11 @@ public enum BankModule {
     /// the base fee is burned and the rest paid to the proposer.
     public static func chargeFee(_ transaction: ModuleTransaction, proposer: [UInt8]?, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
-        guard isActive(state) else { return .success([]) }  // no economy on this chain: nothing to charge
         let market: FeeMarket
-        do { market = try feeMarket(state) } catch { return .failure(error) }
+        do {
+            guard let active = try activeFeeMarket(state) else { return .success([]) }  // no economy: no fee
+            market = active
+        } catch { return .failure(error) }
         let payer = Address.of(publicKey: transaction.sender)
         guard let proposer else {
             if case .failure(let error) = market.split(fee: transaction.fee) { return .failure(ModuleRefusal("\(error)")) }
@@ -141,22 +149,26 @@ public enum BankModule {
 
     /// Admission of a "bpci/…" transaction over committed state: the fee and the payments together must be payable.
     public static func check(_ transaction: ModuleTransaction, state: some ModuleState) -> ModuleRefusal? {
-        guard isActive(state) else { return inactive }
+        let market: FeeMarket
+        do {
+            guard let active = try activeFeeMarket(state) else { return inactive }
+            market = active
+        } catch { return error }
         let message: BankMessage
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
         } catch { return ModuleRefusal(error.message) }
-        if case .transfer(let payment) = message { return checkTransfer(transaction, payment, state: state) }
+        if case .transfer(let payment) = message {
+            return checkTransfer(transaction, payment, market: market, state: state)
+        }
         return checkBySimulating(transaction, message, state: state)
     }
 
     /// A transfer's admission worked out from the balances instead of simulated: a few reads and no writes, where
     /// the simulation takes about twice the state accesses (it runs on every node for every transfer). It gives the
     /// same answer and message as `checkBySimulating`; a property test holds the two to that.
-    static func checkTransfer(_ transaction: ModuleTransaction, _ payment: Payment, state: some ModuleState)
-        -> ModuleRefusal? {
-        let market: FeeMarket
-        do { market = try feeMarket(state) } catch { return error }
+    static func checkTransfer(_ transaction: ModuleTransaction, _ payment: Payment, market: FeeMarket,
+                              state: some ModuleState) -> ModuleRefusal? {
         if case .failure(let error) = market.split(fee: transaction.fee) {
             return ModuleRefusal(BankError.reserved(error.description).description)
         }

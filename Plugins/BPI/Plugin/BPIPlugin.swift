@@ -389,6 +389,7 @@ public final class BPI: Plugin {
 
     static func blockEvents(_ finalized: FinalizedBlock, ids: [[UInt8]], results: [TransactionResult]) -> BlockEvents {
         var events: [BlockEvents.Event] = []
+        events.reserveCapacity(results.reduce(0) { $0 + $1.events.count })
         for (id, result) in zip(ids, results) {
             for event in result.events { events.append(.init(transaction: id, type: event.type, data: event.data)) }
         }

@@ -49,14 +49,19 @@ public enum WireCrypto {
         }
     }
 
-    /// libsodium's BLAKE2b state is 64-byte aligned, which Swift does not import as a type: it lives in aligned
-    /// scratch memory on the stack.
+    /// libsodium's BLAKE2b state is 64-byte aligned, which Swift does not import as a type: it lives in scratch
+    /// memory on the stack, aligned by hand. Asking `withUnsafeTemporaryAllocation` for 64-byte alignment sends it to
+    /// the heap (more than malloc's alignment), which cost an aligned malloc and free per hash.
     private static let stateBytes = crypto_generichash_statebytes()
+    private static let stateAlignment = 64
 
     private static func streamed(_ body: (OpaquePointer) -> Void) -> [UInt8] {
         ensureInitialized()
-        return withUnsafeTemporaryAllocation(byteCount: stateBytes, alignment: 64) { scratch in
-            let state = OpaquePointer(scratch.baseAddress!)
+        return withUnsafeTemporaryAllocation(byteCount: stateBytes + stateAlignment - 1,
+                                             alignment: MemoryLayout<UInt64>.alignment) { scratch in
+            let base = UInt(bitPattern: scratch.baseAddress!)
+            let aligned = (base + UInt(stateAlignment - 1)) & ~UInt(stateAlignment - 1)
+            let state = OpaquePointer(bitPattern: aligned)!
             precondition(crypto_generichash_init(state, nil, 0, hashBytes) == 0, "crypto_generichash_init failed")
             body(state)
             return [UInt8](unsafeUninitializedCapacity: hashBytes) { out, count in
