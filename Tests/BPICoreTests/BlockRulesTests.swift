@@ -64,4 +64,57 @@ struct BlockRulesTests {
             #expect("\(problem)" == "transaction 1: bad signature")
         }
     }
+
+    /// The node's memo of checked blocks, found by header hash: the hash leaves signatures out, so a forged block under
+    /// an honest header must get its own check, in either order.
+    @Test("a checked block's result counts only for a block equal in every byte, in either order")
+    func checkedBlocksMatchWholeBlocks() throws {
+        let (rules, validators, pool, block) = try Self.setUp()
+        var forged = block
+        forged.transactions[1][forged.transactions[1].count - 1] ^= 1
+        let honestResult = Self.check(rules, validators, block, admittedBy: pool)
+        let forgedResult = Self.check(rules, validators, forged, admittedBy: pool)
+        guard case .success = honestResult, case .failure = forgedResult else {
+            Issue.record("the honest block must pass and the forged one fail")
+            return
+        }
+
+        // Honest first: the forged block must not inherit its success.
+        var checked = CheckedBlocks()
+        checked.record(block, honestResult)
+        #expect(checked.result(for: forged) == nil)
+        guard case .success(let effects)? = checked.result(for: block) else {
+            Issue.record("the honest block's own success was not found")
+            return
+        }
+        #expect(effects.transactionIDs.count == 3)
+
+        // Forged first: its failure must not stand for the honest block, which would stall the height.
+        checked.removeAll()
+        checked.record(forged, forgedResult)
+        #expect(checked.result(for: block) == nil)
+        guard case .failure(let problem)? = checked.result(for: forged) else {
+            Issue.record("the forged block's own failure was not found")
+            return
+        }
+        #expect("\(problem)" == "transaction 1: bad signature")
+        // The honest block's check replaces the forged one's under the shared header.
+        checked.record(block, honestResult)
+        #expect(checked.count == 1)
+        #expect(checked.result(for: forged) == nil)
+        #expect(checked.result(for: block) != nil)
+    }
+
+    @Test("checked blocks stay bounded by entriesMax")
+    func checkedBlocksAreBounded() throws {
+        let (_, _, _, block) = try Self.setUp()
+        var checked = CheckedBlocks()
+        for step in 0..<UInt64(CheckedBlocks.entriesMax + 5) {
+            var other = block
+            other.header.timestampMs += step  // another header, so another hash
+            checked.record(other, .failure("refused"))
+            #expect(checked.count <= CheckedBlocks.entriesMax)
+        }
+        #expect(checked.count >= 1)
+    }
 }

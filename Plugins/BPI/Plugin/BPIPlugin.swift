@@ -62,12 +62,8 @@ public final class BPI: Plugin {
     /// Every sender's next nonce after the tip (kv holds them too; this copy spares a read per transaction).
     var nonces: [BytesKey: UInt64]
     var walCount = 0
-    /// Blocks checked at this height, by hash, with the block itself: a proposal is checked once, and its effects are
-    /// committed as found. The hash is the header's, which covers transaction ids but not signatures, so an answer
-    /// counts only for a block equal in every byte: another block under the same header (a signature swapped for
-    /// one that does not verify) is checked on its own, neither inheriting a success nor blocking the honest block
-    /// with its failure.
-    var checkedBlocks: [[UInt8]: (block: Block, result: Result<BlockRules.Effects, BlockProblem>)] = [:]
+    /// Blocks checked at this height: a proposal is checked once, and its effects are committed as found.
+    var checkedBlocks = CheckedBlocks()
     var heartbeat: TimerHandle?
     /// Equivocations seen and not yet in a finalized block, by state key (bounded).
     var pendingEvidence: [[UInt8]: Evidence] = [:]
@@ -252,7 +248,7 @@ public final class BPI: Plugin {
                 proposer: myKey, nowMs: nowMs, state: state, validators: validators, evidence: evidence,
                 execute: ledger.execute) {
                 // Its own proposal comes back for checking: it was just executed, with these effects.
-                checkedBlocks[block.hash] = (block, .success(effects))
+                checkedBlocks.record(block, .success(effects))
                 return block
             }
             // Transactions whose fee their sender can no longer pay leave the mempool, and the rest go ahead.
@@ -276,7 +272,7 @@ public final class BPI: Plugin {
     }
 
     private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
-        if let known = checkedBlocks[block.hash], known.block == block { return known.result }
+        if let known = checkedBlocks.result(for: block) { return known }
         let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
                                  nextNonce: { [nonces] sender in nonces[BytesKey(sender)] ?? 0 },
                                  admitted: { [mempool] encoded in
@@ -284,7 +280,7 @@ public final class BPI: Plugin {
                                  },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
                                  execute: ledger.execute)
-        checkedBlocks[block.hash] = (block, result)
+        checkedBlocks.record(block, result)
         if case .failure(let problem) = result {
             context.log.warn("refused block \(Hex.encode(block.hash).prefix(12)) at height \(block.header.height): "
                 + "\(problem)")
@@ -312,7 +308,7 @@ public final class BPI: Plugin {
         for piece in block.evidence { pendingEvidence[piece.stateKey] = nil }
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
-        checkedBlocks = [:]
+        checkedBlocks.removeAll()
         for (sender, nonce) in effects.nextNonces { nonces[BytesKey(sender)] = nonce }
         mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[BytesKey(sender)] ?? 0 }
         blocksCommitted.increment()
