@@ -28,6 +28,7 @@ public enum Node {
 
     public static func run(_ options: Options, logger: Logger) async throws(MetanodeError) {
         let startedAt = ContinuousClock.now
+        logger.info("memory allocator: \(MemoryAllocator.description)")
         let data = options.dataDirectory
         let config = try data.loadConfig()
         let nodeKey = try data.loadNodeKey()

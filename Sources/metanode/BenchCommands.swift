@@ -229,7 +229,7 @@ final class BenchNetwork: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = ["node", "start", "--data-dir", data.root]
             let logPath = data.root + "/node.log"
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // FileHandle below reports a failure
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
             process.standardOutput = handle
             process.standardError = handle

@@ -250,6 +250,28 @@ struct BankModuleTests {
     /// Admission of a transfer is worked out from balances; the simulation (fee, then payment, on an overlay) is the
     /// reference. Amounts and fees sit at the edges: zero, the base fee and one below, the balance with and
     /// without the fee, one more, and more than any balance.
+    /// Admission reads the fee parameters once, before decoding the message; its refusals keep their old turn.
+    @Test("damaged or missing fee parameters are named at admission, after a message that does not decode")
+    func damagedFeeParameters() {
+        let transfer = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)))
+        let multiSend = Self.transaction(.multiSend([Payment(to: Self.bob, denomination: .flx, amount: 1)]))
+        var damaged = Self.started()
+        damaged.put(BankKeys.feeParameters, [1, 2, 3])
+        var withoutBaseFee = Self.started()
+        withoutBaseFee.put(BankKeys.baseFee, nil)
+        for (state, expected) in [(damaged, "stored fee parameters"), (withoutBaseFee, "no modules.bpci section")] {
+            for transaction in [transfer, multiSend] {
+                let refusal = BankModule.check(transaction, state: state)?.reason
+                #expect(refusal?.contains(expected) == true, "\(transaction.kind): \(refusal ?? "admitted")")
+            }
+            var garbled = transfer
+            garbled.payload = [0xFF]
+            let refusal = BankModule.check(garbled, state: state)?.reason
+            #expect(refusal != nil && refusal?.contains(expected) == false,
+                    "the undecodable message is named first: \(refusal ?? "admitted")")
+        }
+    }
+
     @Test("a transfer's admission answers as the full simulation does, message for message", arguments: 1...20)
     func transferAdmissionMatchesSimulation(seed: UInt64) {
         let (state, _) = Self.randomChain(seed: seed, blocks: 1 + Int(seed % 8))

@@ -72,6 +72,7 @@ struct BlockRulesTests {
         let (rules, validators, pool, block) = try Self.setUp()
         var forged = block
         forged.transactions[1][forged.transactions[1].count - 1] ^= 1
+        #expect(forged.hash == block.hash, "the two blocks share a header")
         let honestResult = Self.check(rules, validators, block, admittedBy: pool)
         let forgedResult = Self.check(rules, validators, forged, admittedBy: pool)
         guard case .success = honestResult, case .failure = forgedResult else {
@@ -105,16 +106,61 @@ struct BlockRulesTests {
         #expect(checked.result(for: block) != nil)
     }
 
-    @Test("checked blocks stay bounded by entriesMax")
+    @Test("checked blocks stay bounded by entriesMax, and a block's own entry survives its recording")
     func checkedBlocksAreBounded() throws {
         let (_, _, _, block) = try Self.setUp()
         var checked = CheckedBlocks()
+        var blocks: [Block] = []
         for step in 0..<UInt64(CheckedBlocks.entriesMax + 5) {
             var other = block
             other.header.timestampMs += step  // another header, so another hash
+            blocks.append(other)
             checked.record(other, .failure("refused"))
             #expect(checked.count <= CheckedBlocks.entriesMax)
+            #expect(checked.result(for: other) != nil, "the entry just recorded is kept")
         }
-        #expect(checked.count >= 1)
+        // Full again, then a block under a header already there replaces its entry and drops nothing else.
+        checked.removeAll()
+        for other in blocks.prefix(CheckedBlocks.entriesMax) { checked.record(other, .failure("refused")) }
+        #expect(checked.count == CheckedBlocks.entriesMax)
+        var forged = blocks[0]
+        forged.transactions[0][forged.transactions[0].count - 1] ^= 1
+        checked.record(forged, .failure("bad signature"))
+        #expect(checked.count == CheckedBlocks.entriesMax)
+        #expect(checked.result(for: blocks[1]) != nil && checked.result(for: forged) != nil)
+    }
+
+    /// A timestamp ahead of this node's clock may pass a later check: remembering the refusal would keep the node
+    /// from the block for the rest of the height.
+    @Test("a refusal by this node's clock is not remembered")
+    func clockRefusalsAreNotRemembered() throws {
+        let (rules, validators, pool, _) = try Self.setUp()
+        let chosen = pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 0 }
+        let timestampMs: UInt64 = 10_000
+        let block = try #require(rules.build(
+            parent: rules.genesisParent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+            proposer: Self.proposer.publicKey, nowMs: timestampMs, state: StateTree(), validators: validators,
+            execute: Self.execute))
+        func check(atMs nowMs: UInt64) -> Result<BlockRules.Effects, BlockProblem> {
+            rules.check(block, parent: rules.genesisParent, nowMs: nowMs, state: StateTree(), validators: validators,
+                        nextNonce: { _ in 0 },
+                        admitted: { encoded in pool.entry(encoded: encoded).map { ($0.transaction, $0.id) } },
+                        execute: Self.execute)
+        }
+        let early = check(atMs: block.header.timestampMs - BlockRules.clockDriftMaxMs - 1)
+        guard case .failure(let problem) = early else {
+            Issue.record("a block from beyond the clock drift was accepted")
+            return
+        }
+        #expect(problem.dependsOnClock && problem.description.contains("ms ahead"))
+        var checked = CheckedBlocks()
+        checked.record(block, early)
+        #expect(checked.result(for: block) == nil)
+        guard case .success = check(atMs: block.header.timestampMs) else {
+            Issue.record("the same block failed once the clock caught up")
+            return
+        }
+        let other: BlockProblem = "transaction 1: bad signature"
+        #expect(!other.dependsOnClock)
     }
 }

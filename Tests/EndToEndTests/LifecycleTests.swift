@@ -23,6 +23,7 @@ struct LifecycleTests {
         #expect(order == ["start dep-a", "start dep-b", "start dep-c", "stop dep-c", "stop dep-b", "stop dep-a"])
         // Then the bus, then storage.
         let log = process.log
+        #expect(log.contains("memory allocator: jemalloc 5."), "the daemon runs on the jemalloc it links")
         let lastPluginStop = try #require(log.range(of: "plugin dep-a stopped"))
         let busStop = try #require(log.range(of: "bus stopped"))
         let storageClose = try #require(log.range(of: "storage flushed and closed"))

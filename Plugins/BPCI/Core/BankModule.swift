@@ -149,17 +149,22 @@ public enum BankModule {
 
     /// Admission of a "bpci/…" transaction over committed state: the fee and the payments together must be payable.
     public static func check(_ transaction: ModuleTransaction, state: some ModuleState) -> ModuleRefusal? {
-        let market: FeeMarket
+        // One read of the fee parameters; its refusals keep their turn: an inactive chain first, then an undecodable
+        // message, then damaged parameters.
+        let market: Result<FeeMarket, ModuleRefusal>
         do {
             guard let active = try activeFeeMarket(state) else { return inactive }
-            market = active
-        } catch { return error }
+            market = .success(active)
+        } catch { market = .failure(error) }
         let message: BankMessage
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
         } catch { return ModuleRefusal(error.message) }
         if case .transfer(let payment) = message {
-            return checkTransfer(transaction, payment, market: market, state: state)
+            switch market {
+            case .success(let market): return checkTransfer(transaction, payment, market: market, state: state)
+            case .failure(let refusal): return refusal
+            }
         }
         return checkBySimulating(transaction, message, state: state)
     }

@@ -124,7 +124,8 @@ public struct BlockRules: Sendable {
             return .failure("timestamp \(header.timestampMs) is before the parent's \(parent.timestampMs)")
         }
         guard header.timestampMs <= nowMs + Self.clockDriftMaxMs else {
-            return .failure("timestamp \(header.timestampMs) is more than \(Self.clockDriftMaxMs) ms ahead")
+            return .failure(BlockProblem(dependingOnClock:
+                "timestamp \(header.timestampMs) is more than \(Self.clockDriftMaxMs) ms ahead"))
         }
         guard header.validatorSetHash == validators.hash else { return .failure("validator set hash") }
         guard validators.index(of: header.proposer) != nil else { return .failure("proposer is no validator") }
@@ -196,6 +197,14 @@ public struct BlockRules: Sendable {
 public struct BlockProblem: Error, Equatable, Sendable, ExpressibleByStringLiteral, ExpressibleByStringInterpolation,
     CustomStringConvertible {
     public let description: String
+    /// Whether the refusal came from this node's clock (a timestamp too far ahead of it), so that the same block may
+    /// pass a later check: such a refusal is not remembered (`CheckedBlocks`).
+    public private(set) var dependsOnClock = false
+
     public init(stringLiteral value: String) { description = value }
+    public init(dependingOnClock description: String) {
+        self.description = description
+        dependsOnClock = true
+    }
     public init(stringInterpolation: DefaultStringInterpolation) { description = String(stringInterpolation: stringInterpolation) }
 }

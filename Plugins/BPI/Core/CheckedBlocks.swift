@@ -5,7 +5,8 @@
 /// Entries are found by header hash, but the header covers transaction ids, not signatures. So an entry counts only
 /// for a block equal to its own in every byte: another block under the same header (a signature swapped for one that
 /// does not verify) is checked on its own, neither inheriting the honest block's success nor leaving its failure
-/// where the honest block would find it and stall the height.
+/// where the honest block would find it and stall the height. Nor is a refusal by this node's clock kept (a timestamp
+/// too far ahead): the block may pass once the clock has caught up, and a finalized block must still be committed.
 public struct CheckedBlocks: Sendable {
     /// Entries kept before all are dropped: a height sees a proposal per round, so this is never reached honestly,
     /// and a Byzantine proposer's flood of distinct blocks costs it checks, not this node's memory.
@@ -26,6 +27,10 @@ public struct CheckedBlocks: Sendable {
     /// Records `block`'s result, replacing whatever was recorded under its header.
     public mutating func record(_ block: Block, _ result: Result<BlockRules.Effects, BlockProblem>) {
         let hash = block.hash
+        if case .failure(let problem) = result, problem.dependsOnClock {
+            entries[hash] = nil
+            return
+        }
         if entries[hash] == nil, entries.count >= Self.entriesMax { entries.removeAll() }
         entries[hash] = (block, result)
     }

@@ -271,9 +271,12 @@ public final class BPI: Plugin {
                            validators: validators, execute: ledger.execute)
     }
 
-    private func check(_ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
+    /// A `finalized` block is past the clock rule: a quorum of validators accepted its timestamp, and this node must
+    /// commit it however far behind its own clock is.
+    private func check(_ block: Block, finalized: Bool = false) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks.result(for: block) { return known }
-        let result = rules.check(block, parent: parent, nowMs: context.unixTimeMs, state: state, validators: validators,
+        let nowMs = finalized ? max(context.unixTimeMs, block.header.timestampMs) : context.unixTimeMs
+        let result = rules.check(block, parent: parent, nowMs: nowMs, state: state, validators: validators,
                                  nextNonce: { [nonces] sender in nonces[BytesKey(sender)] ?? 0 },
                                  admitted: { [mempool] encoded in
                                      mempool.entry(encoded: encoded).map { ($0.transaction, $0.id) }
@@ -296,7 +299,7 @@ public final class BPI: Plugin {
     /// Stores a decided or synced block, then moves consensus to the next height.
     private func commit(_ finalized: FinalizedBlock) {
         let block = finalized.block
-        guard case .success(let effects) = check(block) else { return }
+        guard case .success(let effects) = check(block, finalized: true) else { return }
         do {
             try store.commit(finalized, effects: effects, walCount: walCount)
         } catch {
