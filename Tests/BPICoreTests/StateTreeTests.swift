@@ -57,4 +57,22 @@ struct StateTreeTests {
         copy.set(Self.key(3), [2])
         #expect(tree.root == before && copy.root != before)
     }
+
+    /// The tree hashes inline; the documented formulas (which proofs are checked with) use arrays. Pinned here: a
+    /// one-key tree's root is that key's leaf hash, and every key hash is the domain hash the wire documents.
+    @Test("the inline hashes are the documented leaf, inner and key hashes")
+    func inlineHashesMatchTheFormulas() {
+        for index in 0..<20 {
+            #expect(StateTree.keyHash(Self.key(index))
+                == WireCrypto.domainHash("metanode/bpi/state-key/v1", Self.key(index)))
+        }
+        var one = StateTree()
+        one.set(Self.key(1), [7, 7])
+        #expect(one.root == StateTree.leafHash(keyHash: StateTree.keyHash(Self.key(1)),
+                                               valueHash: WireCrypto.blake2b256([7, 7])))
+        // Setting a key to the value it has leaves the root as it was.
+        var same = one
+        same.set(Self.key(1), [7, 7])
+        #expect(same.root == one.root)
+    }
 }

@@ -86,7 +86,8 @@ public struct Mempool: Sendable {
 
     /// The waiting transaction encoded exactly as `encoded` (same body and same signature), without decoding it.
     public func entry(encoded: [UInt8]) -> Entry? {
-        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[BytesKey(id)], entry.encoded == encoded else {
+        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[BytesKey(id)],
+              entry.encoded.hasSameBytes(as: encoded) else {
             return nil
         }
         return entry

@@ -14,12 +14,19 @@ import MetanodeWire
 public struct StateTree: Sendable {
     public static let emptyHash = [UInt8](repeating: 0, count: 32)
 
+    /// Nodes hold their hashes inline (`Digest256`): a block rewrites thousands of nodes, and an array per hash was an
+    /// allocation and a reference count each. A leaf's hash is made with the leaf, so rehashing a changed parent
+    /// does not hash its unchanged leaves again.
     indirect enum Node: Sendable {
         case empty
-        case leaf(keyHash: [UInt8], valueHash: [UInt8])
-        case inner(left: Node, right: Node, hash: [UInt8]?)
+        case leaf(keyHash: Digest256, valueHash: Digest256, hash: Digest256)
+        case inner(left: Node, right: Node, hash: Digest256?)
 
         var isEmpty: Bool { if case .empty = self { true } else { false } }
+
+        static func leaf(keyHash: Digest256, valueHash: Digest256) -> Node {
+            .leaf(keyHash: keyHash, valueHash: valueHash, hash: StateTree.leafDigest(keyHash, valueHash))
+        }
     }
 
     private var top: Node = .empty
@@ -27,7 +34,7 @@ public struct StateTree: Sendable {
 
     public init() {}
 
-    public static func keyHash(_ key: [UInt8]) -> [UInt8] { WireCrypto.domainHash("metanode/bpi/state-key/v1", key) }
+    public static func keyHash(_ key: [UInt8]) -> [UInt8] { keyDigest(key).bytes }
 
     public static func leafHash(keyHash: [UInt8], valueHash: [UInt8]) -> [UInt8] {
         WireCrypto.blake2b256([0], keyHash, valueHash)
@@ -37,10 +44,37 @@ public struct StateTree: Sendable {
 
     static func bit(_ hash: [UInt8], _ depth: Int) -> Int { Int(hash[depth >> 3] >> (7 - UInt8(depth & 7))) & 1 }
 
+    // The same hashes, inline. `keyDigest(key).bytes == keyHash(key)` and so on: a test holds them together.
+
+    /// "metanode/bpi/state-key/v1" and the zero byte that ends a domain (`WireCrypto.domainHash`).
+    private static let keyDomain = Array("metanode/bpi/state-key/v1".utf8) + [0]
+    private static let leafTag: [UInt8] = [0]
+    private static let innerTag: [UInt8] = [1]
+
+    static func keyDigest(_ key: [UInt8]) -> Digest256 {
+        keyDomain.withUnsafeBytes { domain in key.withUnsafeBytes { WireCrypto.digest(domain, $0) } }
+    }
+
+    static func valueDigest(_ value: [UInt8]) -> Digest256 { value.withUnsafeBytes { WireCrypto.digest($0) } }
+
+    static func leafDigest(_ keyHash: Digest256, _ valueHash: Digest256) -> Digest256 {
+        leafTag.withUnsafeBytes { tag in
+            keyHash.withUnsafeBytes { key in valueHash.withUnsafeBytes { WireCrypto.digest(tag, key, $0) } }
+        }
+    }
+
+    static func innerDigest(_ left: Digest256, _ right: Digest256) -> Digest256 {
+        innerTag.withUnsafeBytes { tag in
+            left.withUnsafeBytes { left in right.withUnsafeBytes { WireCrypto.digest(tag, left, $0) } }
+        }
+    }
+
+    static func bit(_ hash: Digest256, _ depth: Int) -> Int { Int(hash.byte(depth >> 3) >> (7 - UInt8(depth & 7))) & 1 }
+
     /// Sets `key` to `value`, or removes it when `value` is nil.
     public mutating func set(_ key: [UInt8], _ value: [UInt8]?) {
-        let keyHash = Self.keyHash(key)
-        let valueHash = value.map { WireCrypto.blake2b256($0) }
+        let keyHash = Self.keyDigest(key)
+        let valueHash = value.map { Self.valueDigest($0) }
         var changedCount = 0
         top = Self.update(top, keyHash: keyHash, valueHash: valueHash, depth: 0, countChange: &changedCount)
         count += changedCount
@@ -50,29 +84,28 @@ public struct StateTree: Sendable {
         mutating get {
             let (node, hash) = Self.hashed(top)
             top = node
-            return hash
+            return hash.bytes
         }
     }
 
-    private static func update(_ node: Node, keyHash: [UInt8], valueHash: [UInt8]?, depth: Int,
+    private static func update(_ node: Node, keyHash: Digest256, valueHash: Digest256?, depth: Int,
                                countChange: inout Int) -> Node {
         switch node {
         case .empty:
             guard let valueHash else { return .empty }
             countChange = 1
             return .leaf(keyHash: keyHash, valueHash: valueHash)
-        case .leaf(let existing, let existingValue):
+        case .leaf(let existing, let existingValue, _):
             if existing == keyHash {
                 guard let valueHash else {
                     countChange = -1
                     return .empty
                 }
-                return .leaf(keyHash: keyHash, valueHash: valueHash)
+                return valueHash == existingValue ? node : .leaf(keyHash: keyHash, valueHash: valueHash)
             }
             guard let valueHash else { return node }
             countChange = 1
-            return split(.leaf(keyHash: existing, valueHash: existingValue), existing,
-                         .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth)
+            return split(node, existing, .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth)
         case .inner(let left, let right, _):
             var left = left, right = right
             if bit(keyHash, depth) == 0 {
@@ -86,7 +119,7 @@ public struct StateTree: Sendable {
     }
 
     /// Two leaves that met at `depth`: inner nodes down to the first bit where their key hashes differ.
-    private static func split(_ a: Node, _ aKey: [UInt8], _ b: Node, _ bKey: [UInt8], depth: Int) -> Node {
+    private static func split(_ a: Node, _ aKey: Digest256, _ b: Node, _ bKey: Digest256, depth: Int) -> Node {
         let aBit = bit(aKey, depth), bBit = bit(bKey, depth)
         if aBit != bBit { return aBit == 0 ? .inner(left: a, right: b, hash: nil) : .inner(left: b, right: a, hash: nil) }
         let below = split(a, aKey, b, bKey, depth: depth + 1)
@@ -103,15 +136,15 @@ public struct StateTree: Sendable {
         }
     }
 
-    private static func hashed(_ node: Node) -> (Node, [UInt8]) {
+    private static func hashed(_ node: Node) -> (Node, Digest256) {
         switch node {
-        case .empty: return (node, emptyHash)
-        case .leaf(let keyHash, let valueHash): return (node, leafHash(keyHash: keyHash, valueHash: valueHash))
+        case .empty: return (node, .zero)
+        case .leaf(_, _, let hash): return (node, hash)
         case .inner(_, _, let hash?): return (node, hash)
         case .inner(let left, let right, nil):
             let (leftNode, leftHash) = hashed(left)
             let (rightNode, rightHash) = hashed(right)
-            let hash = innerHash(leftHash, rightHash)
+            let hash = innerDigest(leftHash, rightHash)
             return (.inner(left: leftNode, right: rightNode, hash: hash), hash)
         }
     }
@@ -120,7 +153,7 @@ public struct StateTree: Sendable {
     /// ends in an empty subtree). The leaf is `key`'s own for an inclusion proof, another key's for non-inclusion.
     public mutating func proof(_ key: [UInt8]) -> StateProof {
         _ = root
-        let keyHash = Self.keyHash(key)
+        let keyHash = Self.keyDigest(key)
         var siblings: [[UInt8]] = []
         var node = top
         var depth = 0
@@ -128,14 +161,14 @@ public struct StateTree: Sendable {
             switch node {
             case .empty:
                 return StateProof(siblings: siblings, leaf: nil)
-            case .leaf(let leafKey, let valueHash):
-                return StateProof(siblings: siblings, leaf: .init(keyHash: leafKey, valueHash: valueHash))
+            case .leaf(let leafKey, let valueHash, _):
+                return StateProof(siblings: siblings, leaf: .init(keyHash: leafKey.bytes, valueHash: valueHash.bytes))
             case .inner(let left, let right, _):
                 if Self.bit(keyHash, depth) == 0 {
-                    siblings.append(Self.hashed(right).1)
+                    siblings.append(Self.hashed(right).1.bytes)
                     node = left
                 } else {
-                    siblings.append(Self.hashed(left).1)
+                    siblings.append(Self.hashed(left).1.bytes)
                     node = right
                 }
                 depth += 1

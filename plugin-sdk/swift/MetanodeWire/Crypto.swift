@@ -56,20 +56,41 @@ public enum WireCrypto {
     private static let stateAlignment = 64
 
     private static func streamed(_ body: (OpaquePointer) -> Void) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: hashBytes) { out, count in
+            streamed(into: UnsafeMutableRawPointer(out.baseAddress!), body)
+            count = hashBytes
+        }
+    }
+
+    /// The hash of what `body` feeds the state, written to `out` (`hashBytes` bytes).
+    private static func streamed(into out: UnsafeMutableRawPointer, _ body: (OpaquePointer) -> Void) {
         ensureInitialized()
-        return withUnsafeTemporaryAllocation(byteCount: stateBytes + stateAlignment - 1,
-                                             alignment: MemoryLayout<UInt64>.alignment) { scratch in
+        withUnsafeTemporaryAllocation(byteCount: stateBytes + stateAlignment - 1,
+                                      alignment: MemoryLayout<UInt64>.alignment) { scratch in
             let base = UInt(bitPattern: scratch.baseAddress!)
             let aligned = (base + UInt(stateAlignment - 1)) & ~UInt(stateAlignment - 1)
             let state = OpaquePointer(bitPattern: aligned)!
             precondition(crypto_generichash_init(state, nil, 0, hashBytes) == 0, "crypto_generichash_init failed")
             body(state)
-            return [UInt8](unsafeUninitializedCapacity: hashBytes) { out, count in
-                precondition(crypto_generichash_final(state, out.baseAddress!, hashBytes) == 0,
-                             "crypto_generichash_final failed")
-                count = hashBytes
+            precondition(crypto_generichash_final(state, out.assumingMemoryBound(to: UInt8.self), hashBytes) == 0,
+                         "crypto_generichash_final failed")
+        }
+    }
+
+    /// BLAKE2b-256 of `a`, then `b`, then `c`, as an inline `Digest256`: for structures that make and keep many
+    /// hashes (the state tree), where an array per hash is an allocation and a reference count per node. Fixed
+    /// arities rather than variadic, which would allocate an array of the parts.
+    public static func digest(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer = UnsafeRawBufferPointer(
+        start: nil, count: 0), _ c: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Digest256 {
+        var digest = Digest256.zero
+        withUnsafeMutableBytes(of: &digest) { out in
+            streamed(into: out.baseAddress!) { state in
+                update(state, a)
+                update(state, b)
+                update(state, c)
             }
         }
+        return digest
     }
 
     private static func update(_ state: OpaquePointer, _ bytes: UnsafeRawBufferPointer) {
@@ -231,5 +252,30 @@ public struct SHA256Hasher: Sendable {
         var hasher = SHA256Hasher()
         hasher.update(bytes)
         return hasher.finalize()
+    }
+}
+
+/// A 32-byte hash held inline: no array, no allocation, no reference count. Its bytes are the hash's bytes in order,
+/// whatever the machine's byte order (they are written and read as memory, never as integers).
+public struct Digest256: Hashable, Sendable {
+    private var word0: UInt64 = 0, word1: UInt64 = 0, word2: UInt64 = 0, word3: UInt64 = 0
+
+    public static let zero = Digest256()
+
+    private init() {}
+
+    /// The digest of exactly 32 bytes; nil for any other length.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == WireCrypto.hashBytes else { return nil }
+        withUnsafeMutableBytes(of: &self) { $0.copyBytes(from: bytes) }
+    }
+
+    public var bytes: [UInt8] { Swift.withUnsafeBytes(of: self) { Array($0) } }
+
+    /// Byte `index` (0..<32).
+    public func byte(_ index: Int) -> UInt8 { Swift.withUnsafeBytes(of: self) { $0[index] } }
+
+    public func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        Swift.withUnsafeBytes(of: self) { body($0) }
     }
 }

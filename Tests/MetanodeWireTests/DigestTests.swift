@@ -1,0 +1,36 @@
+import MetanodeWire
+import Testing
+
+@Suite("Inline digests and byte comparison")
+struct DigestTests {
+    @Test("a digest is the BLAKE2b-256 of its parts in order, its bytes as the array form gives them")
+    func digestMatchesArrayHash() {
+        let a = Array("state".utf8), b: [UInt8] = [0], c = [UInt8](repeating: 0xAB, count: 100)
+        let three = a.withUnsafeBytes { a in b.withUnsafeBytes { b in c.withUnsafeBytes { WireCrypto.digest(a, b, $0) } } }
+        #expect(three.bytes == WireCrypto.blake2b256(a, b, c))
+        let one = c.withUnsafeBytes { WireCrypto.digest($0) }
+        #expect(one.bytes == WireCrypto.blake2b256(c))
+        let empty = [UInt8]().withUnsafeBytes { WireCrypto.digest($0) }
+        #expect(empty.bytes == WireCrypto.blake2b256([]))
+        #expect(MemoryLayout<Digest256>.size == WireCrypto.hashBytes)
+        #expect(Digest256(bytes: three.bytes) == three)
+        #expect((0..<32).map { three.byte($0) } == three.bytes)
+        #expect(Digest256(bytes: [1, 2, 3]) == nil && Digest256(bytes: three.bytes + [0]) == nil)
+        #expect(Digest256.zero.bytes == [UInt8](repeating: 0, count: 32) && three != one)
+    }
+
+    @Test("hasSameBytes agrees with ==, at every length and at each differing position")
+    func sameBytes() {
+        for length in [0, 1, 7, 8, 31, 32, 33, 190] {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+            #expect(bytes.hasSameBytes(as: bytes) && bytes.hasSameBytes(as: Array(bytes)))
+            #expect(!bytes.hasSameBytes(as: bytes + [0]) && !(bytes + [0]).hasSameBytes(as: bytes))
+            for position in [0, length / 2, length - 1] where length > 0 {
+                var other = bytes
+                other[position] ^= 0x80
+                #expect(!bytes.hasSameBytes(as: other), "length \(length), byte \(position)")
+            }
+        }
+        #expect(BytesKey([1, 2, 3]) == BytesKey([1, 2, 3]) && BytesKey([1, 2, 3]) != BytesKey([1, 2, 4]))
+    }
+}
