@@ -77,7 +77,7 @@ struct MempoolTests {
     func pruning() throws {
         var pool = Mempool(chainID: "dev")
         for nonce in 0..<3 as Range<UInt64> { _ = try pool.add(Self.tx(Self.alice, nonce: nonce), nextNonce: 0).get() }
-        pool.prune(senders: [Self.alice.publicKey]) { _ in 2 }
+        pool.prune(senders: [BytesKey(Self.alice.publicKey)]) { _ in 2 }
         #expect(pool.pending(sender: Self.alice.publicKey).map(\.transaction.nonce) == [2])
         #expect(pool.count == 1)
     }

@@ -39,11 +39,12 @@ public struct BlockRules: Sendable {
 
     /// The block's effect on ledger state: each sender's next nonce after it, and the state tree with it applied.
     public struct Effects: Sendable {
-        public var nextNonces: [[UInt8]: UInt64] = [:]
+        /// By sender public key.
+        public var nextNonces: [BytesKey: UInt64] = [:]
         public var transactionIDs: [[UInt8]] = []
         public var results: [TransactionResult] = []
         /// Module state writes (full keys; nil deletes), stored with the block.
-        public var writes: [[UInt8]: [UInt8]?] = [:]
+        public var writes: [BytesKey: [UInt8]?] = [:]
         public var state = StateTree()
     }
 
@@ -57,11 +58,11 @@ public struct BlockRules: Sendable {
     }
 
     /// `state` with `nextNonces` and `writes` applied.
-    static func applying(_ nextNonces: [[UInt8]: UInt64], _ writes: [[UInt8]: [UInt8]?], to state: StateTree)
+    static func applying(_ nextNonces: [BytesKey: UInt64], _ writes: [BytesKey: [UInt8]?], to state: StateTree)
         -> StateTree {
         var state = state
-        for (sender, nonce) in nextNonces { state.set(nonceKey(sender), nonceValue(nonce)) }
-        for (key, value) in writes { state.set(key, value) }
+        for (sender, nonce) in nextNonces { state.set(nonceKey(sender.bytes), nonceValue(nonce)) }
+        for (key, value) in writes { state.set(key.bytes, value) }
         return state
     }
 
@@ -79,13 +80,13 @@ public struct BlockRules: Sendable {
                                  nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
                                  execute: BlockExecutor) -> (block: Block, effects: Effects)? {
         let ids = transactions.map(\.id)
-        var nextNonces: [[UInt8]: UInt64] = [:]
-        for transaction in transactions { nextNonces[transaction.sender] = transaction.nonce + 1 }
+        var nextNonces: [BytesKey: UInt64] = [:]
+        for transaction in transactions { nextNonces[BytesKey(transaction.sender)] = transaction.nonce + 1 }
         let timestampMs = max(nowMs, parent.timestampMs)
         let context = BlockContext(height: parent.height + 1, timestampMs: timestampMs, proposer: proposer)
         guard case .success(var execution) = execute(context, transactions, ids) else { return nil }
         let evidence = Array(evidence.prefix(Evidence.perBlockMax))
-        for piece in evidence { execution.writes[piece.stateKey] = .some(piece.hash) }
+        for piece in evidence { execution.writes[BytesKey(piece.stateKey)] = .some(piece.hash) }
         var after = Self.applying(nextNonces, execution.writes, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
@@ -150,11 +151,12 @@ public struct BlockRules: Sendable {
                 guard transaction.hasValidSignature else { return .failure("transaction \(index): bad signature") }
             }
             guard transaction.chainID == genesis.chainID else { return .failure("transaction \(index): chain id") }
-            let expected = effects.nextNonces[transaction.sender] ?? nextNonce(transaction.sender)
+            let sender = BytesKey(transaction.sender)
+            let expected = effects.nextNonces[sender] ?? nextNonce(transaction.sender)
             guard transaction.nonce == expected else {
                 return .failure("transaction \(index): nonce \(transaction.nonce), expected \(expected)")
             }
-            effects.nextNonces[transaction.sender] = expected + 1
+            effects.nextNonces[sender] = expected + 1
             effects.transactionIDs.append(id)
             transactions.append(transaction)
         }
@@ -176,10 +178,10 @@ public struct BlockRules: Sendable {
                 return .failure("evidence \(index): \(problem)")
             }
             let key = piece.stateKey
-            guard execution.writes[key] == nil, !isRecorded(key) else {
+            guard execution.writes[BytesKey(key)] == nil, !isRecorded(key) else {
                 return .failure("evidence \(index) is already recorded")
             }
-            execution.writes[key] = .some(piece.hash)
+            execution.writes[BytesKey(key)] = .some(piece.hash)
         }
         guard header.resultsRoot == TransactionResult.resultsRoot(execution.results) else {
             return .failure("results root")

@@ -71,12 +71,13 @@ public struct BlockContext: Sendable, Hashable {
 }
 
 /// What running a block's transactions through the modules produced: a result per transaction, and the state
-/// writes (full state keys; nil deletes) to commit with the block.
+/// writes (full state keys; nil deletes) to commit with the block. Keys are `BytesKey`s, hashed once when a handler
+/// wrote them, so the block's checks, commit and read cache never hash them byte by byte again.
 public struct Execution: Sendable {
     public var results: [TransactionResult]
-    public var writes: [[UInt8]: [UInt8]?]
+    public var writes: [BytesKey: [UInt8]?]
 
-    public init(results: [TransactionResult], writes: [[UInt8]: [UInt8]?]) {
+    public init(results: [TransactionResult], writes: [BytesKey: [UInt8]?]) {
         self.results = results
         self.writes = writes
     }

@@ -189,10 +189,10 @@ public struct Mempool: Sendable {
     }
 
     /// Drops what a finalized block made stale: every transaction whose nonce is below its sender's new next nonce.
-    public mutating func prune(senders: some Sequence<[UInt8]>, nextNonce: ([UInt8]) -> UInt64) {
+    public mutating func prune(senders: some Sequence<BytesKey>, nextNonce: (BytesKey) -> UInt64) {
         for sender in senders {
             let next = nextNonce(sender)
-            for entry in bySender[BytesKey(sender)]?.values.filter({ $0.transaction.nonce < next }) ?? [] {
+            for entry in bySender[sender]?.values.filter({ $0.transaction.nonce < next }) ?? [] {
                 remove(entry)
             }
         }

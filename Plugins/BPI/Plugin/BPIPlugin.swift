@@ -312,8 +312,8 @@ public final class BPI: Plugin {
         parent = BlockRules.Parent(header: block.header)
         state = effects.state
         checkedBlocks.removeAll()
-        for (sender, nonce) in effects.nextNonces { nonces[BytesKey(sender)] = nonce }
-        mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[BytesKey(sender)] ?? 0 }
+        for (sender, nonce) in effects.nextNonces { nonces[sender] = nonce }
+        mempool.prune(senders: effects.nextNonces.keys) { [nonces] sender in nonces[sender] ?? 0 }
         blocksCommitted.increment()
         transactionsCommitted.add(UInt64(effects.transactionIDs.count))
         heightGauge.set(Double(block.header.height))
@@ -321,7 +321,7 @@ public final class BPI: Plugin {
         context.log.debug("finalized height \(block.header.height) round \(finalized.certificate.round): "
             + "\(block.transactions.count) tx")
         publishBlock(finalized, effects: effects)
-        if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed,
+        if let changed = effects.writes[BytesKey(ValidatorSetChange.stateKey)], let encoded = changed,
            let next = try? ValidatorSet.decode(encoded) {
             context.log.info("validator set changes at height \(block.header.height + 1): \(next.count) validators; "
                 + (next.index(of: myKey).map { "this node is validator \($0)" } ?? "this node is not one"))
@@ -464,16 +464,16 @@ public final class BPI: Plugin {
 
     /// Execution of "bpi/…" kinds: a validator set change approved by a quorum of the block's validators takes
     /// effect from the next height.
-    private func systemDeliver(_ transaction: Transaction, context: BlockContext, writes: [[UInt8]: [UInt8]?])
-        -> (TransactionResult, [[UInt8]: [UInt8]?]) {
-        func failed(_ reason: String) -> (TransactionResult, [[UInt8]: [UInt8]?]) {
+    private func systemDeliver(_ transaction: Transaction, context: BlockContext, writes: [StateKey: [UInt8]?])
+        -> (TransactionResult, [StateKey: [UInt8]?]) {
+        func failed(_ reason: String) -> (TransactionResult, [StateKey: [UInt8]?]) {
             (TransactionResult(status: UInt32(MN_ERR_INVALID_ARGUMENT), reason: reason, events: []), [:])
         }
         guard transaction.kind == ValidatorSetChange.kind else {
             return (TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
                                       reason: "no module handles kind '\(transaction.kind)'", events: []), [:])
         }
-        guard writes[ValidatorSetChange.stateKey] == nil else {
+        guard writes[StateKey(ValidatorSetChange.stateKey)] == nil else {
             return failed("this block already changes the validator set")
         }
         let change: ValidatorSetChange
@@ -484,7 +484,7 @@ public final class BPI: Plugin {
             return failed(problem)
         }
         return (TransactionResult(status: 0, reason: "", events: [.init(type: "validators", data: change.newSet.hash)]),
-                [ValidatorSetChange.stateKey: .some(change.newSet.encoded)])
+                [StateKey(ValidatorSetChange.stateKey): .some(change.newSet.encoded)])
     }
 
     // MARK: - Transactions

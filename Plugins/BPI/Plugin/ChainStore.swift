@@ -116,16 +116,16 @@ struct ChainStore {
                 value.fixed(encoded, count: encoded.count)
                 try batch.put([0x74] + id, value.bytes)
             }
-            if let changed = effects.writes[ValidatorSetChange.stateKey], let encoded = changed {
+            if let changed = effects.writes[BytesKey(ValidatorSetChange.stateKey)], let encoded = changed {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
             for (key, value) in effects.writes {
-                if let value { try batch.put([0x73] + key, value) } else { try batch.delete([0x73] + key) }
+                if let value { try batch.put([0x73] + key.bytes, value) } else { try batch.delete([0x73] + key.bytes) }
             }
             for (sender, nonce) in effects.nextNonces {
                 var value = WireWriter(capacity: 8)
                 value.u64(nonce)
-                try batch.put([0x6E] + sender, value.bytes)
+                try batch.put([0x6E] + sender.bytes, value.bytes)
             }
             try batch.put("tip", heightBytes.bytes)
             for seq in 0..<walCount { try batch.delete(Self.walKey(height, UInt32(seq))) }

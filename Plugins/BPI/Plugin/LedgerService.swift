@@ -66,15 +66,16 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     /// BPI committed a block with these module state writes (full keys; nil deletes): the cache takes the new values,
     /// so the accounts a block touched stay cached for the next one rather than each being read from RocksDB again.
-    func committed(writes: [[UInt8]: [UInt8]?]) {
+    func committed(writes: [StateKey: [UInt8]?]) {
         if committedCache.count + writes.count > Self.committedCacheEntriesMax {
             committedCache.removeAll(keepingCapacity: true)
         }
-        for (key, value) in writes { committedCache[StateKey(key)] = .some(value) }
+        for (key, value) in writes { committedCache[key] = .some(value) }
     }
     /// BPI's own kinds ("bpi/…"): admission, and execution given the block's writes so far.
     var systemCheck: (Transaction) -> MempoolRejection? = { .unknownKind($0.kind) }
-    var systemDeliver: (Transaction, BlockContext, [[UInt8]: [UInt8]?]) -> (TransactionResult, [[UInt8]: [UInt8]?]) = {
+    var systemDeliver: (Transaction, BlockContext, [StateKey: [UInt8]?])
+        -> (TransactionResult, [StateKey: [UInt8]?]) = {
         transaction, _, _ in
         (TransactionResult(status: UInt32(MN_ERR_NOT_FOUND), reason: "no module handles kind '\(transaction.kind)'",
                            events: []), [:])
@@ -196,9 +197,9 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             if name == "bpi" {
                 // BPI's own transactions read only the validator-set key of the block so far (not a copy of it all).
                 let setKey = StateKey(ValidatorSetChange.stateKey)
-                let sofar: [[UInt8]: [UInt8]?] = block.writes[setKey].map { [setKey.bytes: $0] } ?? [:]
+                let sofar: [StateKey: [UInt8]?] = block.writes[setKey].map { [setKey: $0] } ?? [:]
                 let (result, systemWrites) = systemDeliver(transaction, context, sofar)
-                for (key, value) in systemWrites { block.writes[StateKey(key)] = value }
+                for (key, value) in systemWrites { block.writes[key] = value }
                 results.append(result)
                 continue
             }
@@ -252,7 +253,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, read, block) {
             return .failure(problem)
         }
-        return .success(Execution(results: results, writes: block.plainWrites))
+        return .success(Execution(results: results, writes: block.writes))
     }
 
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
@@ -387,13 +388,6 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 /// A block's module writes so far (full keys; nil deletes), shared by its handler calls.
 final class BlockWrites {
     var writes: [StateKey: [UInt8]?] = [:]
-
-    var plainWrites: [[UInt8]: [UInt8]?] {
-        var plain: [[UInt8]: [UInt8]?] = [:]
-        plain.reserveCapacity(writes.count)
-        for (key, value) in writes { plain[key.bytes] = value }
-        return plain
-    }
 }
 
 /// A ledger state key ("<module>/<key>"): hashed once, when made, since handlers look each up several times (in
