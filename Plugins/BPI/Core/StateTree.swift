@@ -76,7 +76,9 @@ public struct StateTree: Sendable {
         let keyHash = Self.keyDigest(key)
         let valueHash = value.map { Self.valueDigest($0) }
         var changedCount = 0
-        top = Self.update(top, keyHash: keyHash, valueHash: valueHash, depth: 0, countChange: &changedCount)
+        var unchanged = false
+        top = Self.update(top, keyHash: keyHash, valueHash: valueHash, depth: 0, countChange: &changedCount,
+                          unchanged: &unchanged)
         count += changedCount
     }
 
@@ -88,11 +90,17 @@ public struct StateTree: Sendable {
         }
     }
 
+    /// `node` with the key set (or removed); `unchanged` is set when that changes nothing (the key already had the
+    /// value, or a removed key was absent), and then `node` itself comes back, its cached hashes and its parents'
+    /// kept.
     private static func update(_ node: Node, keyHash: Digest256, valueHash: Digest256?, depth: Int,
-                               countChange: inout Int) -> Node {
+                               countChange: inout Int, unchanged: inout Bool) -> Node {
         switch node {
         case .empty:
-            guard let valueHash else { return .empty }
+            guard let valueHash else {
+                unchanged = true
+                return .empty
+            }
             countChange = 1
             return .leaf(keyHash: keyHash, valueHash: valueHash)
         case .leaf(let existing, let existingValue, _):
@@ -101,20 +109,28 @@ public struct StateTree: Sendable {
                     countChange = -1
                     return .empty
                 }
-                return valueHash == existingValue ? node : .leaf(keyHash: keyHash, valueHash: valueHash)
+                if valueHash == existingValue {
+                    unchanged = true
+                    return node
+                }
+                return .leaf(keyHash: keyHash, valueHash: valueHash)
             }
-            guard let valueHash else { return node }
+            guard let valueHash else {
+                unchanged = true
+                return node
+            }
             countChange = 1
             return split(node, existing, .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth)
         case .inner(let left, let right, _):
             var left = left, right = right
             if bit(keyHash, depth) == 0 {
-                left = update(left, keyHash: keyHash, valueHash: valueHash, depth: depth + 1, countChange: &countChange)
+                left = update(left, keyHash: keyHash, valueHash: valueHash, depth: depth + 1, countChange: &countChange,
+                              unchanged: &unchanged)
             } else {
                 right = update(right, keyHash: keyHash, valueHash: valueHash, depth: depth + 1,
-                               countChange: &countChange)
+                               countChange: &countChange, unchanged: &unchanged)
             }
-            return collapse(left, right)
+            return unchanged ? node : collapse(left, right)
         }
     }
 

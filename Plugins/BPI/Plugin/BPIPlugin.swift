@@ -108,7 +108,7 @@ public final class BPI: Plugin {
         }
         validators = try store.validators(at: tip + 1) ?? genesis.validators
         state = try store.loadState()
-        nonces = Dictionary(uniqueKeysWithValues: try store.loadNonces().map { (BytesKey($0.key), $0.value) })
+        nonces = try store.loadNonces()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         // The environment validates blocks through this plugin, which does not exist yet: it is attached below.

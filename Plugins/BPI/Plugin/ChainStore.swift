@@ -79,11 +79,11 @@ struct ChainStore {
 
     func moduleState(_ key: [UInt8]) throws -> [UInt8]? { try kv.get([0x73] + key) }
 
-    func loadNonces() throws -> [[UInt8]: UInt64] {
-        var nonces: [[UInt8]: UInt64] = [:]
+    func loadNonces() throws -> [BytesKey: UInt64] {
+        var nonces: [BytesKey: UInt64] = [:]
         for pair in try kv.scan(prefix: [0x6E]) {
             var reader = WireReader(pair.value, context: "kv nonce")
-            nonces[Array(pair.key.dropFirst())] = try reader.u64("nonce")
+            nonces[BytesKey(Array(pair.key.dropFirst()))] = try reader.u64("nonce")
         }
         return nonces
     }
