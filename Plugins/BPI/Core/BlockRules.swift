@@ -111,7 +111,7 @@ public struct BlockRules: Sendable {
     /// does not verify, and a node that syncs the block later, with nothing admitted, would refuse it.
     /// `validators` is the set in force at the block's height.
     public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree, validators: ValidatorSet,
-                      nextNonce: ([UInt8]) -> UInt64,
+                      nextNonce: (_ sender: BytesKey) -> UInt64,
                       admitted: (_ encoded: [UInt8]) -> (transaction: Transaction, id: [UInt8])? = { _ in nil },
                       isRecorded: ([UInt8]) -> Bool = { _ in false }, execute: BlockExecutor)
         -> Result<Effects, BlockProblem> {
@@ -152,7 +152,7 @@ public struct BlockRules: Sendable {
             }
             guard transaction.chainID == genesis.chainID else { return .failure("transaction \(index): chain id") }
             let sender = BytesKey(transaction.sender)
-            let expected = effects.nextNonces[sender] ?? nextNonce(transaction.sender)
+            let expected = effects.nextNonces[sender] ?? nextNonce(sender)
             guard transaction.nonce == expected else {
                 return .failure("transaction \(index): nonce \(transaction.nonce), expected \(expected)")
             }

@@ -65,6 +65,18 @@ public struct Mempool: Sendable {
         public let transaction: Transaction
         public let id: [UInt8]
         public let encoded: [UInt8]
+        /// The sender and the id as dictionary keys, hashed once at admission: the pool looks an entry up by both
+        /// when it inserts, selects, prunes and removes it.
+        let senderKey: BytesKey
+        let idKey: BytesKey
+
+        init(transaction: Transaction, id: [UInt8], encoded: [UInt8], senderKey: BytesKey) {
+            self.transaction = transaction
+            self.id = id
+            self.encoded = encoded
+            self.senderKey = senderKey
+            idKey = BytesKey(id)
+        }
     }
 
     public let chainID: String
@@ -108,25 +120,25 @@ public struct Mempool: Sendable {
 
     /// As `add(_:nextNonce:admissible:)`, with the sender's next committed nonce looked up once the transaction is
     /// decoded (so the caller need not decode it first).
-    public mutating func add(_ encoded: [UInt8], nextNonceOf: (_ sender: [UInt8]) -> UInt64,
+    public mutating func add(_ encoded: [UInt8], nextNonceOf: (_ sender: BytesKey) -> UInt64,
                              admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
         -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
         let transaction: Transaction
         do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
-        let nextNonce = nextNonceOf(transaction.sender)
+        let senderKey = BytesKey(transaction.sender)
+        let nextNonce = nextNonceOf(senderKey)
         guard transaction.chainID == chainID else {
             return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
         }
         let id = transaction.id
-        guard byID[BytesKey(id)] == nil else { return .failure(.duplicate) }
+        let entry = Entry(transaction: transaction, id: id, encoded: encoded, senderKey: senderKey)
+        guard byID[entry.idKey] == nil else { return .failure(.duplicate) }
         guard transaction.nonce >= nextNonce else {
             return .failure(.nonceUsed(nonce: transaction.nonce, next: nextNonce))
         }
         guard transaction.nonce - nextNonce <= limits.nonceGapMax else {
             return .failure(.nonceTooFarAhead(nonce: transaction.nonce, next: nextNonce, gapMax: limits.nonceGapMax))
         }
-        let sender = transaction.sender
-        let senderKey = BytesKey(sender)
         let replaced = bySender[senderKey]?[transaction.nonce]
         if let replaced {
             let old = replaced.transaction.fee
@@ -147,9 +159,8 @@ public struct Mempool: Sendable {
             remove(replaced)
             removed.append(replaced.id)
         }
-        let entry = Entry(transaction: transaction, id: id, encoded: encoded)
         while count + 1 > limits.transactionsMax || bytes + encoded.count > limits.bytesMax {
-            guard let cheapest = cheapestEvictable(excluding: sender), cheapest.transaction.fee < transaction.fee
+            guard let cheapest = cheapestEvictable(excluding: senderKey), cheapest.transaction.fee < transaction.fee
             else {
                 if let replaced { insert(replaced) }  // put back what this call took out
                 return .failure(.full)
@@ -163,11 +174,11 @@ public struct Mempool: Sendable {
 
     /// Up to `countMax` transactions and `bytesMax` bytes for a block: highest fee first, each sender's in nonce
     /// order from its next nonce with no gaps. Deterministic for a given pool and nonces.
-    public func select(countMax: Int, bytesMax: Int, nextNonce: ([UInt8]) -> UInt64) -> [Entry] {
+    public func select(countMax: Int, bytesMax: Int, nextNonce: (BytesKey) -> UInt64) -> [Entry] {
         var heads: [Entry] = []
         var cursor: [BytesKey: UInt64] = [:]
         for (sender, entries) in bySender {
-            let next = nextNonce(sender.bytes)
+            let next = nextNonce(sender)
             if let head = entries[next] {
                 heads.append(head)
                 cursor[sender] = next
@@ -180,7 +191,7 @@ public struct Mempool: Sendable {
             guard size + entry.encoded.count <= bytesMax else { continue }
             selected.append(entry)
             size += entry.encoded.count
-            let sender = BytesKey(entry.transaction.sender)
+            let sender = entry.senderKey
             let following = cursor[sender]! + 1
             cursor[sender] = following
             if let next = bySender[sender]?[following] { heads.append(next) }
@@ -208,9 +219,8 @@ public struct Mempool: Sendable {
             : b.id.lexicographicallyPrecedes(a.id)
     }
 
-    private func cheapestEvictable(excluding sender: [UInt8]) -> Entry? {
+    private func cheapestEvictable(excluding excluded: BytesKey) -> Entry? {
         var cheapest: Entry?
-        let excluded = BytesKey(sender)
         for (owner, entries) in bySender where owner != excluded {
             guard let last = entries.values.max(by: { $0.transaction.nonce < $1.transaction.nonce }) else { continue }
             if cheapest == nil || Self.lowerPriority(last, cheapest!) { cheapest = last }
@@ -219,17 +229,17 @@ public struct Mempool: Sendable {
     }
 
     private mutating func insert(_ entry: Entry) {
-        bySender[BytesKey(entry.transaction.sender), default: [:]][entry.transaction.nonce] = entry
-        byID[BytesKey(entry.id)] = entry
+        bySender[entry.senderKey, default: [:]][entry.transaction.nonce] = entry
+        byID[entry.idKey] = entry
         count += 1
         bytes += entry.encoded.count
     }
 
     private mutating func remove(_ entry: Entry) {
-        let sender = BytesKey(entry.transaction.sender)
+        let sender = entry.senderKey
         bySender[sender]?[entry.transaction.nonce] = nil
         if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
-        byID[BytesKey(entry.id)] = nil
+        byID[entry.idKey] = nil
         count -= 1
         bytes -= entry.encoded.count
     }

@@ -46,14 +46,10 @@ public struct StateTree: Sendable {
 
     // The same hashes, inline. `keyDigest(key).bytes == keyHash(key)` and so on: a test holds them together.
 
-    /// "metanode/bpi/state-key/v1" and the zero byte that ends a domain (`WireCrypto.domainHash`).
-    private static let keyDomain = Array("metanode/bpi/state-key/v1".utf8) + [0]
     private static let leafTag: [UInt8] = [0]
     private static let innerTag: [UInt8] = [1]
 
-    static func keyDigest(_ key: [UInt8]) -> Digest256 {
-        keyDomain.withUnsafeBytes { domain in key.withUnsafeBytes { WireCrypto.digest(domain, $0) } }
-    }
+    static func keyDigest(_ key: [UInt8]) -> Digest256 { WireCrypto.domainDigest("metanode/bpi/state-key/v1", key) }
 
     static func valueDigest(_ value: [UInt8]) -> Digest256 { value.withUnsafeBytes { WireCrypto.digest($0) } }
 

@@ -237,7 +237,7 @@ public final class BPI: Plugin {
     private func buildBlock() -> Block? {
         let limits = genesis.parameters
         var chosen = mempool.select(countMax: limits.blockTransactionsMax, bytesMax: limits.blockBytesMax) {
-            [nonces] sender in nonces[BytesKey(sender)] ?? 0
+            [nonces] sender in nonces[sender] ?? 0
         }
         let nowMs = context.unixTimeMs
         let evidence = pendingEvidence.keys.sorted { $0.lexicographicallyPrecedes($1) }.prefix(Evidence.perBlockMax)
@@ -277,7 +277,7 @@ public final class BPI: Plugin {
         if let known = checkedBlocks.result(for: block) { return known }
         let nowMs = finalized ? max(context.unixTimeMs, block.header.timestampMs) : context.unixTimeMs
         let result = rules.check(block, parent: parent, nowMs: nowMs, state: state, validators: validators,
-                                 nextNonce: { [nonces] sender in nonces[BytesKey(sender)] ?? 0 },
+                                 nextNonce: { [nonces] sender in nonces[sender] ?? 0 },
                                  admitted: { [mempool] encoded in
                                      mempool.entry(encoded: encoded).map { ($0.transaction, $0.id) }
                                  },
@@ -518,7 +518,7 @@ public final class BPI: Plugin {
 
     private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
         let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
-        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[BytesKey($0)] ?? 0 }, admissible: admissible) {
+        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[$0] ?? 0 }, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()
             return .failure(rejection)

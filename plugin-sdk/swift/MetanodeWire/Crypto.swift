@@ -29,14 +29,23 @@ public enum WireCrypto {
     /// BLAKE2b-256 of `domain`, a zero byte, then `message`: every hash that names something carries its purpose.
     /// Streamed, so nothing is concatenated: block checks hash every transaction id, state leaf and Merkle node so.
     public static func domainHash(_ domain: String, _ message: [UInt8]) -> [UInt8] {
+        domainDigest(domain, message).bytes
+    }
+
+    /// `domainHash`, as an inline `Digest256`.
+    public static func domainDigest(_ domain: String, _ message: [UInt8]) -> Digest256 {
         var domain = domain
-        return domain.withUTF8 { domain in
-            streamed { state in
-                update(state, UnsafeRawBufferPointer(domain))
-                withUnsafeBytes(of: UInt8(0)) { update(state, $0) }
-                message.withUnsafeBytes { update(state, $0) }
+        var digest = Digest256.zero
+        domain.withUTF8 { domain in
+            withUnsafeMutableBytes(of: &digest) { out in
+                streamed(into: out.baseAddress!) { state in
+                    update(state, UnsafeRawBufferPointer(domain))
+                    withUnsafeBytes(of: UInt8(0)) { update(state, $0) }
+                    message.withUnsafeBytes { update(state, $0) }
+                }
             }
         }
+        return digest
     }
 
     static func blake2b256(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
