@@ -146,19 +146,18 @@ struct BankModuleTests {
         #expect(entries.last?.0 == Self.bob && entries.last?.1 == HistoryEntry(
             height: 9, transaction: transfer.id, direction: .received, counterparty: Self.alice, denomination: .flx,
             amount: 1_000_000_000, fee: 0))
-        var index: [[UInt8]: [UInt8]] = [:]
-        index[HistoryIndex.entryKey(Self.bob, 0)] = entries.last?.1.encoded
-        let count = HistoryIndex.entryCount(Self.bob) { index[$0] != nil }
-        #expect(count == 1)
+        let chunks = HistoryIndex.chunks([try #require(entries.last?.1)], after: 0)
+        #expect(chunks.count == 1 && chunks[0].last == 0 && chunks[0].value.count == HistoryEntry.byteCount)
+        let chunk = try #require(HistoryChunk(last: 0, bytes: chunks[0].value))
         let page = try JSONSerialization.jsonObject(with: Data(
-            try HistoryIndex.page(Self.bob, count: count, indexedThrough: 9, read: { index[$0] }).get()))
+            try HistoryIndex.page(Self.bob, count: 1, indexedThrough: 9, entry: { chunk.entry($0) }).get()))
             as? [String: Any]
         let pageEntries = page?["entries"] as? [[String: Any]]
         #expect(page?["count"] as? Int == 1 && pageEntries?.first?["direction"] as? String == "received")
         #expect(pageEntries?.first?["counterparty"] as? String == Self.alice.description)
         #expect(page?["indexedThroughHeight"] as? Int == 9)
-        index[HistoryIndex.entryKey(Self.bob, 0)] = [1, 2, 3]
-        #expect(Self.refusal(HistoryIndex.page(Self.bob, count: 1, indexedThrough: 9, read: { index[$0] }))?
+        #expect(HistoryChunk(last: 0, bytes: [1, 2, 3]) == nil, "not a whole entry")
+        #expect(Self.refusal(HistoryIndex.page(Self.bob, count: 1, indexedThrough: 9, entry: { _ in nil }))?
             .contains("history entry 0") == true)
         let supply = String(decoding: try BankModule.query(path: "supply", request: [], state: state).get(), as: UTF8.self)
         #expect(supply.contains(#""amount":"100.499999","denom":"FLX""#))
@@ -168,20 +167,60 @@ struct BankModuleTests {
             .contains("BPCI answers balance/<address>, supply and fees") == true)
     }
 
-    @Test("an account's history count is found from its entries alone, in about 2·log2(count) reads",
-          arguments: [0, 1, 2, 3, 4, 5, 7, 8, 9, 100, 1_023, 1_024, 1_025, 70_000] as [UInt64])
-    func historyCountFromEntries(count: UInt64) {
-        var reads = 0
-        let found = HistoryIndex.entryCount(Self.bob) { key in
-            reads += 1
-            var reader = WireReader(Array(key.suffix(8)), context: "sequence")
-            return (try? reader.u64("sequence")).map { $0 < count } ?? false
+    static func entry(_ height: UInt64, _ amount: UInt64) -> HistoryEntry {
+        HistoryEntry(height: height, transaction: [UInt8](repeating: UInt8(truncatingIfNeeded: amount), count: 32),
+                     direction: .received, counterparty: Self.alice, denomination: .flx, amount: amount, fee: 0)
+    }
+
+    @Test("an account's entries are stored in chunks keyed by their last sequence; each sequence reads back from its chunk",
+          arguments: [1, 2, HistoryIndex.chunkEntriesMax - 1, HistoryIndex.chunkEntriesMax, HistoryIndex.chunkEntriesMax + 1,
+                      2 * HistoryIndex.chunkEntriesMax + 5])
+    func historyChunks(count: Int) throws {
+        let entries = (0..<count).map { Self.entry(7, UInt64($0) + 1) }
+        let stored: UInt64 = 40  // entries the account already has
+        let chunks = HistoryIndex.chunks(entries, after: stored)
+        #expect(chunks.count == (count + HistoryIndex.chunkEntriesMax - 1) / HistoryIndex.chunkEntriesMax)
+        #expect(chunks.last?.last == stored + UInt64(count) - 1)
+        var sequence = stored
+        for (last, value) in chunks {
+            let chunk = try #require(HistoryChunk(last: last, bytes: value))
+            #expect(chunk.first == sequence && !chunk.contains(sequence - 1) && !chunk.contains(last + 1))
+            while sequence <= last {
+                #expect(chunk.entry(sequence) == entries[Int(sequence - stored)], "sequence \(sequence)")
+                sequence += 1
+            }
         }
-        #expect(found == count)
-        let log2 = count == 0 ? 0 : 64 - count.leadingZeroBitCount
-        #expect(reads <= 2 * log2 + 2, "\(reads) reads for \(count) entries")
-        // Another account's entries are not counted.
-        #expect(HistoryIndex.entryCount(Self.alice) { $0 == HistoryIndex.entryKey(Self.bob, 0) } == 0)
+        #expect(sequence == stored + UInt64(count))
+        // Keys order by account, then by last sequence: a forward seek from a sequence lands on its chunk.
+        let keys = chunks.map { HistoryIndex.chunkKey(Self.bob, last: $0.last) }
+        #expect(keys == keys.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(keys.allSatisfy { $0.starts(with: HistoryIndex.chunkPrefix(Self.bob)) && !HistoryIndex.isFormerLayoutKey($0) })
+        // A chunk claiming more entries than its last sequence allows is refused.
+        #expect(HistoryChunk(last: 0, bytes: Self.entry(1, 1).encoded + Self.entry(1, 2).encoded) == nil)
+    }
+
+    @Test("the history buffer leaves out the blocks an account's stored history already has (a replay after a flush that stopped halfway)")
+    func historyBufferSkipsStoredBlocks() throws {
+        var buffer = HistoryBuffer()
+        let stored = [Self.alice: AccountProgress(count: 3, height: 10)]
+        var looked: [Address] = []
+        buffer.add([(Self.alice, Self.entry(10, 1)), (Self.bob, Self.entry(10, 2)), (Self.alice, Self.entry(10, 3))],
+                   height: 10) { address in
+            looked.append(address)
+            return stored[address] ?? .none
+        }
+        #expect(buffer.entries(of: Self.alice).isEmpty, "block 10 is already in alice's stored history")
+        #expect(buffer.entries(of: Self.bob).map(\.amount) == [2])
+        #expect(looked == [Self.alice, Self.bob], "each account is looked up once per block")
+        buffer.add([(Self.alice, Self.entry(11, 4)), (Self.bob, Self.entry(11, 5))], height: 11) { stored[$0] ?? .none }
+        #expect(buffer.entries(of: Self.alice).map(\.amount) == [4] && buffer.entries(of: Self.bob).map(\.amount) == [2, 5])
+        #expect(buffer.entryCount == 3 && buffer.blockCount == 2)
+        buffer.removeAll()
+        #expect(buffer.entryCount == 0 && buffer.blockCount == 0 && buffer.accounts.isEmpty)
+
+        let progress = AccountProgress(count: 70_000, height: 123)
+        #expect(try AccountProgress.decode(progress.encoded) == progress)
+        #expect(throws: WireError.self) { try AccountProgress.decode(Array(progress.encoded.dropLast())) }
     }
 
     @Test("a transfer that fails in a block leaves the fee paid and nothing else changed")

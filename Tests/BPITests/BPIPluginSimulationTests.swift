@@ -41,20 +41,22 @@ final class BPINetwork {
     func restart(_ node: Int) throws {
         let host = sim.restart(node)
         plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
-        for (position, module) in modules.enumerated() { modulePlugins[position][node] = try host.load(module) }
+        for (position, module) in modules.enumerated() {
+            modulePlugins[position][node] = try host.load(module.descriptor, config: module.config)
+        }
     }
 
     /// Module plugins loaded next to BPI on every node.
-    private(set) var modules: [UnsafeRawPointer] = []
+    private(set) var modules: [(descriptor: UnsafeRawPointer, config: String)] = []
 
     /// Each module plugin's instance on every node, by the module's position in `modules`.
     private(set) var modulePlugins: [[TestPlugin]] = []
 
     /// Loads a module plugin next to BPI on every node; returns its instance on each.
     @discardableResult
-    func loadModule(_ descriptor: UnsafeRawPointer) throws -> [TestPlugin] {
-        let loaded = try sim.loadOnEveryNode(descriptor)
-        modules.append(descriptor)
+    func loadModule(_ descriptor: UnsafeRawPointer, config: String = "{}") throws -> [TestPlugin] {
+        let loaded = try sim.loadOnEveryNode(descriptor, config: { _ in config })
+        modules.append((descriptor, config))
         modulePlugins.append(loaded)
         return loaded
     }

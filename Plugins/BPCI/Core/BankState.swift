@@ -116,8 +116,16 @@ public struct HistoryEntry: Sendable, Hashable {
         self.fee = fee
     }
 
+    /// An encoded entry's size: every field has a fixed width.
+    public static let byteCount = 78
+
     public var encoded: [UInt8] {
-        var writer = WireWriter(capacity: 86)
+        var writer = WireWriter(capacity: Self.byteCount)
+        write(to: &writer)
+        return writer.bytes
+    }
+
+    public func write(to writer: inout WireWriter) {
         writer.u64(height)
         writer.fixed(transaction, count: 32)
         writer.u8(direction.rawValue)
@@ -125,7 +133,6 @@ public struct HistoryEntry: Sendable, Hashable {
         writer.u8(denomination.rawValue)
         writer.u64(amount)
         writer.u64(fee)
-        return writer.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> HistoryEntry {

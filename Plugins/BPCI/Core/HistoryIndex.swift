@@ -8,40 +8,57 @@ import MetanodeWire
 ///
 /// In the plugin's kv:
 ///
-///     history/next                 u64 the next height to index
-///     history/stored               u64 entries of that block already stored (only while one is split in batches)
-///     h [20] address u64 sequence  a `HistoryEntry`; an account's sequences run 0, 1, 2, … without gaps
+///     history/next                  u64 the next height to index
+///     history/format                u8 2: the chunked layout below (indexes without it are rebuilt from height 1)
+///     H [20] address u64 last       a chunk: the account's entries up to sequence `last`, `HistoryEntry.byteCount`
+///                                   bytes each, at most `chunkEntriesMax`; sequences run 0, 1, 2, … without gaps
+///     c [20] address                `AccountProgress`: the account's entry count and the last block it has entries in
 ///
-/// An account's entry count is not stored: `entryCount` finds it from the entries in about 2·log2(count) reads, and
-/// the plugin keeps the counts it knows in memory. Storing it cost a kv write per account per block, a quarter of
-/// the index's writes. (Indexes written before kept it under `n [20] address`; nothing reads that now.)
+/// The plugin gathers a few dozen blocks' entries in memory (`HistoryBuffer`) and stores each account's new entries
+/// as one chunk. An entry per key made the index a third of the node's RocksDB inserts, two per transfer; a chunk per
+/// account per flush makes it a few per cent. A chunk is keyed by its last sequence, so a forward seek to a sequence
+/// lands on the chunk holding it.
 public enum HistoryIndex {
     public static let nextHeightKey = Array("history/next".utf8)
-    /// How many of the next block's entries are already stored, while a large block is stored in several batches.
-    public static let storedEntriesKey = Array("history/stored".utf8)
+    public static let formatKey = Array("history/format".utf8)
+    public static let format: UInt8 = 2
+    /// Entries in one chunk at most (78 KiB): an account that gets more in one flush gets several chunks.
+    public static let chunkEntriesMax = 1_024
 
-    /// How many entries `address` has: the first sequence with no entry, found by doubling then bisecting.
-    public static func entryCount(_ address: Address, exists: (_ key: [UInt8]) -> Bool) -> UInt64 {
-        guard exists(entryKey(address, 0)) else { return 0 }
-        var present: UInt64 = 0, absent: UInt64 = 1
-        while exists(entryKey(address, absent)) {
-            present = absent
-            guard absent < UInt64.max / 2 else { return absent + 1 }  // unreachable: 2^63 entries
-            absent *= 2
-        }
-        while absent - present > 1 {
-            let middle = present + (absent - present) / 2
-            if exists(entryKey(address, middle)) { present = middle } else { absent = middle }
-        }
-        return absent
-    }
-
-    public static func entryKey(_ address: Address, _ sequence: UInt64) -> [UInt8] {
+    public static func chunkKey(_ address: Address, last sequence: UInt64) -> [UInt8] {
         var writer = WireWriter(capacity: 29)
-        writer.u8(0x68)
+        writer.u8(0x48)
         writer.fixed(address.bytes, count: Address.byteCount)
         writer.u64(sequence)
         return writer.bytes
+    }
+
+    /// The prefix of all of `address`'s chunks.
+    public static func chunkPrefix(_ address: Address) -> [UInt8] { [0x48] + address.bytes }
+
+    public static func progressKey(_ address: Address) -> [UInt8] { [0x63] + address.bytes }
+
+    /// Whether `key` belongs to the layout before chunks (an entry per key, `h [20] u64`, and counts, `n [20]`):
+    /// such keys are deleted when the index is rebuilt.
+    public static func isFormerLayoutKey(_ key: [UInt8]) -> Bool {
+        (key.first == 0x68 && key.count == 29) || (key.first == 0x6E && key.count == 21)
+    }
+
+    /// An account's new entries as chunks of at most `chunkEntriesMax`, each with its last sequence, following the
+    /// `count` entries already stored.
+    public static func chunks(_ entries: [HistoryEntry], after count: UInt64) -> [(last: UInt64, value: [UInt8])] {
+        var out: [(last: UInt64, value: [UInt8])] = []
+        var next = count
+        var start = 0
+        while start < entries.count {
+            let end = min(start + chunkEntriesMax, entries.count)
+            var writer = WireWriter(capacity: (end - start) * HistoryEntry.byteCount)
+            for entry in entries[start..<end] { entry.write(to: &writer) }
+            next += UInt64(end - start)
+            out.append((next - 1, writer.bytes))
+            start = end
+        }
+        return out
     }
 
     /// The history entries a block's events make, in order: for each payment a "sent" entry for the payer (with the
@@ -81,18 +98,18 @@ public enum HistoryIndex {
         return out
     }
 
-    /// A page of an account's history, newest first, from `read` (the index's key-value store): at most
-    /// `BankModule.historyPageMax` entries before sequence `before` (default: the newest) of the account's `count`.
+    /// A page of an account's history, newest first: at most `BankModule.historyPageMax` entries before sequence
+    /// `before` (default: the newest) of the account's `count`, each from `entry` (nil: missing or damaged).
     public static func page(_ address: Address, count: UInt64, before: UInt64? = nil, indexedThrough: UInt64,
-                            read: ([UInt8]) -> [UInt8]?) -> Result<[UInt8], ModuleRefusal> {
+                            entry: (_ sequence: UInt64) -> HistoryEntry?) -> Result<[UInt8], ModuleRefusal> {
         var sequence = min(before ?? count, count)
         var entries: [BankModule.HistoryView] = []
         while sequence > 0 && entries.count < BankModule.historyPageMax {
             sequence -= 1
-            guard let raw = read(entryKey(address, sequence)), let entry = try? HistoryEntry.decode(raw) else {
+            guard let found = entry(sequence) else {
                 return .failure(ModuleRefusal("history entry \(sequence) of \(address) is missing or damaged"))
             }
-            entries.append(BankModule.HistoryView(sequence: sequence, entry: entry))
+            entries.append(BankModule.HistoryView(sequence: sequence, entry: found))
         }
         let page = BankModule.HistoryPage(address: address.description, count: count, indexedThroughHeight: indexedThrough,
                                           entries: entries)
@@ -101,5 +118,95 @@ public enum HistoryIndex {
         return (try? encoder.encode(page)).map { .success(Array($0)) }
             ?? .failure(ModuleRefusal("could not encode the history page"))
     }
+}
 
+/// What an account's stored history holds: `count` entries, the newest from block `height`. A block at or below
+/// `height` is already in it, which makes storing a block again (a replay after a flush that stopped halfway)
+/// harmless.
+///
+///     u64 count | u64 height
+public struct AccountProgress: Sendable, Hashable {
+    public var count: UInt64
+    public var height: UInt64
+
+    public init(count: UInt64, height: UInt64) {
+        self.count = count
+        self.height = height
+    }
+
+    public static let none = AccountProgress(count: 0, height: 0)
+
+    public var encoded: [UInt8] {
+        var writer = WireWriter(capacity: 16)
+        writer.u64(count)
+        writer.u64(height)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> AccountProgress {
+        var reader = WireReader(bytes, context: "history progress")
+        let progress = AccountProgress(count: try reader.u64("count"), height: try reader.u64("height"))
+        try reader.finish()
+        return progress
+    }
+}
+
+/// A stored chunk: `HistoryIndex`'s entries of one account that end at sequence `last`.
+public struct HistoryChunk: Sendable {
+    public let last: UInt64
+    public let bytes: [UInt8]
+
+    /// nil if `bytes` is no whole number of entries, or more entries than `last` allows.
+    public init?(last: UInt64, bytes: [UInt8]) {
+        guard !bytes.isEmpty, bytes.count % HistoryEntry.byteCount == 0,
+              UInt64(bytes.count / HistoryEntry.byteCount) <= last + 1 else { return nil }
+        self.last = last
+        self.bytes = bytes
+    }
+
+    public var first: UInt64 { last + 1 - UInt64(bytes.count / HistoryEntry.byteCount) }
+
+    public func contains(_ sequence: UInt64) -> Bool { sequence >= first && sequence <= last }
+
+    /// The entry at `sequence`, if this chunk holds it and it decodes.
+    public func entry(_ sequence: UInt64) -> HistoryEntry? {
+        guard contains(sequence) else { return nil }
+        let offset = Int(sequence - first) * HistoryEntry.byteCount
+        return try? HistoryEntry.decode(Array(bytes[offset..<offset + HistoryEntry.byteCount]))
+    }
+}
+
+/// The entries of the blocks indexed since the last flush, per account, in order; the plugin answers queries from
+/// them and the stored chunks together, and stores them every `flushBlocks` blocks or `entriesMax` entries.
+public struct HistoryBuffer: Sendable {
+    public private(set) var accounts: [Address: [HistoryEntry]] = [:]
+    public private(set) var entryCount = 0
+    public private(set) var blockCount = 0
+
+    public init() {}
+
+    /// Adds a block's entries, leaving out those of an account whose stored history already has the block.
+    public mutating func add(_ entries: [(Address, HistoryEntry)], height: UInt64,
+                             stored: (Address) -> AccountProgress) {
+        var skipped: Set<Address> = []
+        var checked: Set<Address> = []
+        for (address, entry) in entries {
+            if !checked.contains(address) {
+                checked.insert(address)
+                if accounts[address] == nil, stored(address).height >= height { skipped.insert(address) }
+            }
+            if skipped.contains(address) { continue }
+            accounts[address, default: []].append(entry)
+            entryCount += 1
+        }
+        blockCount += 1
+    }
+
+    public func entries(of address: Address) -> [HistoryEntry] { accounts[address] ?? [] }
+
+    public mutating func removeAll() {
+        accounts.removeAll(keepingCapacity: true)
+        entryCount = 0
+        blockCount = 0
+    }
 }

@@ -19,21 +19,32 @@ public final class BPCI: Plugin {
     public static let version = "0.1.0"
 
     let context: PluginContext
-    /// The next block height the history index needs.
+    /// The next block height the history index needs (the blocks before it are stored or in `buffer`).
     private(set) var nextHeight: UInt64
-    /// Of that block: its events received so far (parts arrive in order), and how many of its history entries are
-    /// already stored (a block too large for one kv batch is stored in several, with this as the cursor).
+    /// The next height as stored: where the index starts again if what `buffer` holds is lost.
+    private var storedNextHeight: UInt64
+    /// Of block `nextHeight`: its events received so far (parts arrive in order).
     private var pendingEvents: [BlockEvents.Event] = []
-    private var storedEntries: UInt64
+    /// The entries of the blocks since the last flush.
+    private var buffer = HistoryBuffer()
     private var catchingUp = false
     let indexed: Counter
-    /// History entries per kv batch (each also updates a count): well under MN_KV_BATCH_OPS_MAX.
-    static let entriesPerBatchMax = 20_000
-    /// Accounts' entry counts, so an account active in block after block is not looked up in kv each time (see
-    /// `HistoryIndex.entryCount`). Only this plugin writes entries, and the cache takes new counts only after the
-    /// batch with those entries commits.
-    private var historyCounts: [Address: UInt64] = [:]
-    static let cachedHistoryCountsMax = 1 << 17
+    /// The buffer is stored after this many blocks (config `historyFlushBlocks`), or `bufferedEntriesMax` entries.
+    let flushBlocks: Int
+    static let defaultFlushBlocks = 32
+    static let bufferedEntriesMax = 50_000
+    /// Operations per kv batch when storing the buffer: well under MN_KV_BATCH_OPS_MAX.
+    static let operationsPerBatchMax = 40_000
+    /// Accounts' stored progress, so an account active in block after block is not looked up in kv each time. Only
+    /// this plugin writes it, and the cache takes a new value only after the batch with it commits.
+    private var storedProgress: [Address: AccountProgress] = [:]
+    static let cachedProgressMax = 1 << 17
+
+    struct Config: Decodable {
+        /// Blocks between stores of the history index (1: every block). On a crash, the blocks since the last
+        /// store are indexed again from BPI's stored blocks.
+        var historyFlushBlocks: Int?
+    }
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -42,8 +53,16 @@ public final class BPCI: Plugin {
             throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes; BPCI needs ledger 1.1",
                               function: "service_lookup")
         }
+        let config = try context.decodeConfig(Config.self)
+        guard (config.historyFlushBlocks ?? 1) >= 1 else {
+            throw PluginError(MN_ERR_INVALID_ARGUMENT, "historyFlushBlocks must be at least 1")
+        }
+        flushBlocks = config.historyFlushBlocks ?? Self.defaultFlushBlocks
+        if try context.kv.get(HistoryIndex.formatKey) != [HistoryIndex.format] {
+            try Self.startChunkedLayout(context)
+        }
         nextHeight = try context.kv.get(HistoryIndex.nextHeightKey).flatMap(StoredU64.decode) ?? 1
-        storedEntries = try context.kv.get(HistoryIndex.storedEntriesKey).flatMap(StoredU64.decode) ?? 0
+        storedNextHeight = nextHeight
         indexed = try context.metrics.counter("history_blocks_indexed_total",
                                               help: "Finalized blocks whose events the history index has taken in")
         let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
@@ -64,13 +83,23 @@ public final class BPCI: Plugin {
                 guard let value = UInt64(raw) else { return .json(["error": "before must be a sequence number"], status: 400) }
                 before = value
             }
-            let kv = context.kv
-            let count: UInt64
-            do throws(PluginError) { count = try historyCount(address) } catch {
+            let stored: AccountProgress
+            do throws(PluginError) { stored = try progress(address) } catch {
                 return .json(["error": "history of \(address): \(error.message)"], status: 500)
             }
-            switch HistoryIndex.page(address, count: count, before: before, indexedThrough: nextHeight - 1,
-                                     read: { (try? kv.get($0)) ?? nil }) {
+            let buffered = buffer.entries(of: address)
+            var chunk: HistoryChunk?  // a page's entries are mostly in one or two chunks
+            let entry = { [context] (sequence: UInt64) -> HistoryEntry? in
+                if sequence >= stored.count {
+                    let index = Int(sequence - stored.count)
+                    return index < buffered.count ? buffered[index] : nil
+                }
+                if let chunk, chunk.contains(sequence) { return chunk.entry(sequence) }
+                chunk = Self.chunk(holding: sequence, of: address, in: context.kv)
+                return chunk?.entry(sequence)
+            }
+            switch HistoryIndex.page(address, count: stored.count + UInt64(buffered.count), before: before,
+                                     indexedThrough: nextHeight - 1, entry: entry) {
             case .success(let json): return .bytes(json, contentType: "application/json")
             case .failure(let refusal): return .json(["error": refusal.reason], status: 500)
             }
@@ -80,6 +109,9 @@ public final class BPCI: Plugin {
     }
 
     public func start() throws { catchUp() }
+
+    /// A clean stop stores the buffer, so the next start need not index those blocks again.
+    public func stop() { flush() }
 
     public func receive(_ message: BusMessage) {
         guard message.topic == "bpi.stream.events", message.sender == "bpi",
@@ -98,7 +130,7 @@ public final class BPCI: Plugin {
             return false
         }
         pendingEvents += part.events
-        if part.isLastPart { index(BlockEvents(height: part.height, events: pendingEvents)) }
+        if part.isLastPart { add(BlockEvents(height: part.height, events: pendingEvents)) }
         return true
     }
 
@@ -132,60 +164,129 @@ public final class BPCI: Plugin {
         }
     }
 
-    private func historyCount(_ address: Address) throws(PluginError) -> UInt64 {
-        if let count = historyCounts[address] { return count }
-        var failure: PluginError?
-        let count = HistoryIndex.entryCount(address) { key in
-            do throws(PluginError) { return try context.kv.get(key) != nil } catch {
-                failure = error
-                return false
-            }
+    /// `address`'s stored history: how many entries, up to which block.
+    private func progress(_ address: Address) throws(PluginError) -> AccountProgress {
+        if let known = storedProgress[address] { return known }
+        guard let bytes = try context.kv.get(HistoryIndex.progressKey(address)) else { return .none }
+        let progress: AccountProgress
+        do throws(WireError) { progress = try AccountProgress.decode(bytes) } catch {
+            throw PluginError(MN_ERR_INTERNAL, "the history index's record of \(address) is damaged: \(error.message)")
         }
-        if let failure { throw failure }
-        if historyCounts.count >= Self.cachedHistoryCountsMax { historyCounts.removeAll(keepingCapacity: true) }
-        historyCounts[address] = count
-        return count
+        remember(address, progress)
+        return progress
     }
 
-    /// Adds one block's payments to the index, in kv batches of at most `entriesPerBatchMax` entries; the last also
-    /// moves `nextHeight` past the block. Each batch stores its cursor, so a restart resumes where it stopped.
-    private func index(_ block: BlockEvents) {
-        let entries = HistoryIndex.entries(block)
-        do {
-            var done = Int(min(storedEntries, UInt64(entries.count)))
-            repeat {
-                let chunk = entries[done..<min(done + Self.entriesPerBatchMax, entries.count)]
-                var counts: [Address: UInt64] = [:]
-                for (address, _) in chunk where counts[address] == nil {
-                    counts[address] = try historyCount(address)
-                }
-                let last = chunk.endIndex == entries.count
-                try context.kv.batch { batch in
-                    for (address, entry) in chunk {
-                        let sequence = counts[address]!
-                        try batch.put(HistoryIndex.entryKey(address, sequence), entry.encoded)
-                        counts[address] = sequence + 1
-                    }
-                    if last {
-                        try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(block.height + 1))
-                        try batch.delete(HistoryIndex.storedEntriesKey)
-                    } else {
-                        try batch.put(HistoryIndex.storedEntriesKey, StoredU64.encode(UInt64(chunk.endIndex)))
-                    }
-                }
-                if historyCounts.count + counts.count > Self.cachedHistoryCountsMax {
-                    historyCounts.removeAll(keepingCapacity: true)
-                }
-                historyCounts.merge(counts) { $1 }
-                done = chunk.endIndex
-                storedEntries = last ? 0 : UInt64(done)
-            } while done < entries.count
-            nextHeight = block.height + 1
-            indexed.increment()
-        } catch {
-            context.log.error("history index: could not store block \(block.height): \(error)")
+    private func remember(_ address: Address, _ progress: AccountProgress) {
+        if storedProgress.count >= Self.cachedProgressMax { storedProgress.removeAll(keepingCapacity: true) }
+        storedProgress[address] = progress
+    }
+
+    /// The stored chunk of `address` that holds `sequence`: the first at or after it, as chunks are keyed by their
+    /// last sequence. nil if there is none or it is damaged.
+    static func chunk(holding sequence: UInt64, of address: Address, in kv: KeyValueStore) -> HistoryChunk? {
+        var found: KVPair?
+        do throws(PluginError) {
+            try kv.scan(prefix: HistoryIndex.chunkPrefix(address), start: HistoryIndex.chunkKey(address, last: sequence)) {
+                found = $0
+                return false
+            }
+        } catch { return nil }
+        guard let found, found.key.count == 29 else { return nil }
+        var reader = WireReader(Array(found.key.suffix(8)), context: "history chunk key")
+        guard let last = try? reader.u64("last"), let chunk = HistoryChunk(last: last, bytes: found.value),
+              chunk.contains(sequence) else { return nil }
+        return chunk
+    }
+
+    /// Takes one block's payments into the buffer, and stores the buffer when it is due.
+    private func add(_ block: BlockEvents) {
+        pendingEvents = []
+        var failure: PluginError?
+        buffer.add(HistoryIndex.entries(block), height: block.height) { address in
+            guard failure == nil else { return .none }
+            do throws(PluginError) { return try progress(address) } catch {
+                failure = error
+                return .none
+            }
         }
-        pendingEvents = []  // on failure the block is taken again from a replay
+        if let failure { return forgetBuffer("could not read it for block \(block.height): \(failure)") }
+        nextHeight = block.height + 1
+        indexed.increment()
+        if buffer.blockCount >= flushBlocks || buffer.entryCount >= Self.bufferedEntriesMax { flush() }
+    }
+
+    /// Stores the buffer: each account's new entries as chunks and its progress, in kv batches of at most
+    /// `operationsPerBatchMax` operations; the last also moves the stored next height. A batch holds whole accounts,
+    /// so after a failure halfway the blocks are indexed again and each account takes only what it lacks.
+    private func flush() {
+        guard buffer.blockCount > 0 else { return }
+        let accounts = Array(buffer.accounts)
+        var done = 0
+        do {
+            repeat {
+                var stored: [(Address, AccountProgress)] = []
+                try context.kv.batch { batch in
+                    var operations = 0
+                    while done < accounts.count {
+                        let (address, entries) = accounts[done]
+                        let before = try progress(address)
+                        let chunks = HistoryIndex.chunks(entries, after: before.count)
+                        if operations > 0 && operations + chunks.count + 1 > Self.operationsPerBatchMax { break }
+                        for chunk in chunks {
+                            try batch.put(HistoryIndex.chunkKey(address, last: chunk.last), chunk.value)
+                        }
+                        let after = AccountProgress(count: before.count + UInt64(entries.count),
+                                                    height: entries[entries.count - 1].height)
+                        try batch.put(HistoryIndex.progressKey(address), after.encoded)
+                        stored.append((address, after))
+                        operations += chunks.count + 1
+                        done += 1
+                    }
+                    if done == accounts.count { try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(nextHeight)) }
+                }
+                for (address, progress) in stored { remember(address, progress) }
+            } while done < accounts.count
+            storedNextHeight = nextHeight
+            buffer.removeAll()
+        } catch {
+            forgetBuffer("could not store blocks \(storedNextHeight)...\(nextHeight - 1): \(error)")
+        }
+    }
+
+    /// Drops what is not stored; the blocks from the stored next height are indexed again, from BPI's stored blocks.
+    private func forgetBuffer(_ why: String) {
+        context.log.error("history index: \(why); indexing again from height \(storedNextHeight)")
+        buffer.removeAll()
+        pendingEvents = []
+        nextHeight = storedNextHeight
+        catchUp()
+    }
+
+    /// An index in the layout before chunks (an entry per key), or none yet: the former keys go, and the index is
+    /// built again from height 1 as BPI replays its stored blocks' events.
+    private static func startChunkedLayout(_ context: PluginContext) throws {
+        var former: [[UInt8]] = []
+        for prefix in [[0x68], [0x6E]] as [[UInt8]] {
+            try context.kv.scan(prefix: prefix) { pair in
+                if HistoryIndex.isFormerLayoutKey(pair.key) { former.append(pair.key) }
+                return true
+            }
+        }
+        var start = 0
+        while start < former.count {
+            let end = min(start + operationsPerBatchMax, former.count)
+            try context.kv.batch { batch in for key in former[start..<end] { try batch.delete(key) } }
+            start = end
+        }
+        try context.kv.batch { batch in
+            try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(1))
+            try batch.delete(Array("history/stored".utf8))
+            try batch.put(HistoryIndex.formatKey, [HistoryIndex.format])
+        }
+        if !former.isEmpty {
+            context.log.info("history index: rebuilding in the chunked layout from height 1 (\(former.count) keys of "
+                + "the former layout deleted)")
+        }
     }
 }
 
