@@ -189,13 +189,15 @@ public struct HistoryBuffer: Sendable {
     public mutating func add(_ entries: [(Address, HistoryEntry)], height: UInt64,
                              stored: (Address) -> AccountProgress) {
         var skipped: Set<Address> = []
-        var checked: Set<Address> = []
         for (address, entry) in entries {
-            if !checked.contains(address) {
-                checked.insert(address)
-                if accounts[address] == nil, stored(address).height >= height { skipped.insert(address) }
+            // An account already buffered is past its stored history; one that is not is looked up once.
+            if accounts[address] == nil {
+                if skipped.contains(address) { continue }
+                if stored(address).height >= height {
+                    skipped.insert(address)
+                    continue
+                }
             }
-            if skipped.contains(address) { continue }
             accounts[address, default: []].append(entry)
             entryCount += 1
         }
