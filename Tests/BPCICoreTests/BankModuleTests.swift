@@ -194,9 +194,13 @@ struct BankModuleTests {
         // Keys order by account, then by last sequence: a forward seek from a sequence lands on its chunk.
         let keys = chunks.map { HistoryIndex.chunkKey(Self.bob, last: $0.last) }
         #expect(keys == keys.sorted { $0.lexicographicallyPrecedes($1) })
-        #expect(keys.allSatisfy { $0.starts(with: HistoryIndex.chunkPrefix(Self.bob)) && !HistoryIndex.isFormerLayoutKey($0) })
+        #expect(keys.allSatisfy { $0.starts(with: HistoryIndex.chunkPrefix(Self.bob)) && HistoryIndex.isAccountKey($0) })
+        #expect(HistoryIndex.isAccountKey(HistoryIndex.progressKey(Self.bob)))
+        #expect(!HistoryIndex.isAccountKey(HistoryIndex.nextHeightKey) && !HistoryIndex.isAccountKey(HistoryIndex.formatKey))
+        #expect(!HistoryIndex.isAccountKey(Array("history/abcdefghijklmnopqrstu".utf8)), "29 bytes, but the index's own")
         // A chunk claiming more entries than its last sequence allows is refused.
         #expect(HistoryChunk(last: 0, bytes: Self.entry(1, 1).encoded + Self.entry(1, 2).encoded) == nil)
+        #expect(HistoryChunk(last: .max, bytes: Self.entry(1, 1).encoded)?.first == .max, "a damaged key does not trap")
     }
 
     @Test("the history buffer leaves out the blocks an account's stored history already has (a replay after a flush that stopped halfway)")

@@ -9,7 +9,7 @@ import MetanodeWire
 /// In the plugin's kv:
 ///
 ///     history/next                  u64 the next height to index
-///     history/format                u8 2: the chunked layout below (indexes without it are rebuilt from height 1)
+///     history/format                u8 2: the chunked layout below (an index without it is rebuilt from height 1)
 ///     H [20] address u64 last       a chunk: the account's entries up to sequence `last`, `HistoryEntry.byteCount`
 ///                                   bytes each, at most `chunkEntriesMax`; sequences run 0, 1, 2, … without gaps
 ///     c [20] address                `AccountProgress`: the account's entry count and the last block it has entries in
@@ -38,10 +38,19 @@ public enum HistoryIndex {
 
     public static func progressKey(_ address: Address) -> [UInt8] { [0x63] + address.bytes }
 
-    /// Whether `key` belongs to the layout before chunks (an entry per key, `h [20] u64`, and counts, `n [20]`):
-    /// such keys are deleted when the index is rebuilt.
-    public static func isFormerLayoutKey(_ key: [UInt8]) -> Bool {
-        (key.first == 0x68 && key.count == 29) || (key.first == 0x6E && key.count == 21)
+    /// The first byte of every key an index of any layout stores per account: entries (`h`, before chunks), counts
+    /// (`n`, before that), chunks (`H`) and progress (`c`).
+    public static let accountKeyTags: [UInt8] = [0x68, 0x6E, 0x48, 0x63]
+
+    /// Whether `key` is one of an account's index keys, in this layout or the one before chunks (an entry per key,
+    /// `h [20] u64`, and counts, `n [20]`): they are all deleted when the index is rebuilt.
+    public static func isAccountKey(_ key: [UInt8]) -> Bool {
+        guard !key.starts(with: Array("history/".utf8)) else { return false }
+        switch key.first {
+        case 0x68, 0x48: return key.count == 1 + Address.byteCount + 8
+        case 0x6E, 0x63: return key.count == 1 + Address.byteCount
+        default: return false
+        }
     }
 
     /// An account's new entries as chunks of at most `chunkEntriesMax`, each with its last sequence, following the
@@ -159,12 +168,12 @@ public struct HistoryChunk: Sendable {
     /// nil if `bytes` is no whole number of entries, or more entries than `last` allows.
     public init?(last: UInt64, bytes: [UInt8]) {
         guard !bytes.isEmpty, bytes.count % HistoryEntry.byteCount == 0,
-              UInt64(bytes.count / HistoryEntry.byteCount) <= last + 1 else { return nil }
+              UInt64(bytes.count / HistoryEntry.byteCount) - 1 <= last else { return nil }
         self.last = last
         self.bytes = bytes
     }
 
-    public var first: UInt64 { last + 1 - UInt64(bytes.count / HistoryEntry.byteCount) }
+    public var first: UInt64 { last - (UInt64(bytes.count / HistoryEntry.byteCount) - 1) }
 
     public func contains(_ sequence: UInt64) -> Bool { sequence >= first && sequence <= last }
 

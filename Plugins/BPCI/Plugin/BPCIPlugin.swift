@@ -262,30 +262,31 @@ public final class BPCI: Plugin {
         catchUp()
     }
 
-    /// An index in the layout before chunks (an entry per key), or none yet: the former keys go, and the index is
-    /// built again from height 1 as BPI replays its stored blocks' events.
+    /// An index in the layout before chunks (an entry per key), or none yet: its account keys go, and the index is
+    /// built again from height 1 as BPI replays its stored blocks' events. Keys are deleted a batch at a time, so a
+    /// large former index never sits in memory whole.
     private static func startChunkedLayout(_ context: PluginContext) throws {
-        var former: [[UInt8]] = []
-        for prefix in [[0x68], [0x6E]] as [[UInt8]] {
-            try context.kv.scan(prefix: prefix) { pair in
-                if HistoryIndex.isFormerLayoutKey(pair.key) { former.append(pair.key) }
-                return true
+        var deleted = 0
+        while true {
+            var keys: [[UInt8]] = []
+            for tag in HistoryIndex.accountKeyTags where keys.count < operationsPerBatchMax {
+                try context.kv.scan(prefix: [tag]) { pair in
+                    if HistoryIndex.isAccountKey(pair.key) { keys.append(pair.key) }
+                    return keys.count < operationsPerBatchMax
+                }
             }
-        }
-        var start = 0
-        while start < former.count {
-            let end = min(start + operationsPerBatchMax, former.count)
-            try context.kv.batch { batch in for key in former[start..<end] { try batch.delete(key) } }
-            start = end
+            guard !keys.isEmpty else { break }
+            try context.kv.batch { batch in for key in keys { try batch.delete(key) } }
+            deleted += keys.count
         }
         try context.kv.batch { batch in
             try batch.put(HistoryIndex.nextHeightKey, StoredU64.encode(1))
             try batch.delete(Array("history/stored".utf8))
             try batch.put(HistoryIndex.formatKey, [HistoryIndex.format])
         }
-        if !former.isEmpty {
-            context.log.info("history index: rebuilding in the chunked layout from height 1 (\(former.count) keys of "
-                + "the former layout deleted)")
+        if deleted > 0 {
+            context.log.info("history index: rebuilding in the chunked layout from height 1 (\(deleted) keys of the "
+                + "former layout deleted)")
         }
     }
 }
