@@ -178,6 +178,71 @@ struct BPCIOnBPITests {
         #expect(sequences == [2, 1, 0])
     }
 
+    /// Four transfers to bob, one block each after block 1, with the index stored every two blocks: blocks 1-4
+    /// stored, block 5 buffered.
+    static func fourPayments(seed: UInt64) throws -> BPINetwork {
+        let net = try Self.network(seed: seed, historyFlushBlocks: 2)
+        net.sim.run(forMs: 1_000)
+        for nonce in 0..<4 as Range<UInt64> {
+            #expect(net.submit(0, Self.transfer(1_000 * (nonce + 1), nonce: nonce)).status == 202)
+            net.sim.run(forMs: 500)
+        }
+        return net
+    }
+
+    static func bobsPayments(_ net: BPINetwork, _ node: Int) throws -> [Int] {
+        let page = try Self.history(net, node, Self.bobAddress)
+        let entries = page["entries"] as? [[String: Any]] ?? []
+        #expect(entries.compactMap { $0["sequence"] as? Int } == Array((0..<entries.count).reversed()))
+        #expect(page["count"] as? Int == entries.count)
+        return entries.compactMap { ($0["amount"] as? [String: Any])?["units"] as? Int }
+    }
+
+    @Test("after kill -9 a node keeps its stored history and indexes the blocks it only held in memory again, each once")
+    func historySurvivesACrash() throws {
+        let net = try Self.fourPayments(seed: 71)
+        net.sim.crash(3)
+        try net.restart(3, keepingStorage: true)
+        net.sim.run(forMs: 2_000)
+        #expect(try Self.bobsPayments(net, 3) == [4_000, 3_000, 2_000, 1_000])
+    }
+
+    @Test("a store of the index that stopped before its last batch is taken again without duplicating what it stored")
+    func historyStoreStoppedHalfway() throws {
+        let net = try Self.fourPayments(seed: 73)
+        net.sim.crash(3)
+        // As if the store of blocks 3-4 wrote the accounts' batch but not the last one, which moves the next height.
+        var storage = net.sim.host(3).storedData
+        storage[BPCI.name]?[HistoryIndex.nextHeightKey] = StoredU64.encode(3)
+        try net.restart(3, storage: storage)
+        net.sim.run(forMs: 2_000)
+        #expect(try Self.bobsPayments(net, 3) == [4_000, 3_000, 2_000, 1_000])
+    }
+
+    @Test("a clean stop stores the buffered history; an index in the former layout is deleted and built again")
+    func historyStopAndFormerLayout() throws {
+        let net = try Self.fourPayments(seed: 79)
+        let bpci = net.modulePlugins[0][3]
+        net.sim.host(3).stop(bpci)
+        let bobsLast = net.sim.host(3).storedKeys(bpci).filter { $0.starts(with: HistoryIndex.chunkPrefix(Self.bobAddress)) }
+            .last.map { Array($0.suffix(8)) }
+        #expect(bobsLast == StoredU64.encode(3), "all four of bob's entries stored at stop")
+
+        net.sim.crash(3)
+        var storage = net.sim.host(3).storedData
+        let former = [[0x68] + Self.bobAddress.bytes + StoredU64.encode(0), [0x6E] + Self.bobAddress.bytes]
+        for key in former { storage[BPCI.name]?[key] = [1, 2, 3] }
+        storage[BPCI.name]?[HistoryIndex.formatKey] = nil
+        try net.restart(3, storage: storage)
+        net.sim.run(forMs: 2_000)
+        let keys = net.sim.host(3).storedKeys(net.modulePlugins[0][3])
+        #expect(former.allSatisfy { !keys.contains($0) }, "the former layout's keys are gone")
+        #expect(net.sim.host(3).logMessages(of: net.modulePlugins[0][3]).contains {
+            $0.contains("rebuilding in the chunked layout from height 1")
+        })
+        #expect(try Self.bobsPayments(net, 3) == [4_000, 3_000, 2_000, 1_000])
+    }
+
     @Test("a block whose events outgrow one bus message is indexed whole, from its parts")
     func largeBlockHistory() throws {
         let senders = (0..<4).map { Ed25519Signer(seed: WireCrypto.domainHash("bpci-big", [UInt8($0)])) }

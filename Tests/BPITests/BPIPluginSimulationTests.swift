@@ -37,9 +37,15 @@ final class BPINetwork {
         #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)}"#
     }
 
-    /// Restarts a crashed node with empty storage and BPI (and the modules loaded next to it) again.
-    func restart(_ node: Int) throws {
-        let host = sim.restart(node)
+    /// Restarts a crashed node, with empty storage or the storage it had, and BPI (and the modules loaded next to
+    /// it) again.
+    func restart(_ node: Int, keepingStorage: Bool = false) throws {
+        try restart(node, storage: keepingStorage ? sim.host(node).storedData : [:])
+    }
+
+    /// Restarts a crashed node with `storage` (plugin name → its keys).
+    func restart(_ node: Int, storage: [String: [[UInt8]: [UInt8]]]) throws {
+        let host = sim.restart(node, storage: storage)
         plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
         for (position, module) in modules.enumerated() {
             modulePlugins[position][node] = try host.load(module.descriptor, config: module.config)

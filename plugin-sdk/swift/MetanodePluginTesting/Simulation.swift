@@ -133,15 +133,24 @@ public final class Simulation {
         crashed[node] = true
     }
 
-    /// Starts node `node` again as a new process: a fresh `TestHost` (same node key, no plugins, empty storage, new
-    /// `random_bytes` stream) whose clock is the simulation's, on a new endpoint that connects to every reachable node.
-    /// Load the node's plugins into the returned host; they see its peers come up when they watch.
+    /// Starts node `node` again as a new process: a fresh `TestHost` (same node key, no plugins, new `random_bytes`
+    /// stream) whose clock is the simulation's, on a new endpoint that connects to every reachable node. Its storage
+    /// is empty, or with `keepingStorage` what each plugin had stored when the node crashed, as a data directory
+    /// survives kill -9. Load the node's plugins into the returned host; they see its peers come up when they watch.
     @discardableResult
-    public func restart(_ node: Int) -> TestHost {
+    public func restart(_ node: Int, keepingStorage: Bool = false) -> TestHost {
+        restart(node, storage: keepingStorage ? host(node).storedData : [:])
+    }
+
+    /// `restart(_:)` with the given storage (plugin name → its keys): a data directory edited while the node was
+    /// down, to test what a node makes of a damaged or rolled-back one.
+    @discardableResult
+    public func restart(_ node: Int, storage: [String: [[UInt8]: [UInt8]]]) -> TestHost {
         precondition(isCrashed(node), "node \(node) is running; crash it before restarting it")
         incarnations[node] += 1
         let host = TestHost(nodeKeySeed: Self.nodeKeySeed(seed: seed, node: node), startUnixMs: startUnixMs,
-                            randomSeed: Self.randomSeed(seed: seed, node: node, incarnation: incarnations[node]))
+                            randomSeed: Self.randomSeed(seed: seed, node: node, incarnation: incarnations[node]),
+                            storage: storage)
         host.advance(toMs: nowMs)
         host.attach(network.restart(node))
         hosts[node] = host

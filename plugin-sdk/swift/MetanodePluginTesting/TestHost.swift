@@ -44,8 +44,10 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
 
     /// `randomSeed` (any length) seeds `random_bytes`; by default it is derived from `nodeKeySeed`. A simulation gives a
     /// restarted node a new one, as a real restart gets fresh randomness.
+    /// `storage`: each plugin's stored keys by plugin name, as `storedData` returned them from a host that crashed or
+    /// stopped: the data directory a restarted node finds. A plugin loaded under that name starts with them.
     public init(nodeKeySeed: [UInt8] = TestHost.defaultNodeKeySeed, startUnixMs: UInt64 = TestHost.defaultStartUnixMs,
-                randomSeed: [UInt8]? = nil) {
+                randomSeed: [UInt8]? = nil, storage: [String: [[UInt8]: [UInt8]]] = [:]) {
         precondition(sodium_init() >= 0, "libsodium could not be initialized")
         precondition(nodeKeySeed.count == Int(crypto_sign_SEEDBYTES), "the node key seed must be 32 bytes")
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
@@ -59,12 +61,15 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
         _ = crypto_generichash(&seed, 32, tag, UInt64(tag.count), nil, 0)
         self.randomSeed = seed
         self.startUnixMs = startUnixMs
+        state.withLock { $0.carriedStorage = storage }
     }
 
     // MARK: - State
 
     struct State {
         var plugins: [PluginState] = []
+        /// Storage from an earlier incarnation, taken by the plugin of that name when it loads.
+        var carriedStorage: [String: [[UInt8]: [UInt8]]] = [:]
         var nowMs: UInt64 = 0
         var queue: [Event] = []
         var queueHead = 0
@@ -219,7 +224,9 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
             let instance = PluginInstance(context: context, descriptor: descriptor)
             let plugin = TestPlugin(name: pluginName, slot: slot, context: context, instance: instance,
                                     descriptor: info)
-            state.plugins.append(PluginState(plugin: plugin, config: configBytes))
+            var pluginState = PluginState(plugin: plugin, config: configBytes)
+            pluginState.kv = state.carriedStorage.removeValue(forKey: pluginName) ?? [:]
+            state.plugins.append(pluginState)
             return plugin
         }
         try plugin.instance.initialize(config: configBytes)
@@ -432,6 +439,14 @@ public final class TestHost: PluginHostBackend, @unchecked Sendable {
 
     public func storedText(_ plugin: TestPlugin, _ key: String) -> String? {
         storedValue(plugin, key).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Every plugin's stored keys by plugin name (what survives a crash: kv writes are durable when they return),
+    /// for `init(storage:)`.
+    public var storedData: [String: [[UInt8]: [UInt8]]] {
+        state.withLock { state in
+            Dictionary(state.plugins.map { ($0.plugin.name, $0.kv) }, uniquingKeysWith: { $1 })
+        }
     }
 
     /// All of `plugin`'s keys, ascending.
