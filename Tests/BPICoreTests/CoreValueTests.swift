@@ -143,3 +143,38 @@ struct MessageCodingTests {
         }
     }
 }
+
+@Suite("State diffs")
+struct StateDiffTests {
+    static let diff = StateDiff(
+        nextNonces: [BytesKey([UInt8](repeating: 1, count: 32)): 7, BytesKey([UInt8](repeating: 2, count: 32)): 1],
+        writes: [BytesKey(Array("bpci/b1".utf8)): [0, 0, 0, 0, 0, 0, 0, 9], BytesKey(Array("bpci/gone".utf8)): nil as [UInt8]?,
+                 BytesKey(Array("counter/empty".utf8)): []])
+
+    @Test("a block's state changes encode and decode to the same nonces, puts, deletes and empty values")
+    func roundTrip() throws {
+        #expect(try StateDiff.decode(Self.diff.encoded) == Self.diff)
+        #expect(Self.diff.encoded.count == Self.diff.encodedCount)
+        let empty = StateDiff(nextNonces: [:], writes: [:])
+        #expect(empty.isEmpty && !Self.diff.isEmpty)
+        #expect(try StateDiff.decode(empty.encoded) == empty)
+    }
+
+    @Test("a damaged diff is refused naming what is wrong")
+    func damaged() throws {
+        let bytes = Self.diff.encoded
+        #expect { try StateDiff.decode(Array(bytes.dropLast()), context: "block 9") } throws: { error in
+            "\(error)".contains("block 9")
+        }
+        #expect { try StateDiff.decode(bytes + [0]) } throws: { error in "\(error)".contains("after its last field") }
+        var writer = WireWriter()
+        writer.u32(1)
+        writer.bytes16([UInt8](repeating: 1, count: StateDiff.senderBytesMax + 1))
+        writer.u64(1)
+        writer.u32(0)
+        #expect { try StateDiff.decode(writer.bytes) } throws: { error in "\(error)".contains("sender") }
+        var huge = WireWriter()
+        huge.u32(.max)
+        #expect { try StateDiff.decode(huge.bytes) } throws: { error in "\(error)".contains("nonces") }
+    }
+}

@@ -16,10 +16,15 @@ final class BPINetwork {
     private(set) var plugins: [TestPlugin] = []
     let descriptor = PluginExport.descriptor(for: BPI.self, name: BPI.name, version: BPI.version)
 
+    /// BPI's config `stateCheckpointBlocks` (nil: its default).
+    let stateCheckpointBlocks: Int?
+
     init(validators: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
-         heartbeatMs: UInt64 = 0, genesisModules: String = "{}", testTransactions: Bool = true) throws {
+         heartbeatMs: UInt64 = 0, genesisModules: String = "{}", testTransactions: Bool = true,
+         stateCheckpointBlocks: Int? = nil) throws {
         let sim = Simulation(nodes: validators, seed: seed, faults: faults)
         self.sim = sim
+        self.stateCheckpointBlocks = stateCheckpointBlocks
         let keys = (0..<validators).map { #"{"key": "\#(sim.key($0).hex)"}"# }
         genesisPath = NSTemporaryDirectory() + "bpi-genesis-\(seed)-\(validators)-\(UUID().uuidString).json"
         let parameters = #"{"blockTransactionsMax": 5000, "blockBytesMax": 2097152, "pohTicksPerEntry": 4, "#
@@ -27,14 +32,16 @@ final class BPINetwork {
         let genesis = #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))], "#
             + #""parameters": \#(parameters), "modules": \#(genesisModules)}"#
         try genesis.write(toFile: genesisPath, atomically: true, encoding: .utf8)
-        let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs)
+        let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs,
+                                 stateCheckpointBlocks: stateCheckpointBlocks)
         plugins = try sim.loadOnEveryNode(descriptor, config: { _ in config })
     }
 
     deinit { try? FileManager.default.removeItem(atPath: genesisPath) }
 
-    static func config(genesisPath: String, heartbeatMs: UInt64) -> String {
-        #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)}"#
+    static func config(genesisPath: String, heartbeatMs: UInt64, stateCheckpointBlocks: Int? = nil) -> String {
+        #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)"#
+            + (stateCheckpointBlocks.map { #", "stateCheckpointBlocks": \#($0)}"# } ?? "}")
     }
 
     /// Restarts a crashed node, with empty storage or the storage it had, and BPI (and the modules loaded next to
@@ -46,7 +53,8 @@ final class BPINetwork {
     /// Restarts a crashed node with `storage` (plugin name → its keys).
     func restart(_ node: Int, storage: [String: [[UInt8]: [UInt8]]]) throws {
         let host = sim.restart(node, storage: storage)
-        plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0))
+        plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0,
+                                                                      stateCheckpointBlocks: stateCheckpointBlocks))
         for (position, module) in modules.enumerated() {
             modulePlugins[position][node] = try host.load(module.descriptor, config: module.config)
         }
@@ -287,6 +295,66 @@ struct BPIPluginSimulationTests {
         try net.restart(3)
         net.sim.run(forMs: 2_000)
         #expect(try stateRoot(3) == rootText)
+    }
+
+    static func stateRoot(_ net: BPINetwork, _ node: Int) throws -> String? {
+        (try net.json(node, "/blocks/latest").1["header"] as? [String: Any])?["stateRoot"] as? String
+    }
+
+    /// Three validators adding to the counter, one block each, with a state checkpoint every three blocks: node 3
+    /// stored some of the blocks' state changes only as their d values when it crashed.
+    static func counterBetweenCheckpoints(seed: UInt64) throws -> BPINetwork {
+        let net = try BPINetwork(validators: 4, seed: seed, stateCheckpointBlocks: 3)
+        try net.loadCounterModule()
+        for nonce in 0..<5 as Range<UInt64> {
+            #expect(net.submit(Int(nonce % 3), Self.add(nonce + 1, nonce: nonce)).status == 202)
+            net.sim.run(forMs: 300)
+        }
+        net.sim.crash(3)
+        let diffs = net.sim.host(3).storedKeys(net.plugins[3]).filter { $0.first == 0x64 && $0.count == 9 }
+        #expect(diffs.count == 2, "blocks 4 and 5 since the checkpoint at block 3")
+        return net
+    }
+
+    @Test("a node killed between state checkpoints loads the last one with the blocks' changes since, at the root its peers have, and goes on")
+    func restartBetweenCheckpoints() throws {
+        let net = try Self.counterBetweenCheckpoints(seed: 83)
+        let root = try Self.stateRoot(net, 0)
+        try net.restart(3, keepingStorage: true)
+        net.sim.run(forMs: 500)
+        #expect(try Self.stateRoot(net, 3) == root)
+        // Committed state is read through the changes since the checkpoint: the counter (1+…+5) and alice's nonce.
+        let counterKey = Hex.encode(Array("counter/total/".utf8) + Self.alice.publicKey)
+        var fifteen = WireWriter()
+        fifteen.u64(15)
+        #expect(try net.json(3, "/state/\(counterKey)").1["value"] as? String == Hex.encode(fifteen.bytes))
+        let nonceKey = Hex.encode(BlockRules.nonceKey(Self.alice.publicKey))
+        #expect(try net.json(3, "/state/\(nonceKey)").1["value"] as? String == Hex.encode(BlockRules.nonceValue(5)))
+        #expect(net.submit(3, Self.add(10, nonce: 5)).status == 202, "its mempool knows alice's next nonce")
+        net.sim.run(forMs: 1_000)
+        let roots = try (0..<4).map { try Self.stateRoot(net, $0) }
+        #expect(Set(roots).count == 1 && roots[0] != root, "the chain went on with node 3 agreeing")
+        #expect(try net.height(3) == net.height(0))
+    }
+
+    @Test("a node whose stored state changes are damaged or lost refuses to start, saying so")
+    func damagedStateChangesRefuseToStart() throws {
+        let net = try Self.counterBetweenCheckpoints(seed: 89)
+        let stored = net.sim.host(3).storedData
+        let diffKeys = stored[BPI.name, default: [:]].keys.filter { $0.first == 0x64 && $0.count == 9 }
+            .sorted { $0.lexicographicallyPrecedes($1) }
+        var truncated = stored
+        truncated[BPI.name]?[diffKeys[0]]?.removeLast()
+        var lost = stored
+        lost[BPI.name]?[diffKeys[1]] = nil
+        for (storage, expected) in [(truncated, "the state changes of block 4"),
+                                    (lost, "does not match block 5's state root")] {
+            #expect(throws: HostError.self) { try net.restart(3, storage: storage) }
+            let logs = net.sim.host(3).logs
+            #expect(logs.contains { $0.plugin == BPI.name && $0.message.contains(expected) }, "\(logs)")
+            net.sim.crash(3)
+        }
+        try net.restart(3, keepingStorage: false)
     }
 
     @Test("a validator that signs two different prepares for one round is caught: the evidence goes into a block and the ledger state")

@@ -39,7 +39,12 @@ public final class BPI: Plugin {
         var roundTimeoutBaseMs: UInt64?
         /// With nothing to order, a block is still made this often (0: never).
         var heartbeatMs: UInt64?
+        /// Blocks between state checkpoints (`ChainStore`; 1: every block). A restart applies the blocks' state
+        /// changes since the last one.
+        var stateCheckpointBlocks: Int?
     }
+
+    static let defaultStateCheckpointBlocks = 32
 
     let context: PluginContext
     let genesis: Genesis
@@ -94,10 +99,15 @@ public final class BPI: Plugin {
             context.log.info("no genesisFile in the config: running a single-validator dev chain with this node's key")
         }
         rules = BlockRules(genesis: genesis)
-        store = ChainStore(kv: context.kv)
+        let checkpointBlocks = config.stateCheckpointBlocks ?? Self.defaultStateCheckpointBlocks
+        guard checkpointBlocks >= 1 else {
+            throw PluginError(PluginStatus.invalidArgument, "stateCheckpointBlocks must be at least 1")
+        }
+        store = ChainStore(kv: context.kv, checkpointBlocks: checkpointBlocks)
         heartbeatMs = config.heartbeatMs ?? 0
         mempool = Mempool(chainID: genesis.chainID)
         let tip = try store.tipHeight()
+        (state, nonces) = try store.loadState()
         if tip == 0 {
             parent = rules.genesisParent
         } else {
@@ -105,10 +115,17 @@ public final class BPI: Plugin {
                 throw PluginError(PluginStatus.internal, "the chain's tip is height \(tip) but that block is missing")
             }
             parent = BlockRules.Parent(header: block.block.header)
+            // The stored state must be the state the tip's header commits to; a node that went on from another
+            // would refuse every block its peers make.
+            let headerRoot = block.block.header.stateRoot
+            guard state.root == headerRoot else {
+                let stored = Hex.encode(state.root).prefix(16), expected = Hex.encode(headerRoot).prefix(16)
+                throw PluginError(PluginStatus.internal, "the stored ledger state does not match block \(tip)'s state "
+                    + "root (\(stored)… stored, \(expected)… in the header): the data directory is damaged; start "
+                    + "from an empty one to sync the chain from peers")
+            }
         }
         validators = try store.validators(at: tip + 1) ?? genesis.validators
-        state = try store.loadState()
-        nonces = try store.loadNonces()
         let records = try store.walRecords(height: tip + 1)
         walCount = records.count
         // The environment validates blocks through this plugin, which does not exist yet: it is attached below.

@@ -8,14 +8,37 @@ import MetanodeWire
 ///     h <hash>            height of the block with that hash
 ///     t <txid>            u64 height, u32 index of a finalized transaction, then its result (TransactionResult
 ///                         encoding): one key per transaction, written with the block
-///     n <sender>          the sender's next nonce (u64)
+///     n <sender>          the sender's next nonce (u64), as of the last state checkpoint
 ///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
-///     s <module>/<key>    a module's committed state value
+///     s <module>/<key>    a module's committed state value, as of the last state checkpoint
+///     d <height>          a block's state changes since the last checkpoint (`StateDiff`): written with the block,
+///                         folded into the n and s keys and deleted at the next checkpoint
 ///     r <txid>            a transaction's result, in stores written before results moved into t <txid>
 ///     v <from height>     the validator set in force from that height on (written when a change is finalized)
 ///     tip                 u64 height of the last finalized block
-struct ChainStore {
+///
+/// A block's state changes used to go into the n and s keys with the block: a nonce and two balances per transfer,
+/// three of a node's four RocksDB inserts per transfer. They now go in as one `d` value per block, and every
+/// `checkpointBlocks` blocks the latest value of each key changed since the last checkpoint is written to n and s
+/// (a few thousand keys where the blocks wrote tens of thousands). At start the n and s keys are loaded and the d
+/// values applied over them in height order; reads of committed state see the changes since the checkpoint first.
+final class ChainStore {
     let kv: KeyValueStore
+    /// Blocks between state checkpoints (1: every block writes its changes to n and s, as before checkpoints).
+    let checkpointBlocks: Int
+    /// A checkpoint comes sooner once this many changed keys wait, which bounds its kv batch and the memory below.
+    static let unsavedEntriesMax = 20_000
+
+    /// The state changes of the blocks since the last checkpoint (their d keys), the latest value per key.
+    private var unsavedWrites: [BytesKey: [UInt8]?] = [:]
+    private var unsavedNonces: [BytesKey: UInt64] = [:]
+    private var unsavedHeights: [UInt64] = []
+
+    init(kv: KeyValueStore, checkpointBlocks: Int) {
+        precondition(checkpointBlocks >= 1, "checkpointBlocks must be at least 1")
+        self.kv = kv
+        self.checkpointBlocks = checkpointBlocks
+    }
 
     static func key(_ prefix: UInt8, _ height: UInt64) -> [UInt8] {
         var writer = WireWriter(capacity: 9)
@@ -62,30 +85,45 @@ struct ChainStore {
     static let locationBytes = 12
 
     func nextNonceIfStored(_ sender: [UInt8]) throws -> UInt64? {
+        if let unsaved = unsavedNonces[BytesKey(sender)] { return unsaved }
         guard let bytes = try kv.get([0x6E] + sender) else { return nil }
         var reader = WireReader(bytes, context: "kv nonce")
         return try reader.u64("nonce")
     }
 
-    /// The state tree of the committed ledger state: BPI's nonces and every module's values.
-    func loadState() throws -> StateTree {
+    /// The committed ledger state (BPI's nonces and every module's values) as a state tree, and every sender's next
+    /// nonce: the last checkpoint's n and s keys with the d values since applied in height order.
+    func loadState() throws -> (state: StateTree, nonces: [BytesKey: UInt64]) {
         var state = StateTree()
-        for pair in try kv.scan(prefix: [0x6E]) {
-            state.set(BlockRules.nonceKey(Array(pair.key.dropFirst())), pair.value)
-        }
-        for pair in try kv.scan(prefix: [0x73]) { state.set(Array(pair.key.dropFirst()), pair.value) }
-        return state
-    }
-
-    func moduleState(_ key: [UInt8]) throws -> [UInt8]? { try kv.get([0x73] + key) }
-
-    func loadNonces() throws -> [BytesKey: UInt64] {
         var nonces: [BytesKey: UInt64] = [:]
         for pair in try kv.scan(prefix: [0x6E]) {
+            let sender = Array(pair.key.dropFirst())
             var reader = WireReader(pair.value, context: "kv nonce")
-            nonces[BytesKey(Array(pair.key.dropFirst()))] = try reader.u64("nonce")
+            nonces[BytesKey(sender)] = try reader.u64("nonce")
+            state.set(BlockRules.nonceKey(sender), pair.value)
         }
-        return nonces
+        for pair in try kv.scan(prefix: [0x73]) { state.set(Array(pair.key.dropFirst()), pair.value) }
+        unsavedWrites = [:]
+        unsavedNonces = [:]
+        unsavedHeights = []
+        for pair in try kv.scan(prefix: [0x64]) {
+            var reader = WireReader(Array(pair.key.dropFirst()), context: "kv state diff key")
+            let height = try reader.u64("height")
+            let diff = try StateDiff.decode(pair.value, context: "the state changes of block \(height)")
+            for (sender, nonce) in diff.nextNonces {
+                nonces[sender] = nonce
+                state.set(BlockRules.nonceKey(sender.bytes), BlockRules.nonceValue(nonce))
+            }
+            for (key, value) in diff.writes { state.set(key.bytes, value) }
+            remember(diff, height: height)
+        }
+        return (state, nonces)
+    }
+
+    /// A module's committed state value by full key: a change since the last checkpoint, else the s key.
+    func moduleState(_ key: [UInt8]) throws -> [UInt8]? {
+        if let unsaved = unsavedWrites[BytesKey(key)] { return unsaved }
+        return try kv.get([0x73] + key)
     }
 
     /// The validator set in force at `height`, if it changed at or before it (nil: the genesis set).
@@ -101,8 +139,15 @@ struct ChainStore {
     }
 
     /// Stores a finalized block, its indexes and its effects, moves the tip and drops the height's WAL, atomically.
+    /// The state changes go in as the block's d value, or, at a checkpoint, with those since the last one into the n
+    /// and s keys (the d values deleted in the same batch).
     func commit(_ finalized: FinalizedBlock, effects: BlockRules.Effects, walCount: Int) throws {
         let height = finalized.block.header.height
+        let diff = StateDiff(nextNonces: effects.nextNonces, writes: effects.writes)
+        let unsaved = unsavedWrites.count + unsavedNonces.count + diff.writes.count + diff.nextNonces.count
+        // A block too large for one kv value is a checkpoint too: a d value cannot hold it.
+        let checkpoint = unsavedHeights.count + 1 >= checkpointBlocks || unsaved >= Self.unsavedEntriesMax
+            || diff.encodedCount > Self.diffBytesMax
         try kv.batch { batch in
             try batch.put(Self.key(0x62, height), finalized.encoded)
             var heightBytes = WireWriter(capacity: 8)
@@ -119,17 +164,37 @@ struct ChainStore {
             if let changed = effects.writes[BytesKey(ValidatorSetChange.stateKey)], let encoded = changed {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
-            for (key, value) in effects.writes {
-                if let value { try batch.put([0x73] + key.bytes, value) } else { try batch.delete([0x73] + key.bytes) }
-            }
-            for (sender, nonce) in effects.nextNonces {
-                var value = WireWriter(capacity: 8)
-                value.u64(nonce)
-                try batch.put([0x6E] + sender.bytes, value.bytes)
+            if checkpoint {
+                var writes = unsavedWrites, nonces = unsavedNonces
+                writes.merge(diff.writes) { $1 }
+                nonces.merge(diff.nextNonces) { $1 }
+                for (key, value) in writes {
+                    if let value { try batch.put([0x73] + key.bytes, value) } else { try batch.delete([0x73] + key.bytes) }
+                }
+                for (sender, nonce) in nonces { try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce)) }
+                for unsavedHeight in unsavedHeights { try batch.delete(Self.key(0x64, unsavedHeight)) }
+            } else if !diff.isEmpty {
+                try batch.put(Self.key(0x64, height), diff.encoded)
             }
             try batch.put("tip", heightBytes.bytes)
             for seq in 0..<walCount { try batch.delete(Self.walKey(height, UInt32(seq))) }
         }
+        if checkpoint {
+            unsavedWrites.removeAll(keepingCapacity: true)
+            unsavedNonces.removeAll(keepingCapacity: true)
+            unsavedHeights.removeAll(keepingCapacity: true)
+        } else if !diff.isEmpty {
+            remember(diff, height: height)
+        }
+    }
+
+    /// A d value at most this size: well under the kv store's 16 MiB per value.
+    static let diffBytesMax = 8 << 20
+
+    private func remember(_ diff: StateDiff, height: UInt64) {
+        unsavedWrites.merge(diff.writes) { $1 }
+        unsavedNonces.merge(diff.nextNonces) { $1 }
+        unsavedHeights.append(height)
     }
 
     static func walKey(_ height: UInt64, _ seq: UInt32) -> [UInt8] {
