@@ -335,6 +335,8 @@ struct BPIPluginSimulationTests {
         let roots = try (0..<4).map { try Self.stateRoot(net, $0) }
         #expect(Set(roots).count == 1 && roots[0] != root, "the chain went on with node 3 agreeing")
         #expect(try net.height(3) == net.height(0))
+        #expect(!net.sim.host(3).storedKeys(net.plugins[3]).contains { $0.first == 0x64 && $0.count == 9 },
+                "block 6 was a checkpoint: the changes of blocks 4 and 5, loaded at start, went into it")
     }
 
     @Test("a node whose stored state changes are damaged or lost refuses to start, saying so")

@@ -54,8 +54,8 @@ public final class BPCI: Plugin {
                               function: "service_lookup")
         }
         let config = try context.decodeConfig(Config.self)
-        guard (config.historyFlushBlocks ?? 1) >= 1 else {
-            throw PluginError(MN_ERR_INVALID_ARGUMENT, "historyFlushBlocks must be at least 1")
+        if let blocks = config.historyFlushBlocks, !(1...1_024).contains(blocks) {
+            throw PluginError(MN_ERR_INVALID_ARGUMENT, "historyFlushBlocks is \(blocks); it must be 1 to 1,024")
         }
         flushBlocks = config.historyFlushBlocks ?? Self.defaultFlushBlocks
         if try context.kv.get(HistoryIndex.formatKey) != [HistoryIndex.format] {

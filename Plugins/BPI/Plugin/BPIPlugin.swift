@@ -45,6 +45,8 @@ public final class BPI: Plugin {
     }
 
     static let defaultStateCheckpointBlocks = 32
+    /// A restart applies up to this many blocks' changes, and a checkpoint deletes as many d values.
+    static let stateCheckpointBlocksMax = 1_024
 
     let context: PluginContext
     let genesis: Genesis
@@ -100,8 +102,9 @@ public final class BPI: Plugin {
         }
         rules = BlockRules(genesis: genesis)
         let checkpointBlocks = config.stateCheckpointBlocks ?? Self.defaultStateCheckpointBlocks
-        guard checkpointBlocks >= 1 else {
-            throw PluginError(PluginStatus.invalidArgument, "stateCheckpointBlocks must be at least 1")
+        guard (1...Self.stateCheckpointBlocksMax).contains(checkpointBlocks) else {
+            throw PluginError(PluginStatus.invalidArgument,
+                              "stateCheckpointBlocks is \(checkpointBlocks); it must be 1 to \(Self.stateCheckpointBlocksMax)")
         }
         store = ChainStore(kv: context.kv, checkpointBlocks: checkpointBlocks)
         heartbeatMs = config.heartbeatMs ?? 0

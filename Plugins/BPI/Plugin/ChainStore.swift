@@ -26,13 +26,17 @@ final class ChainStore {
     let kv: KeyValueStore
     /// Blocks between state checkpoints (1: every block writes its changes to n and s, as before checkpoints).
     let checkpointBlocks: Int
-    /// A checkpoint comes sooner once this many changed keys wait, which bounds its kv batch and the memory below.
+    /// A checkpoint comes sooner once this many changed keys and d values wait, or this many bytes of d values: its
+    /// kv batch must stay well inside MN_KV_BATCH_OPS_MAX (100,000) and MN_KV_BATCH_BYTES_MAX (64 MiB) with the
+    /// block's own keys, or the block could never be stored. These also bound the memory below.
     static let unsavedEntriesMax = 20_000
+    static let unsavedBytesMax = 24 << 20
 
     /// The state changes of the blocks since the last checkpoint (their d keys), the latest value per key.
     private var unsavedWrites: [BytesKey: [UInt8]?] = [:]
     private var unsavedNonces: [BytesKey: UInt64] = [:]
     private var unsavedHeights: [UInt64] = []
+    private var unsavedBytes = 0
 
     init(kv: KeyValueStore, checkpointBlocks: Int) {
         precondition(checkpointBlocks >= 1, "checkpointBlocks must be at least 1")
@@ -106,16 +110,18 @@ final class ChainStore {
         unsavedWrites = [:]
         unsavedNonces = [:]
         unsavedHeights = []
+        unsavedBytes = 0
         for pair in try kv.scan(prefix: [0x64]) {
             var reader = WireReader(Array(pair.key.dropFirst()), context: "kv state diff key")
             let height = try reader.u64("height")
+            try reader.finish()
             let diff = try StateDiff.decode(pair.value, context: "the state changes of block \(height)")
             for (sender, nonce) in diff.nextNonces {
                 nonces[sender] = nonce
                 state.set(BlockRules.nonceKey(sender.bytes), BlockRules.nonceValue(nonce))
             }
             for (key, value) in diff.writes { state.set(key.bytes, value) }
-            remember(diff, height: height)
+            remember(diff, height: height, bytes: pair.value.count)
         }
         return (state, nonces)
     }
@@ -144,10 +150,12 @@ final class ChainStore {
     func commit(_ finalized: FinalizedBlock, effects: BlockRules.Effects, walCount: Int) throws {
         let height = finalized.block.header.height
         let diff = StateDiff(nextNonces: effects.nextNonces, writes: effects.writes)
-        let unsaved = unsavedWrites.count + unsavedNonces.count + diff.writes.count + diff.nextNonces.count
-        // A block too large for one kv value is a checkpoint too: a d value cannot hold it.
-        let checkpoint = unsavedHeights.count + 1 >= checkpointBlocks || unsaved >= Self.unsavedEntriesMax
-            || diff.encodedCount > Self.diffBytesMax
+        let diffBytes = diff.encodedCount
+        let entries = unsavedWrites.count + unsavedNonces.count + unsavedHeights.count + diff.writes.count
+            + diff.nextNonces.count + 1
+        // A block too large for one d value is a checkpoint too.
+        let checkpoint = unsavedHeights.count + 1 >= checkpointBlocks || entries >= Self.unsavedEntriesMax
+            || unsavedBytes + diffBytes >= Self.unsavedBytesMax || diffBytes > Self.diffBytesMax
         try kv.batch { batch in
             try batch.put(Self.key(0x62, height), finalized.encoded)
             var heightBytes = WireWriter(capacity: 8)
@@ -183,18 +191,20 @@ final class ChainStore {
             unsavedWrites.removeAll(keepingCapacity: true)
             unsavedNonces.removeAll(keepingCapacity: true)
             unsavedHeights.removeAll(keepingCapacity: true)
+            unsavedBytes = 0
         } else if !diff.isEmpty {
-            remember(diff, height: height)
+            remember(diff, height: height, bytes: diffBytes)
         }
     }
 
     /// A d value at most this size: well under the kv store's 16 MiB per value.
     static let diffBytesMax = 8 << 20
 
-    private func remember(_ diff: StateDiff, height: UInt64) {
+    private func remember(_ diff: StateDiff, height: UInt64, bytes: Int) {
         unsavedWrites.merge(diff.writes) { $1 }
         unsavedNonces.merge(diff.nextNonces) { $1 }
         unsavedHeights.append(height)
+        unsavedBytes += bytes
     }
 
     static func walKey(_ height: UInt64, _ seq: UInt32) -> [UInt8] {
