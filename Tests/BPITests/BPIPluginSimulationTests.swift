@@ -301,13 +301,17 @@ struct BPIPluginSimulationTests {
         (try net.json(node, "/blocks/latest").1["header"] as? [String: Any])?["stateRoot"] as? String
     }
 
-    /// Three validators adding to the counter, one block each, with a state checkpoint every three blocks: node 3
-    /// stored some of the blocks' state changes only as their d values when it crashed.
+    static let bob = Ed25519Signer(seed: WireCrypto.domainHash("bob", []))
+
+    /// Alice and bob adding to their counters in turn, one block each (block n adds n), with a state checkpoint
+    /// every three blocks: the checkpoint at block 3 holds bob's block 2 and alice's blocks 1 and 3, and node 3 has
+    /// blocks 4 (bob) and 5 (alice) only as d values when it crashes.
     static func counterBetweenCheckpoints(seed: UInt64) throws -> BPINetwork {
         let net = try BPINetwork(validators: 4, seed: seed, stateCheckpointBlocks: 3)
         try net.loadCounterModule()
-        for nonce in 0..<5 as Range<UInt64> {
-            #expect(net.submit(Int(nonce % 3), Self.add(nonce + 1, nonce: nonce)).status == 202)
+        for block in 1...5 as ClosedRange<UInt64> {
+            let signer = block % 2 == 1 ? alice : bob
+            #expect(net.submit(Int(block % 3), Self.add(block, nonce: (block - 1) / 2, signer: signer)).status == 202)
             net.sim.run(forMs: 300)
         }
         net.sim.crash(3)
@@ -323,20 +327,28 @@ struct BPIPluginSimulationTests {
         try net.restart(3, keepingStorage: true)
         net.sim.run(forMs: 500)
         #expect(try Self.stateRoot(net, 3) == root)
-        // Committed state is read through the changes since the checkpoint: the counter (1+…+5) and alice's nonce.
-        let counterKey = Hex.encode(Array("counter/total/".utf8) + Self.alice.publicKey)
-        var fifteen = WireWriter()
-        fifteen.u64(15)
-        #expect(try net.json(3, "/state/\(counterKey)").1["value"] as? String == Hex.encode(fifteen.bytes))
-        let nonceKey = Hex.encode(BlockRules.nonceKey(Self.alice.publicKey))
-        #expect(try net.json(3, "/state/\(nonceKey)").1["value"] as? String == Hex.encode(BlockRules.nonceValue(5)))
-        #expect(net.submit(3, Self.add(10, nonce: 5)).status == 202, "its mempool knows alice's next nonce")
+        // Committed state is read through the changes since the checkpoint: the counters and the next nonces.
+        for (signer, total, nextNonce) in [(Self.alice, 1 + 3 + 5, 3), (Self.bob, 2 + 4, 2)] as [(Ed25519Signer, UInt64, UInt64)] {
+            let counterKey = Hex.encode(Array("counter/total/".utf8) + signer.publicKey)
+            var expected = WireWriter()
+            expected.u64(total)
+            #expect(try net.json(3, "/state/\(counterKey)").1["value"] as? String == Hex.encode(expected.bytes))
+            let nonceKey = Hex.encode(BlockRules.nonceKey(signer.publicKey))
+            #expect(try net.json(3, "/state/\(nonceKey)").1["value"] as? String
+                == Hex.encode(BlockRules.nonceValue(nextNonce)))
+        }
+        #expect(net.submit(3, Self.add(10, nonce: 2, signer: Self.bob)).status == 202, "its mempool knows bob's nonce")
         net.sim.run(forMs: 1_000)
         let roots = try (0..<4).map { try Self.stateRoot(net, $0) }
         #expect(Set(roots).count == 1 && roots[0] != root, "the chain went on with node 3 agreeing")
         #expect(try net.height(3) == net.height(0))
         #expect(!net.sim.host(3).storedKeys(net.plugins[3]).contains { $0.first == 0x64 && $0.count == 9 },
                 "block 6 was a checkpoint: the changes of blocks 4 and 5, loaded at start, went into it")
+        // The checkpoint at block 6 wrote alice's block 5, which block 6 left alone: a restart from it agrees.
+        net.sim.crash(3)
+        try net.restart(3, keepingStorage: true)
+        net.sim.run(forMs: 500)
+        #expect(try Self.stateRoot(net, 3) == Self.stateRoot(net, 0))
     }
 
     @Test("a node whose stored state changes are damaged or lost refuses to start, saying so")

@@ -173,13 +173,16 @@ final class ChainStore {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
             if checkpoint {
-                var writes = unsavedWrites, nonces = unsavedNonces
-                writes.merge(diff.writes) { $1 }
-                nonces.merge(diff.nextNonces) { $1 }
-                for (key, value) in writes {
+                // The latest value of each key: the unsaved ones this block leaves alone, then the block's.
+                func write(_ key: BytesKey, _ value: [UInt8]?) throws {
                     if let value { try batch.put([0x73] + key.bytes, value) } else { try batch.delete([0x73] + key.bytes) }
                 }
-                for (sender, nonce) in nonces { try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce)) }
+                for (key, value) in unsavedWrites where diff.writes[key] == nil { try write(key, value) }
+                for (key, value) in diff.writes { try write(key, value) }
+                for (sender, nonce) in unsavedNonces where diff.nextNonces[sender] == nil {
+                    try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce))
+                }
+                for (sender, nonce) in diff.nextNonces { try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce)) }
                 for unsavedHeight in unsavedHeights { try batch.delete(Self.key(0x64, unsavedHeight)) }
             } else if !diff.isEmpty {
                 try batch.put(Self.key(0x64, height), diff.encoded)
