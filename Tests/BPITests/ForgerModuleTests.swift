@@ -8,7 +8,8 @@ import MetanodeWire
 import Testing
 
 /// A module built against ledger 1.0 (its table ends before `init_chain`) that tries to emit another module's
-/// namespaced event: it registers and runs, and the forged event is refused.
+/// namespaced event: it registers and runs, and the forged event is refused. Before emitting, it writes the payload
+/// under "last" and marks "seen/<payload>": a refused call's writes must not stay.
 final class ForgerModule: Plugin {
     static let name = "forger"
     nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
@@ -27,6 +28,10 @@ final class ForgerModule: Plugin {
                 guard let api = ForgerModule.api, let tx else { return MN_ERR_INTERNAL }
                 // The payload names the event type to emit.
                 let type = tx.pointee.payload.string
+                for (key, value) in [("last", Array(type.utf8)), ("seen/" + type, [1])] {
+                    let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+                    guard status == MN_OK else { return status }
+                }
                 return type.withMNBytes { type in [UInt8]([1]).withMNBytes { api.pointee.emit_event(state, type, $0) } }
             },
             begin_block: nil, end_block: nil, query: nil,
@@ -57,7 +62,10 @@ struct ForgerModuleTests {
                                            payload: Array("thing".utf8))
         let forged = try Transaction.signed(chainID: "sim", signer: signer, nonce: 2, fee: 0, kind: "forger/emit",
                                             payload: Array("bpci.transfer".utf8))
-        for transaction in [own, plain, forged] { #expect(net.submit(0, transaction).status == 202) }
+        // In one request, so that one block holds all three.
+        let answer = net.sim.host(0).http(net.plugins[0], "POST", "/txs",
+                                          body: TransactionBatch.encode([own, plain, forged].map(\.encoded)))
+        #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
         net.sim.run(forMs: 1_000)
         func result(_ transaction: Transaction) throws -> [String: Any] {
             try #require(try net.json(0, "/tx/\(Hex.encode(transaction.id))").1["result"] as? [String: Any])
@@ -67,5 +75,15 @@ struct ForgerModuleTests {
         let refused = try result(forged)
         #expect(refused["status"] as? Int == Int(MN_ERR_DENIED), "\(refused)")
         #expect((refused["events"] as? [Any])?.isEmpty == true)
+        // The refused call's writes are undone within the block: "last" holds the plain call's payload again, and
+        // the key only the refused call wrote is absent.
+        func stored(_ key: String) throws -> String? {
+            let value = try net.json(0, "/state/\(Hex.encode(Array("forger/\(key)".utf8)))").1["value"] as? String
+            return value.flatMap(Hex.decode).map { String(decoding: $0, as: UTF8.self) }
+        }
+        let heights = try [own, plain, forged].map { try #require(try net.json(0, "/tx/\(Hex.encode($0.id))").1["height"] as? Int) }
+        #expect(Set(heights).count == 1, "one block, so the undo restores a value written earlier in it")
+        #expect(try stored("last") == "thing")
+        #expect(try stored("seen/thing") == "\u{1}" && stored("seen/bpci.transfer") == nil)
     }
 }

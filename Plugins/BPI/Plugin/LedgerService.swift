@@ -179,12 +179,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         // A transfer writes about two accounts of its own (the proposer's and the supply are shared): room for that
         // up front, rather than the set rehashing itself as it doubles.
         block.writes.reserveCapacity(2 * transactions.count + 16)
-        let read: (StateKey) -> [UInt8]? = { [unowned self] key in
-            if let written = block.writes[key] { return written }
-            return readCommitted(key)
-        }
-        if context.height == 1, let problem = initChain(ordered, context, read, block) { return .failure(problem) }
-        if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, transactions.count, read, block) {
+        if context.height == 1, let problem = initChain(ordered, context, block) { return .failure(problem) }
+        if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, transactions.count, block) {
             return .failure(problem)
         }
         let payer = ordered.first { $0.handlers.charge_fee != nil }
@@ -210,7 +206,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             // fails.
             var feeEvents: [TransactionResult.Event] = []
             if let payer, let charge = payer.handlers.charge_fee {
-                let call = LedgerCall(mode: .deliver, prefix: payer.prefix, read: read)
+                let call = LedgerCall(mode: .deliver, prefix: payer.prefix, block: block, read: readCommitted)
                 let status = call.run { state in
                     Self.withTx(transaction, id: id) { tx in
                         Self.withBlock(context, transactions: transactions.count) {
@@ -221,12 +217,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 guard status == MN_OK else {
                     // Not a failed transaction but an invalid block: a sender who cannot pay must not get its
                     // nonces and block space for free (admission checks each fee alone, not a sender's queue).
+                    call.undo()
                     if unpayable.isEmpty { unpayableReason = call.reasonOr(status) }
                     unpayable.append(index)
                     results.append(TransactionResult(status: UInt32(bitPattern: status), reason: "", events: []))
                     continue
                 }
-                block.writes.merge(call.writes) { $1 }
                 feeEvents = call.events
             }
             // A kind no module handles fails, with its fee paid: block space is never free.
@@ -237,14 +233,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                                  events: feeEvents))
                 continue
             }
-            let call = LedgerCall(mode: .deliver, prefix: module.prefix, read: read)
+            let call = LedgerCall(mode: .deliver, prefix: module.prefix, block: block, read: readCommitted)
             let status = call.run { state in
                 Self.withTx(transaction, id: id) { deliver(module.handlers.user_data, state, $0) }
             }
             if status == MN_OK {
-                block.writes.merge(call.writes) { $1 }
                 results.append(TransactionResult(status: 0, reason: "", events: feeEvents + call.events))
             } else {
+                call.undo()
                 results.append(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
                                                  events: feeEvents))
             }
@@ -253,7 +249,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             return .failure(BlockProblem(stringLiteral: "\(unpayable.count) transaction(s) cannot pay their fee, "
                 + "the first \(Hex.encode(ids[first])): \(unpayableReason)"))
         }
-        if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, read, block) {
+        if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, block) {
             return .failure(problem)
         }
         return .success(Execution(results: results, writes: block.writes))
@@ -262,11 +258,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
 
     /// Block 1: every module's `init_chain` with its genesis section, in name order.
-    private func initChain(_ modules: [Module], _ context: BlockContext, _ read: @escaping (StateKey) -> [UInt8]?,
-                           _ block: BlockWrites) -> BlockProblem? {
+    private func initChain(_ modules: [Module], _ context: BlockContext, _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let initChain = module.handlers.init_chain else { continue }
-            let call = LedgerCall(mode: .block, prefix: module.prefix, read: read)
+            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommitted)
             let section = genesisSections[module.name] ?? "{}"
             let status = call.run { state in
                 section.withMNBytes { initChain(module.handlers.user_data, state, $0) }
@@ -275,7 +270,6 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 return BlockProblem(stringLiteral:
                     "module \(module.name) refused its genesis section at init_chain: \(call.reasonOr(status))")
             }
-            block.writes.merge(call.writes) { $1 }
         }
         return nil
     }
@@ -286,11 +280,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Runs one block hook (begin_block or end_block) of every module that has it, merging each one's writes; the
     /// first refusal rejects the block.
     private func runBlockHooks(_ modules: [Module], _ hook: KeyPath<mn_ledger_module, BlockHook>, _ label: String,
-                               _ context: BlockContext, _ transactions: Int, _ read: @escaping (StateKey) -> [UInt8]?,
-                               _ block: BlockWrites) -> BlockProblem? {
+                               _ context: BlockContext, _ transactions: Int, _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let run = module.handlers[keyPath: hook] else { continue }
-            let call = LedgerCall(mode: .block, prefix: module.prefix, read: read)
+            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommitted)
             let status = call.run { state in
                 Self.withBlock(context, transactions: transactions) { run(module.handlers.user_data, state, $0) }
             }
@@ -298,7 +291,6 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 return BlockProblem(stringLiteral:
                     "module \(module.name) refused the block at \(label): \(call.reasonOr(status))")
             }
-            block.writes.merge(call.writes) { $1 }
         }
         return nil
     }
@@ -397,22 +389,29 @@ final class BlockWrites {
 /// the call's writes, the block's, and the committed cache).
 typealias StateKey = BytesKey
 
-/// One handler call's view of the ledger: reads see this call's writes, then the block's so far, then committed
-/// state; writes stay here until BPI merges them (or drops them when the handler fails).
+/// One handler call's view of the ledger: reads see the block's writes so far (this call's among them), then
+/// committed state. A call that may write (deliver, block hooks) writes straight into the block's set and keeps what
+/// each key held before, so that BPI can `undo` the call when its handler fails; before, each call gathered its writes
+/// in a map of its own that was merged into the block's after it, a map and a merge per call.
 final class LedgerCall {
     enum Mode { case check, deliver, block, query }
 
     let mode: Mode
     let prefix: [UInt8]
+    /// The block's writes, for a call that may write (nil: check and query see committed state only).
+    let block: BlockWrites?
     let read: (StateKey) -> [UInt8]?
-    var writes: [StateKey: [UInt8]?] = [:]
+    /// What each key this call wrote held in the block's set before (nil: absent), oldest first.
+    private var previous: [(key: StateKey, value: [UInt8]??)] = []
     var events: [TransactionResult.Event] = []
     var reason = ""
     var answer: [UInt8]?
 
-    init(mode: Mode, prefix: [UInt8], read: @escaping (StateKey) -> [UInt8]?) {
+    init(mode: Mode, prefix: [UInt8], block: BlockWrites? = nil, read: @escaping (StateKey) -> [UInt8]?) {
+        precondition((block != nil) == (mode == .deliver || mode == .block), "only deliver and block calls write")
         self.mode = mode
         self.prefix = prefix
+        self.block = block
         self.read = read
     }
 
@@ -437,17 +436,25 @@ final class LedgerCall {
 
     func get(_ key: mn_bytes) -> [UInt8]? {
         let full = fullKey(key)
-        if let written = writes[full] { return written }
+        if let block, let written = block.writes[full] { return written }
         return read(full)
     }
 
     func put(_ key: mn_bytes, _ value: [UInt8]?, valueBytes: Int) -> mn_status {
-        guard mode == .deliver || mode == .block else { return MN_ERR_DENIED }
+        guard let block else { return MN_ERR_DENIED }
         guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX), valueBytes <= Int(MN_LEDGER_VALUE_LEN_MAX) else {
             return MN_ERR_TOO_LARGE
         }
-        writes[fullKey(key)] = .some(value)
+        let full = fullKey(key)
+        previous.append((full, block.writes.updateValue(value, forKey: full)))
         return MN_OK
+    }
+
+    /// Puts back what this call's writes replaced in the block's set, newest first: the handler failed.
+    func undo() {
+        guard let block else { return }
+        for (key, value) in previous.reversed() { block.writes[key] = value }
+        previous.removeAll()
     }
 
     func emit(_ type: String, _ data: [UInt8], dataBytes: Int) -> mn_status {
