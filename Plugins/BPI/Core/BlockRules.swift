@@ -61,8 +61,11 @@ public struct BlockRules: Sendable {
     static func applying(_ nextNonces: [BytesKey: UInt64], _ writes: [BytesKey: [UInt8]?], to state: StateTree)
         -> StateTree {
         var state = state
-        for (sender, nonce) in nextNonces { state.set(nonceKey(sender.bytes), nonceValue(nonce)) }
-        for (key, value) in writes { state.set(key.bytes, value) }
+        var changes: [(key: [UInt8], value: [UInt8]?)] = []
+        changes.reserveCapacity(nextNonces.count + writes.count)
+        for (sender, nonce) in nextNonces { changes.append((nonceKey(sender.bytes), nonceValue(nonce))) }
+        for (key, value) in writes { changes.append((key.bytes, value)) }
+        state.set(all: changes)
         return state
     }
 

@@ -1,5 +1,9 @@
 import MetanodeWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The ledger state's authenticated map: a binary sparse Merkle tree over BLAKE2b-256 key hashes, in the compact form
 /// Diem's and Aptos's trees use — a subtree holding one entry is that entry's leaf, so paths are about log2(n) deep,
 /// not 256. It proves that a key has a value (inclusion) or has none (non-inclusion) against a root that block headers
@@ -84,6 +88,95 @@ public struct StateTree: Sendable {
             top = node
             return hash.bytes
         }
+    }
+
+    /// A key's change in a batch: its key hash, its value's hash (nil removes it), and its place in the batch.
+    private struct Change {
+        let keyHash: Digest256
+        /// The key hash's first 64 bits, big-endian: sorting and splitting compare these, not the hash's bytes.
+        let prefix: UInt64
+        let valueHash: Digest256?
+        let order: Int
+
+        init(keyHash: Digest256, valueHash: Digest256?, order: Int) {
+            self.keyHash = keyHash
+            prefix = keyHash.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).bigEndian }
+            self.valueHash = valueHash
+            self.order = order
+        }
+
+        /// Bit `depth` of the key hash.
+        func bit(_ depth: Int) -> Int {
+            depth < 64 ? Int(truncatingIfNeeded: prefix >> (63 - UInt64(depth))) & 1 : StateTree.bit(keyHash, depth)
+        }
+    }
+
+    /// Sets many keys (a nil value removes the key): the same tree as `set` on each in turn, a key given twice taking
+    /// its last value. The changes go down the tree together, sorted by key hash, so each node on their paths is
+    /// made once, where setting them one by one remakes the top of the tree for every key. A block changes
+    /// thousands of keys of a tree a few levels deeper than that, so most of its nodes are near the top.
+    public mutating func set(all changes: some Sequence<(key: [UInt8], value: [UInt8]?)>) {
+        var sorted: [Change] = []
+        sorted.reserveCapacity(changes.underestimatedCount)
+        for (order, change) in changes.enumerated() {
+            sorted.append(Change(keyHash: Self.keyDigest(change.key), valueHash: change.value.map(Self.valueDigest),
+                                 order: order))
+        }
+        sorted.sort { a, b in
+            if a.prefix != b.prefix { return a.prefix < b.prefix }
+            let order = Self.compare(a.keyHash, b.keyHash)
+            return order != 0 ? order < 0 : a.order < b.order
+        }
+        // A key given twice: its last change stands.
+        var unique: [Change] = []
+        unique.reserveCapacity(sorted.count)
+        for change in sorted {
+            if let last = unique.last, last.prefix == change.prefix, last.keyHash == change.keyHash {
+                unique[unique.count - 1] = change
+            } else {
+                unique.append(change)
+            }
+        }
+        var countChange = 0
+        top = Self.update(top, unique[...], depth: 0, countChange: &countChange).node
+        count += countChange
+    }
+
+    /// Key hashes in bit order (their bytes in order): -1, 0 or 1.
+    private static func compare(_ a: Digest256, _ b: Digest256) -> Int {
+        a.withUnsafeBytes { a in b.withUnsafeBytes { b in Int(memcmp(a.baseAddress!, b.baseAddress!, 32).signum()) } }
+    }
+
+    /// `node` with `changes` (sorted by key hash, one per key, all on `node`'s path) made; `changed` is false when
+    /// they change nothing, and then `node` itself comes back with its cached hashes.
+    private static func update(_ node: Node, _ changes: ArraySlice<Change>, depth: Int, countChange: inout Int)
+        -> (node: Node, changed: Bool) {
+        guard let first = changes.first else { return (node, false) }
+        if changes.count == 1 {
+            var one = 0
+            var unchanged = false
+            let updated = update(node, keyHash: first.keyHash, valueHash: first.valueHash, depth: depth,
+                                 countChange: &one, unchanged: &unchanged)
+            countChange += one
+            return (updated, !unchanged)
+        }
+        // Sorted by key hash, the changes for the left side (bit 0 at this depth) come first.
+        let split = changes.firstIndex { $0.bit(depth) == 1 } ?? changes.endIndex
+        var left: Node = .empty, right: Node = .empty
+        switch node {
+        case .inner(let l, let r, _):
+            left = l
+            right = r
+        case .leaf(let keyHash, _, _):
+            // Two or more changes meet a leaf: it goes down the side its key takes, as `split` would put it.
+            if bit(keyHash, depth) == 0 { left = node } else { right = node }
+        case .empty:
+            break
+        }
+        let (newLeft, leftChanged) = update(left, changes[..<split], depth: depth + 1, countChange: &countChange)
+        let (newRight, rightChanged) = update(right, changes[split...], depth: depth + 1, countChange: &countChange)
+        guard leftChanged || rightChanged else { return (node, false) }
+        return (collapse(newLeft, newRight), true)
     }
 
     /// `node` with the key set (or removed); `unchanged` is set when that changes nothing (the key already had the
