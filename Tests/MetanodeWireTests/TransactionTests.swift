@@ -37,6 +37,31 @@ struct TransactionTests {
         #expect(changed.id == transaction.id)
     }
 
+    @Test("the id and signature check read from the encoded bytes agree with the decoded transaction's")
+    func fromEncodedBytes() throws {
+        let transaction = try Self.transfer()
+        let encoded = transaction.encoded
+        #expect(Transaction.id(ofEncoded: encoded) == transaction.id)
+        #expect(hex(Transaction.id(ofEncoded: encoded) ?? []) == Self.goldenID)
+        #expect(Transaction.hasValidSignature(encoded: encoded))
+        // Any byte changed, in the body or in the signature, breaks it; so does another sender's key in its place.
+        for index in encoded.indices {
+            var changed = encoded
+            changed[index] ^= 0x01
+            #expect(!Transaction.hasValidSignature(encoded: changed), "byte \(index) changed")
+        }
+        var otherSender = try Transaction.signed(chainID: "metanode-dev", signer: Ed25519Signer(seed: Array(1...32)),
+                                                 nonce: 7, fee: 1_000, kind: "bpci/transfer",
+                                                 payload: Array("hello".utf8))
+        otherSender.signature = transaction.signature
+        #expect(!Transaction.hasValidSignature(encoded: otherSender.encoded))
+        // Bytes that are no transaction, or whose chain id length runs past the sender: invalid, not a crash.
+        for bytes: [UInt8] in [[], [1], [1, 0], [1, 0xFF, 0xFF] + encoded, Array(encoded.prefix(3 + 12 + 32 + 63))] {
+            #expect(!Transaction.hasValidSignature(encoded: bytes))
+        }
+        #expect(Transaction.id(ofEncoded: Array(encoded.prefix(64))) == nil)
+    }
+
     /// The golden vector in plugin-sdk/docs/wire.md: a C implementation must produce these exact bytes.
     @Test("golden vector: seed 00..1f, chain metanode-dev, nonce 7, fee 1000, bpci/transfer, payload 'hello'")
     func goldenVector() throws {

@@ -82,7 +82,8 @@ public struct BlockRules: Sendable {
     public func buildWithEffects(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
                                  nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
                                  execute: BlockExecutor) -> (block: Block, effects: Effects)? {
-        let ids = transactions.map(\.id)
+        precondition(encoded.count == transactions.count, "encoded holds each transaction's encoding, in order")
+        let ids = encoded.map { Transaction.id(ofEncoded: $0) ?? [] }  // from the bytes: no body encoded again
         var nextNonces: [BytesKey: UInt64] = [:]
         for transaction in transactions { nextNonces[BytesKey(transaction.sender)] = transaction.nonce + 1 }
         let timestampMs = max(nowMs, parent.timestampMs)
@@ -150,8 +151,10 @@ public struct BlockRules: Sendable {
                 do { transaction = try Transaction.decode(encoded) } catch {
                     return .failure("transaction \(index): \(error.message)")
                 }
-                id = transaction.id
-                guard transaction.hasValidSignature else { return .failure("transaction \(index): bad signature") }
+                id = Transaction.id(ofEncoded: encoded) ?? transaction.id
+                guard Transaction.hasValidSignature(encoded: encoded) else {
+                    return .failure("transaction \(index): bad signature")
+                }
             }
             guard transaction.chainID == genesis.chainID else { return .failure("transaction \(index): chain id") }
             let sender = BytesKey(transaction.sender)

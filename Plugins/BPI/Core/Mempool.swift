@@ -130,7 +130,9 @@ public struct Mempool: Sendable {
         guard transaction.chainID == chainID else {
             return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
         }
-        let id = transaction.id
+        // From the bytes as they came: the same id and signature check as the decoded transaction's, without
+        // encoding its body twice more.
+        let id = Transaction.id(ofEncoded: encoded) ?? transaction.id
         let entry = Entry(transaction: transaction, id: id, encoded: encoded, senderKey: senderKey)
         guard byID[entry.idKey] == nil else { return .failure(.duplicate) }
         guard transaction.nonce >= nextNonce else {
@@ -151,7 +153,7 @@ public struct Mempool: Sendable {
             return .failure(.senderFull(limit: limits.perSenderMax))
         }
         // The signature is checked last: it is the expensive check, and everything above is free.
-        guard transaction.hasValidSignature else { return .failure(.badSignature) }
+        guard Transaction.hasValidSignature(encoded: encoded) else { return .failure(.badSignature) }
         if let refusal = admissible(transaction, id) { return .failure(refusal) }
 
         var removed: [[UInt8]] = []

@@ -34,6 +34,11 @@ public enum WireCrypto {
 
     /// `domainHash`, as an inline `Digest256`.
     public static func domainDigest(_ domain: String, _ message: [UInt8]) -> Digest256 {
+        message.withUnsafeBytes { domainDigest(domain, $0) }
+    }
+
+    /// `domainDigest` of bytes in place (a part of a larger buffer, with no copy of it).
+    public static func domainDigest(_ domain: String, _ message: UnsafeRawBufferPointer) -> Digest256 {
         var domain = domain
         var digest = Digest256.zero
         domain.withUTF8 { domain in
@@ -41,7 +46,7 @@ public enum WireCrypto {
                 streamed(into: out.baseAddress!) { state in
                     update(state, UnsafeRawBufferPointer(domain))
                     withUnsafeBytes(of: UInt8(0)) { update(state, $0) }
-                    message.withUnsafeBytes { update(state, $0) }
+                    update(state, message)
                 }
             }
         }
@@ -114,6 +119,17 @@ public enum WireCrypto {
         ensureInitialized()
         guard signature.count == signatureBytes, publicKey.count == publicKeyBytes else { return false }
         return crypto_sign_verify_detached(signature, message, UInt64(message.count), publicKey) == 0
+    }
+
+    /// `verify` over bytes in place: `signature` and `publicKey` must be exactly 64 and 32 bytes.
+    public static func verify(signature: UnsafeRawBufferPointer, publicKey: UnsafeRawBufferPointer,
+                              message: UnsafeRawBufferPointer) -> Bool {
+        ensureInitialized()
+        guard signature.count == signatureBytes, publicKey.count == publicKeyBytes else { return false }
+        return crypto_sign_verify_detached(signature.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                           message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                           UInt64(message.count),
+                                           publicKey.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
     }
 }
 

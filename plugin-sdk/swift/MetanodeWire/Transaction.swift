@@ -71,7 +71,38 @@ public struct Transaction: Sendable, Hashable {
     /// short to be one. It only equals a decoded transaction's id if `encoded` is one.
     public static func id(ofEncoded encoded: [UInt8]) -> [UInt8]? {
         guard encoded.count > 64 else { return nil }
-        return WireCrypto.domainHash(idDomain, Array(encoded[..<(encoded.count - 64)]))
+        return encoded.withUnsafeBytes { bytes in
+            WireCrypto.domainDigest(idDomain, UnsafeRawBufferPointer(rebasing: bytes[..<(bytes.count - 64)]))
+        }.bytes
+    }
+
+    /// Whether an encoded transaction carries its sender's valid signature, read from the bytes as they are:
+    /// for bytes `decode` accepts, the decoded transaction's `hasValidSignature`, without encoding its body again to
+    /// sign it. Admission checks every transaction so, once per node. Bytes too short to hold a sender and a
+    /// signature are simply invalid.
+    public static func hasValidSignature(encoded: [UInt8]) -> Bool {
+        // u8 version | u16 chainID length | chainID | [32] sender | … | [64] signature
+        guard encoded.count >= 3 else { return false }
+        let senderStart = 3 + (Int(encoded[1]) << 8 | Int(encoded[2]))
+        let bodyCount = encoded.count - 64
+        guard senderStart + 32 <= bodyCount else { return false }
+        let domain = signingDomain.utf8
+        return encoded.withUnsafeBytes { bytes in
+            // The signed message is the domain, a zero byte and the body: made once here, on the stack when small.
+            withUnsafeTemporaryAllocation(byteCount: domain.count + 1 + bodyCount, alignment: 1) { message in
+                var at = 0
+                for byte in domain {
+                    message[at] = byte
+                    at += 1
+                }
+                message[at] = 0
+                UnsafeMutableRawBufferPointer(rebasing: message[(at + 1)...])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[..<bodyCount]))
+                let sender = UnsafeRawBufferPointer(rebasing: bytes[senderStart..<(senderStart + 32)])
+                return WireCrypto.verify(signature: UnsafeRawBufferPointer(rebasing: bytes[bodyCount...]),
+                                         publicKey: sender, message: UnsafeRawBufferPointer(message))
+            }
+        }
     }
 
     public var encoded: [UInt8] { body + signature }
