@@ -23,6 +23,17 @@ public struct BytesKey: Hashable, Sendable {
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(bytesHash) }
+
+    /// What a dictionary or set asks on every lookup and insert: by default a second SipHash, of `bytesHash` and the
+    /// table's seed. `bytesHash` is already SipHash of the bytes under the process's random key, so mixing the seed
+    /// in with splitmix64's finalizer spreads it as well, for a few multiplies: the ledger looks up thousands of
+    /// keys per block on every node.
+    public func _rawHashValue(seed: Int) -> Int {
+        var mixed = UInt64(UInt(bitPattern: bytesHash)) ^ UInt64(UInt(bitPattern: seed))
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int(truncatingIfNeeded: mixed ^ (mixed >> 31))
+    }
 }
 
 extension Array where Element == UInt8 {
