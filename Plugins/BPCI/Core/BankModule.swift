@@ -87,7 +87,7 @@ public enum BankModule {
     }
 
     /// Whether this chain's genesis set BPCI up (a chain without a modules.bpci section has no economy).
-    public static func isActive(_ state: some ModuleState) -> Bool { state.get(BankKeys.feeParameters) != nil }
+    public static func isActive(_ state: some ModuleState) -> Bool { state.contains(BankKeys.feeParameters) }
 
     static let inactive = ModuleRefusal("BPCI is not set up on this chain: its genesis has no modules.bpci section "
         + "(or its first block is not final yet)")

@@ -6,6 +6,11 @@ public protocol ModuleState {
     func get(_ key: [UInt8]) -> [UInt8]?
     /// nil deletes.
     mutating func put(_ key: [UInt8], _ value: [UInt8]?)
+    /// The value as 8 big-endian bytes (balances, supplies, the base fee); nil when absent or not 8 bytes long. By
+    /// default `get` decoded; the plugin's view reads it without allocating (ledger 1.2's `state_read`).
+    func u64(_ key: [UInt8]) -> UInt64?
+    /// Whether the key has a value. By default `get`; the plugin's view asks without copying the value.
+    func contains(_ key: [UInt8]) -> Bool
 }
 
 /// Module state in a dictionary: for tests and simulations.
@@ -35,6 +40,16 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
     }
 
     public mutating func put(_ key: [UInt8], _ value: [UInt8]?) { writes[BytesKey(key)] = .some(value) }
+
+    public func u64(_ key: [UInt8]) -> UInt64? {
+        if let written = writes[BytesKey(key)] { return written.flatMap(StoredU64.decode) }
+        return base.u64(key)
+    }
+
+    public func contains(_ key: [UInt8]) -> Bool {
+        if let written = writes[BytesKey(key)] { return written != nil }
+        return base.contains(key)
+    }
 }
 
 /// Where BPCI keeps what, under "bpci/" in the ledger state (so block headers commit to all of it):
@@ -61,6 +76,8 @@ public enum BankKeys {
 
 extension ModuleState {
     public func u64(_ key: [UInt8]) -> UInt64? { get(key).flatMap(StoredU64.decode) }
+
+    public func contains(_ key: [UInt8]) -> Bool { get(key) != nil }
 
     /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
     public mutating func setU64(_ key: [UInt8], _ value: UInt64, zeroDeletes: Bool = false) {

@@ -8,7 +8,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The ledger service one BPI instance exports ("bpi.ledger" 1.1, plugin-sdk/include/metanode/ledger.h): modules
+/// The ledger service one BPI instance exports ("bpi.ledger" 1.2, plugin-sdk/include/metanode/ledger.h): modules
 /// register here, and BPI runs their handlers when it admits transactions, executes blocks and answers queries.
 ///
 /// The exported C table has no context argument of its own, so each instance allocates its table with a pointer
@@ -377,7 +377,19 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             return call.emit(type.string, data.array, dataBytes: data.len)
         },
         answer: { state, response in LedgerCall.from(state)?.answer = response.array },
-        buf_free: { buffer in free(buffer.ptr) })
+        buf_free: { buffer in free(buffer.ptr) },
+        state_read: { state, key, out, capacity, length in
+            guard let call = LedgerCall.from(state), let length else { return MN_ERR_INVALID_ARGUMENT }
+            length.pointee = 0
+            guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else { return MN_ERR_TOO_LARGE }
+            guard let value = call.get(key) else { return MN_ERR_NOT_FOUND }
+            length.pointee = value.count
+            guard value.count <= capacity else { return MN_ERR_TOO_LARGE }
+            guard !value.isEmpty else { return MN_OK }
+            guard let out else { return MN_ERR_INVALID_ARGUMENT }
+            value.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: value.count) }
+            return MN_OK
+        })
 }
 
 /// A block's module writes so far (full keys; nil deletes), shared by its handler calls.

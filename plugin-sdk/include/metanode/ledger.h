@@ -1,5 +1,5 @@
 /*
- * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.1).
+ * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.2).
  *
  * BPI orders transactions and finalises blocks; modules (BPCI, DockLock, ENC, ...) give transactions meaning. A
  * module looks the service up with the host's `service_lookup` (capability "service"), then registers the
@@ -28,9 +28,10 @@
  *   proposer leaves such transactions out.
  * Versions: 1.1 appended `init_chain` and `charge_fee` to `mn_ledger_module` and `transaction_count` to
  *   `mn_ledger_block`. BPI reads them only when the module's
- *   `struct_size` covers them, so a module built against 1.0 still registers.
+ *   `struct_size` covers them, so a module built against 1.0 still registers. 1.2 appended `state_read` to
+ *   `mn_ledger_api`: a module that may run on a 1.1 BPI calls it only when the table's `struct_size` covers it.
  * Ownership: everything passed to a handler is borrowed for that call. `state_get` returns a BPI-owned buffer the
- *   module frees with `buf_free`.
+ *   module frees with `buf_free`; `state_read` copies into the module's own memory.
  */
 #ifndef METANODE_LEDGER_H
 #define METANODE_LEDGER_H
@@ -43,7 +44,7 @@ extern "C" {
 
 #define MN_LEDGER_SERVICE "bpi.ledger"
 #define MN_LEDGER_VERSION_MAJOR 1u
-#define MN_LEDGER_VERSION_MINOR 1u
+#define MN_LEDGER_VERSION_MINOR 2u
 
 #define MN_LEDGER_MODULE_NAME_LEN_MAX 32u   /* [a-z0-9_-]; "bpi" and "test" are BPI's own                   */
 #define MN_LEDGER_MODULES_MAX 64u
@@ -132,6 +133,13 @@ typedef struct mn_ledger_api {
   void (*answer)(mn_ledger_state *state, mn_bytes response);
   /** Frees a buffer `state_get` returned. */
   void (*buf_free)(mn_buf buf);
+  /* ---- 1.2 (present when struct_size covers it) ---- */
+  /** `state_get` into the module's memory: copies the value of `key` to `out` if it fits in `capacity` bytes, and
+   *  sets `*out_len` to the value's length. MN_ERR_NOT_FOUND if the key has none (`*out_len` 0). MN_ERR_TOO_LARGE,
+   *  with nothing copied, if the value is longer than `capacity` (`*out_len` is then the room it needs) or the key is
+   *  longer than MN_LEDGER_KEY_LEN_MAX (`*out_len` 0). For the small values handlers read most (balances,
+   *  counters): no allocation and no `buf_free`. `out` may be NULL when `capacity` is 0. */
+  mn_status (*state_read)(mn_ledger_state *state, mn_bytes key, uint8_t *out, size_t capacity, size_t *out_len);
 } mn_ledger_api;
 
 #ifdef __cplusplus

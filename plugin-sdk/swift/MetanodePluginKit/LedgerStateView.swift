@@ -1,7 +1,7 @@
 import MetanodeABI
 
-/// A ledger module's state as one handler call sees it, through ledger.h's state_get, state_put and state_delete
-/// (valid only during that call). Swift modules adapt their pure rules' state protocol to it.
+/// A ledger module's state as one handler call sees it, through ledger.h's state_get, state_read, state_put and
+/// state_delete (valid only during that call). Swift modules adapt their pure rules' state protocol to it.
 public struct LedgerStateView {
     public let api: UnsafePointer<mn_ledger_api>
     public let state: OpaquePointer
@@ -21,6 +21,37 @@ public struct LedgerStateView {
         defer { api.pointee.buf_free(buffer) }
         guard let pointer = buffer.ptr, buffer.len > 0 else { return [] }
         return Array(UnsafeBufferPointer(start: pointer, count: buffer.len))
+    }
+
+    /// Whether BPI's table has ledger 1.2's `state_read` (a 1.1 BPI's ends before it).
+    private var hasStateRead: Bool {
+        Int(api.pointee.struct_size) >= MemoryLayout<mn_ledger_api>.offset(of: \mn_ledger_api.state_read)!
+            + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// The value as 8 big-endian bytes; nil when the key has none or its value is not 8 bytes long. Read with
+    /// `state_read` into a word on the stack where BPI has it: balances and counters are most of what handlers read,
+    /// and `state_get` costs a buffer BPI allocates, an array here and a `buf_free`.
+    public func u64(_ key: [UInt8]) -> UInt64? {
+        guard hasStateRead else { return get(key).flatMap { $0.count == 8 ? Self.bigEndian($0) : nil } }
+        var word: UInt64 = 0
+        var length = 0
+        let status = withUnsafeMutableBytes(of: &word) { out in
+            key.withMNBytes { key in
+                api.pointee.state_read(state, key, out.baseAddress!.assumingMemoryBound(to: UInt8.self), 8, &length)
+            }
+        }
+        return status == MN_OK && length == 8 ? UInt64(bigEndian: word) : nil
+    }
+
+    private static func bigEndian(_ bytes: [UInt8]) -> UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
+
+    /// Whether the key has a value (an empty one counts), asked with `state_read` and no room, so nothing is copied.
+    public func contains(_ key: [UInt8]) -> Bool {
+        guard hasStateRead else { return get(key) != nil }
+        var length = 0
+        let status = key.withMNBytes { api.pointee.state_read(state, $0, nil, 0, &length) }
+        return status == MN_OK || (status == MN_ERR_TOO_LARGE && length > 0)
     }
 
     /// Writes `value`; nil deletes the key.
