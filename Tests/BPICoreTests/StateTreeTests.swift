@@ -1,4 +1,4 @@
-import BPICore
+@testable import BPICore
 import MetanodePluginTesting
 import MetanodeWire
 import Testing
@@ -102,6 +102,40 @@ struct StateTreeTests {
             let key = Self.key(index)
             #expect(batched.proof(key) == oneByOne.proof(key), "seed \(seed), key \(index)")
         }
+    }
+
+    /// Key hashes that agree on their first `shared` bits and differ after: real keys never share 64 bits, where
+    /// the batch stops reading the first word it sorts by and reads the hash's bytes.
+    static func hashes(sharing shared: Int, count: Int, seed: UInt64) -> [Digest256] {
+        var random = SimulationRandom(seed: seed)
+        let common = (0..<32).map { _ in UInt8(random.below(256)) }
+        return (0..<count).map { _ in
+            var bytes = (0..<32).map { _ in UInt8(random.below(256)) }
+            for bit in 0..<shared {
+                let mask = UInt8(0x80) >> UInt8(bit & 7)
+                bytes[bit >> 3] = (bytes[bit >> 3] & ~mask) | (common[bit >> 3] & mask)
+            }
+            return Digest256(bytes: bytes)!
+        }
+    }
+
+    @Test("a batch matches one-by-one updates for key hashes that share 60 to 200 leading bits",
+          arguments: [60, 63, 64, 65, 71, 130, 200])
+    func batchWithLongSharedPrefixes(shared: Int) {
+        var random = SimulationRandom(seed: UInt64(shared))
+        let hashes = Self.hashes(sharing: shared, count: 12, seed: UInt64(shared))
+        let value = { (tag: UInt8) in [tag].withUnsafeBytes { WireCrypto.digest($0) } }
+        var base = StateTree()
+        for hash in hashes.prefix(6) { base.set(keyHash: hash, valueHash: value(0)) }
+        var changes: [(keyHash: Digest256, valueHash: Digest256?)] = []
+        for _ in 0..<16 {
+            let hash = hashes[Int(random.below(UInt64(hashes.count)))]
+            changes.append((hash, random.below(3) == 0 ? nil : value(UInt8(random.below(3)))))
+        }
+        var oneByOne = base, batched = base
+        for change in changes { oneByOne.set(keyHash: change.keyHash, valueHash: change.valueHash) }
+        batched.set(allHashed: changes)
+        #expect(batched.root == oneByOne.root && batched.count == oneByOne.count, "shared \(shared)")
     }
 
     /// Roots computed by an independent implementation of the formulas above (Python's hashlib.blake2b with

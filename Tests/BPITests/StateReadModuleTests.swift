@@ -53,7 +53,31 @@ final class ReaderModule: Plugin {
         guard longKey.status == MN_ERR_TOO_LARGE, longKey.length == 0 else { return "key too long: \(longKey)" }
         let noLength = Array("word".utf8).withMNBytes { api.pointee.state_read(state, $0, nil, 0, nil) }
         guard noLength == MN_ERR_INVALID_ARGUMENT else { return "no out_len: \(noLength)" }
+        // No room and no buffer: whether the key has a value, and its length.
+        var length = -1
+        let asked = Array("word".utf8).withMNBytes { api.pointee.state_read(state, $0, nil, 0, &length) }
+        guard asked == MN_ERR_TOO_LARGE, length == 8 else { return "no room: \(asked), length \(length)" }
+        let noBuffer = Array("word".utf8).withMNBytes { api.pointee.state_read(state, $0, nil, 8, &length) }
+        guard noBuffer == MN_ERR_INVALID_ARGUMENT else { return "room but no buffer: \(noBuffer)" }
+        // SIZE_MAX of room (a size_t past Int.max) holds any value.
+        var room = [UInt8](repeating: 0, count: 8)
+        let most = Array("word".utf8).withMNBytes { key in
+            room.withUnsafeMutableBufferPointer { api.pointee.state_read(state, key, $0.baseAddress, -1, &length) }
+        }
+        guard most == MN_OK, length == 8, room == word else { return "SIZE_MAX room: \(most), \(room)" }
+        // A key whose length has no bytes behind it, and one whose length wrapped past Int.max.
+        let noKey = state_read(api, state, mn_bytes(ptr: nil, len: 4), &length)
+        guard noKey == MN_ERR_INVALID_ARGUMENT else { return "length without a key: \(noKey)" }
+        let wrapped = Array("word".utf8).withMNBytes { key in
+            state_read(api, state, mn_bytes(ptr: key.ptr, len: -1), &length)
+        }
+        guard wrapped == MN_ERR_TOO_LARGE else { return "key length past Int.max: \(wrapped)" }
         return nil
+    }
+
+    private static func state_read(_ api: UnsafePointer<mn_ledger_api>, _ state: OpaquePointer?, _ key: mn_bytes,
+                                   _ length: inout Int) -> mn_status {
+        api.pointee.state_read(state, key, nil, 0, &length)
     }
 
     static func refuse(_ api: UnsafePointer<mn_ledger_api>, _ state: OpaquePointer?, _ why: String) -> mn_status {

@@ -37,17 +37,21 @@ struct DigestTests {
     @Test("byte keys work as dictionary keys: equal bytes find their entry, a table's seed changes the hash")
     func bytesKeyInDictionaries() {
         var table: [BytesKey: Int] = [:]
-        let keys = (0..<5_000).map { index in (0..<(index % 40)).map { UInt8(truncatingIfNeeded: index &+ $0) } }
+        // 5,000 distinct keys of 2 to 41 bytes, some of them prefixes of others.
+        let keys: [[UInt8]] = (0..<5_000).map { (index: Int) -> [UInt8] in
+            let tail: [UInt8] = (0..<(index % 40)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+            return [UInt8(index >> 8), UInt8(index & 0xFF)] + tail
+        }
         for (index, key) in keys.enumerated() { table[BytesKey(key)] = index }
-        // Keys of equal bytes (the same key made again) find what the first stored; the count shows which are equal.
-        #expect(table.count == Set(keys).count)
+        #expect(table.count == 5_000)
         for key in keys { #expect(table[BytesKey(Array(key))].map { keys[$0] == key } == true) }
         #expect(table[BytesKey([0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0xFA, 0xF9])] == nil)
         let key = BytesKey([1, 2, 3])
         #expect(key._rawHashValue(seed: 1) == BytesKey([1, 2, 3])._rawHashValue(seed: 1))
         #expect(key._rawHashValue(seed: 1) != key._rawHashValue(seed: 2))
-        // Lookups spread over the table: 5,000 keys in distinct buckets of 8,192 for all but a few hundred.
+        // Lookups spread over the table: 5,000 random keys fill about 3,740 of 8,192 buckets; well under that is a
+        // hash whose low bits clump.
         let buckets = Set(table.keys.map { $0._rawHashValue(seed: 0) & 8_191 })
-        #expect(buckets.count > table.count * 6 / 10)
+        #expect(buckets.count > 3_400, "\(buckets.count) buckets")
     }
 }

@@ -73,8 +73,12 @@ public struct StateTree: Sendable {
 
     /// Sets `key` to `value`, or removes it when `value` is nil.
     public mutating func set(_ key: [UInt8], _ value: [UInt8]?) {
-        let keyHash = Self.keyDigest(key)
-        let valueHash = value.map { Self.valueDigest($0) }
+        set(keyHash: Self.keyDigest(key), valueHash: value.map { Self.valueDigest($0) })
+    }
+
+    /// `set` in the tree's own terms, the key's hash and the value's: tests make keys whose hashes share long
+    /// prefixes with it, which no search for real keys would find.
+    mutating func set(keyHash: Digest256, valueHash: Digest256?) {
         var changedCount = 0
         var unchanged = false
         top = Self.update(top, keyHash: keyHash, valueHash: valueHash, depth: 0, countChange: &changedCount,
@@ -116,11 +120,15 @@ public struct StateTree: Sendable {
     /// made once, where setting them one by one remakes the top of the tree for every key. A block changes
     /// thousands of keys of a tree a few levels deeper than that, so most of its nodes are near the top.
     public mutating func set(all changes: some Sequence<(key: [UInt8], value: [UInt8]?)>) {
+        set(allHashed: changes.lazy.map { (Self.keyDigest($0.key), $0.value.map(Self.valueDigest)) })
+    }
+
+    /// `set(all:)` in the tree's own terms (see `set(keyHash:valueHash:)`).
+    mutating func set(allHashed changes: some Sequence<(keyHash: Digest256, valueHash: Digest256?)>) {
         var sorted: [Change] = []
         sorted.reserveCapacity(changes.underestimatedCount)
         for (order, change) in changes.enumerated() {
-            sorted.append(Change(keyHash: Self.keyDigest(change.key), valueHash: change.value.map(Self.valueDigest),
-                                 order: order))
+            sorted.append(Change(keyHash: change.keyHash, valueHash: change.valueHash, order: order))
         }
         sorted.sort { a, b in
             if a.prefix != b.prefix { return a.prefix < b.prefix }

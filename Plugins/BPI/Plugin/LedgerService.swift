@@ -351,7 +351,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         },
         state_get: { state, key, out in
             guard let call = LedgerCall.from(state), let out else { return MN_ERR_INVALID_ARGUMENT }
-            guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else { return MN_ERR_TOO_LARGE }
+            if let problem = LedgerCall.problem(key, max: MN_LEDGER_KEY_LEN_MAX) { return problem }
             guard let value = call.get(key) else {
                 out.pointee = mn_buf(ptr: nil, len: 0)
                 return MN_ERR_NOT_FOUND
@@ -363,10 +363,15 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         },
         state_put: { state, key, value in
             guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
+            if let problem = LedgerCall.problem(key, max: MN_LEDGER_KEY_LEN_MAX)
+                ?? LedgerCall.problem(value, max: MN_LEDGER_VALUE_LEN_MAX) {
+                return problem
+            }
             return call.put(key, value.array, valueBytes: value.len)
         },
         state_delete: { state, key in
             guard let call = LedgerCall.from(state) else { return MN_ERR_INVALID_ARGUMENT }
+            if let problem = LedgerCall.problem(key, max: MN_LEDGER_KEY_LEN_MAX) { return problem }
             return call.put(key, nil, valueBytes: 0)
         },
         reject: { state, reason in
@@ -379,15 +384,18 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         answer: { state, response in LedgerCall.from(state)?.answer = response.array },
         buf_free: { buffer in free(buffer.ptr) },
         state_read: { state, key, out, capacity, length in
-            guard let call = LedgerCall.from(state), let length else { return MN_ERR_INVALID_ARGUMENT }
+            guard let call = LedgerCall.from(state), let length, out != nil || capacity == 0 else {
+                return MN_ERR_INVALID_ARGUMENT
+            }
             length.pointee = 0
-            guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else { return MN_ERR_TOO_LARGE }
+            if let problem = LedgerCall.problem(key, max: MN_LEDGER_KEY_LEN_MAX) { return problem }
             guard let value = call.get(key) else { return MN_ERR_NOT_FOUND }
             length.pointee = value.count
-            guard value.count <= capacity else { return MN_ERR_TOO_LARGE }
-            guard !value.isEmpty else { return MN_OK }
-            guard let out else { return MN_ERR_INVALID_ARGUMENT }
-            value.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: value.count) }
+            // size_t arrives as Int: a capacity past Int.max (SIZE_MAX, say) is room enough for any value.
+            guard capacity < 0 || value.count <= capacity else { return MN_ERR_TOO_LARGE }
+            if let out, !value.isEmpty {
+                value.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: value.count) }
+            }
             return MN_OK
         })
 }
@@ -436,6 +444,14 @@ final class LedgerCall {
     }
 
     func reasonOr(_ status: mn_status) -> String { reason.isEmpty ? "status \(status)" : reason }
+
+    /// What is wrong with bytes a module passed, if anything: longer than `max` (a size_t past Int.max arrives
+    /// negative) or a length with no pointer. Checked before the bytes are read.
+    static func problem(_ bytes: mn_bytes, max: UInt32) -> mn_status? {
+        if bytes.len < 0 || bytes.len > Int(max) { return MN_ERR_TOO_LARGE }
+        if bytes.ptr == nil && bytes.len > 0 { return MN_ERR_INVALID_ARGUMENT }
+        return nil
+    }
 
     /// "<module>/" + key, in one allocation.
     func fullKey(_ key: mn_bytes) -> StateKey {

@@ -138,7 +138,8 @@ typedef struct mn_ledger_api {
    *  sets `*out_len` to the value's length. MN_ERR_NOT_FOUND if the key has none (`*out_len` 0). MN_ERR_TOO_LARGE,
    *  with nothing copied, if the value is longer than `capacity` (`*out_len` is then the room it needs) or the key is
    *  longer than MN_LEDGER_KEY_LEN_MAX (`*out_len` 0). For the small values handlers read most (balances,
-   *  counters): no allocation and no `buf_free`. `out` may be NULL when `capacity` is 0. */
+   *  counters): no allocation and no `buf_free`. `out` may be NULL only when `capacity` is 0 (a question of whether
+   *  the key has a value, and how long); `out_len` is required. MN_ERR_INVALID_ARGUMENT otherwise. */
   mn_status (*state_read)(mn_ledger_state *state, mn_bytes key, uint8_t *out, size_t capacity, size_t *out_len);
 } mn_ledger_api;
 
