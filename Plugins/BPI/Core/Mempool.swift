@@ -61,7 +61,9 @@ public struct MempoolLimits: Sendable, Hashable {
 /// (highest-nonce) transaction of some sender, so no sender is left with a gap. Ties on fee go by id, so two nodes
 /// with the same pool make the same choices.
 public struct Mempool: Sendable {
-    public struct Entry: Sendable, Hashable {
+    /// Held by reference, and immutable: the pool keeps each entry in two tables and hands it to block building and
+    /// checks, and a struct of nine references was nine retains and releases at every copy.
+    public final class Entry: Sendable, Hashable {
         public let transaction: Transaction
         public let id: [UInt8]
         public let encoded: [UInt8]
@@ -69,6 +71,11 @@ public struct Mempool: Sendable {
         /// when it inserts, selects, prunes and removes it.
         let senderKey: BytesKey
         let idKey: BytesKey
+
+        /// Entries are equal when their bytes are (the bytes decide every other field).
+        public static func == (a: Entry, b: Entry) -> Bool { a === b || a.encoded.hasSameBytes(as: b.encoded) }
+
+        public func hash(into hasher: inout Hasher) { hasher.combine(idKey) }
 
         init(transaction: Transaction, id: [UInt8], encoded: [UInt8], senderKey: BytesKey) {
             self.transaction = transaction
