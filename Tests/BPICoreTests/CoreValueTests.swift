@@ -68,6 +68,16 @@ struct MerkleTreeTests {
         #expect(MerkleTree.root(leafHashes: [a]) == a)
         #expect(MerkleTree.root(leafHashes: [a, b]) == WireCrypto.blake2b256([1], a, b))
     }
+
+    @Test("roots over inline digests equal roots over hash arrays, for 0 to 70 leaves")
+    func inlineDigests() {
+        for count in 0...70 {
+            let leaves = (0..<count).map { [UInt8(truncatingIfNeeded: $0), 7] }
+            #expect(leaves.allSatisfy { MerkleTree.leafDigest($0).bytes == MerkleTree.leafHash($0) })
+            #expect(MerkleTree.root(leafDigests: leaves.map(MerkleTree.leafDigest))
+                == MerkleTree.root(leafHashes: leaves.map(MerkleTree.leafHash)), "\(count) leaves")
+        }
+    }
 }
 
 @Suite("Consensus message and block encoding")

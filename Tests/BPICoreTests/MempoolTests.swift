@@ -101,5 +101,21 @@ struct ProofOfHistoryTests {
         #expect(manual == run.hash)
         let empty = ProofOfHistory.run(from: seed, entries: [], ticksPerEntry: 3)
         #expect(empty.count == 0 && empty.hash == seed)
+        // Seeds of any length (the chain starts from 32 bytes; the rule does not say so), any entry count, no ticks.
+        for seedBytes in [0, 5, 32, 40] {
+            for entries in [[], [a], [a, b, a]] {
+                for ticks: UInt32 in [0, 2] {
+                    var manual = [UInt8](repeating: 9, count: seedBytes)
+                    for entry in entries {
+                        for _ in 0..<ticks { manual = WireCrypto.blake2b256(manual) }
+                        manual = WireCrypto.blake2b256(manual, entry)
+                    }
+                    let run = ProofOfHistory.run(from: [UInt8](repeating: 9, count: seedBytes), entries: entries,
+                                                 ticksPerEntry: ticks)
+                    #expect(run.hash == manual && run.count == UInt64(entries.count) * UInt64(ticks + 1),
+                            "seed of \(seedBytes) bytes, \(entries.count) entries, \(ticks) ticks")
+                }
+            }
+        }
     }
 }

@@ -101,7 +101,7 @@ public struct Block: Sendable, Hashable {
 
     /// The root the header must carry: the Merkle root over the transactions' ids.
     public static func transactionsRoot(ids: [[UInt8]]) -> [UInt8] {
-        MerkleTree.root(leafHashes: ids.map(MerkleTree.leafHash))
+        MerkleTree.root(leafDigests: ids.map(MerkleTree.leafDigest))
     }
 
     public func encode(into writer: inout WireWriter) {

@@ -53,7 +53,7 @@ public struct TransactionResult: Sendable, Hashable {
     }
 
     public static func resultsRoot(_ results: [TransactionResult]) -> [UInt8] {
-        MerkleTree.root(leafHashes: results.map { MerkleTree.leafHash($0.encoded) })
+        MerkleTree.root(leafDigests: results.map { MerkleTree.leafDigest($0.encoded) })
     }
 }
 

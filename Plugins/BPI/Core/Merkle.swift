@@ -16,6 +16,28 @@ public enum MerkleTree {
         return root(leafHashes[...])
     }
 
+    private static let leafTag: [UInt8] = [0], nodeTag: [UInt8] = [1]
+
+    /// `leafHash`, as an inline digest.
+    public static func leafDigest(_ leaf: [UInt8]) -> Digest256 {
+        leafTag.withUnsafeBytes { tag in leaf.withUnsafeBytes { WireCrypto.digest(tag, $0) } }
+    }
+
+    /// `root(leafHashes:)` over inline digests: a block's transaction and result roots, with no array per hash.
+    public static func root(leafDigests: [Digest256]) -> [UInt8] {
+        guard !leafDigests.isEmpty else { return emptyRoot }
+        return root(leafDigests[...]).bytes
+    }
+
+    private static func root(_ digests: ArraySlice<Digest256>) -> Digest256 {
+        if digests.count == 1 { return digests.first! }
+        let split = digests.startIndex + largestPowerOfTwo(below: digests.count)
+        let left = root(digests[..<split]), right = root(digests[split...])
+        return nodeTag.withUnsafeBytes { tag in
+            left.withUnsafeBytes { left in right.withUnsafeBytes { WireCrypto.digest(tag, left, $0) } }
+        }
+    }
+
     private static func root(_ hashes: ArraySlice<[UInt8]>) -> [UInt8] {
         if hashes.count == 1 { return hashes.first! }
         let split = hashes.startIndex + largestPowerOfTwo(below: hashes.count)

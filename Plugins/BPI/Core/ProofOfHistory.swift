@@ -18,13 +18,25 @@ public enum ProofOfHistory {
     public static func run(from seed: [UInt8], entries: [[UInt8]], ticksPerEntry: UInt32) -> (count: UInt64,
                                                                                                 hash: [UInt8]) {
         precondition(ticksPerEntry <= ticksPerEntryMax, "PoH ticksPerEntry \(ticksPerEntry) > \(ticksPerEntryMax)")
-        var hash = seed
         var count: UInt64 = 0
+        // Inline digests, so a tick is a hash and nothing else (an array per hash was two allocations per tick on
+        // every validator). A seed that is no 32-byte hash takes its first step as bytes.
+        var entries = entries[...]
+        var hash: Digest256
+        if let digest = Digest256(bytes: seed) {
+            hash = digest
+        } else {
+            guard let first = entries.popFirst() else { return (0, seed) }
+            var bytes = seed
+            for _ in 0..<ticksPerEntry { bytes = WireCrypto.blake2b256(bytes) }
+            hash = Digest256(bytes: WireCrypto.blake2b256(bytes, first))!
+            count = UInt64(ticksPerEntry) + 1
+        }
         for entry in entries {
-            for _ in 0..<ticksPerEntry { hash = WireCrypto.blake2b256(hash) }
-            hash = WireCrypto.blake2b256(hash, entry)
+            for _ in 0..<ticksPerEntry { hash = hash.withUnsafeBytes { WireCrypto.digest($0) } }
+            hash = hash.withUnsafeBytes { hash in entry.withUnsafeBytes { WireCrypto.digest(hash, $0) } }
             count += UInt64(ticksPerEntry) + 1
         }
-        return (count, hash)
+        return (count, hash.bytes)
     }
 }
