@@ -81,6 +81,23 @@ struct MempoolTests {
         #expect(pool.pending(sender: Self.alice.publicKey).map(\.transaction.nonce) == [2])
         #expect(pool.count == 1)
     }
+
+    @Test("pruning drops what lies below a nonce the pool never had (a block brought it), and all of a sender's")
+    func pruningAcrossGaps() throws {
+        var pool = Mempool(chainID: "dev")
+        for nonce: UInt64 in [0, 1, 3, 4, 6] { _ = try pool.add(Self.tx(Self.alice, nonce: nonce), nextNonce: 0).get() }
+        for nonce: UInt64 in [0, 1] { _ = try pool.add(Self.tx(Self.bob, nonce: nonce), nextNonce: 0).get() }
+        let bytesBefore = pool.bytes
+        // A block used alice's 0 to 4 (2 from elsewhere) and both of bob's.
+        pool.prune(senders: [BytesKey(Self.alice.publicKey), BytesKey(Self.bob.publicKey)]) { sender in
+            sender == BytesKey(Self.alice.publicKey) ? 5 : 2
+        }
+        #expect(pool.pending(sender: Self.alice.publicKey).map(\.transaction.nonce) == [6])
+        #expect(pool.pending(sender: Self.bob.publicKey).isEmpty)
+        #expect(pool.count == 1 && pool.bytes == bytesBefore / 7)
+        // Nothing below the next nonce is left for later blocks to trip on.
+        #expect(pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 6 }.map(\.transaction.nonce) == [6])
+    }
 }
 
 @Suite("Proof of History")

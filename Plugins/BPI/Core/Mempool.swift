@@ -212,9 +212,16 @@ public struct Mempool: Sendable {
     public mutating func prune(senders: some Sequence<BytesKey>, nextNonce: (BytesKey) -> UInt64) {
         for sender in senders {
             let next = nextNonce(sender)
-            for entry in bySender[sender]?.values.filter({ $0.transaction.nonce < next }) ?? [] {
+            // The stale entries are the nonces the block just used, just below `next`: walked down from there with
+            // no list made. One the pool lacked (the block brought it) leaves a gap, and what lies below it is
+            // gathered after.
+            var nonce = next
+            while nonce > 0, let entry = bySender[sender]?[nonce - 1] {
                 remove(entry)
+                nonce -= 1
             }
+            guard let rest = bySender[sender], rest.keys.contains(where: { $0 < next }) else { continue }
+            for entry in rest.values where entry.transaction.nonce < next { remove(entry) }
         }
     }
 
