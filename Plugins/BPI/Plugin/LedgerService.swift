@@ -225,9 +225,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 }
                 feeEvents = call.events
             }
-            // A kind no module handles fails, with its fee paid: block space is never free.
-            guard !Self.reservedModules.contains(String(name)), let module = module(name),
-                  let deliver = module.handlers.deliver else {
+            // A kind no module handles fails, with its fee paid: block space is never free. Modules are looked up
+            // in the block's ordered list (a handful), not under the registry's lock and by hashed name.
+            guard !Self.reservedModules.contains(where: { $0 == name }),
+                  let module = ordered.first(where: { $0.name == name }), let deliver = module.handlers.deliver else {
                 results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
                                                  reason: "no module handles kind '\(transaction.kind)'",
                                                  events: feeEvents))
