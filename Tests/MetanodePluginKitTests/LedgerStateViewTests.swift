@@ -23,7 +23,10 @@ private enum FakeLedger {
                 out.pointee = mn_buf(ptr: buffer, len: buffer == nil ? 0 : value.count)
                 return MN_OK
             },
-            state_put: { _, _, _ in MN_ERR_INTERNAL },
+            state_put: { _, key, value in
+                FakeLedger.values[key.array] = value.array
+                return MN_OK
+            },
             state_delete: { _, _ in MN_ERR_INTERNAL },
             reject: { _, _ in },
             emit_event: { _, _, _ in MN_ERR_INTERNAL },
@@ -71,6 +74,10 @@ struct LedgerStateViewTests {
                 #expect(view.contains(Array("word".utf8)) && view.contains(Array("long".utf8)), "\(version)")
                 #expect(view.contains(Array("empty".utf8)), "\(version): an empty value is a value")
                 #expect(!view.contains(Array("absent".utf8)), "\(version)")
+                var writable = view
+                writable.putU64(Array("written".utf8), 0x0102_0304_0506_0708)
+                #expect(FakeLedger.values[Array("written".utf8)] == [1, 2, 3, 4, 5, 6, 7, 8], "\(version)")
+                #expect(writable.failure == nil)
             }
             // A 1.1 table ends before state_read: the view never calls it. A 1.2 one spares every state_get.
             let (gets, reads) = (FakeLedger.gets, FakeLedger.reads)

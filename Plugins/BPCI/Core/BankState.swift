@@ -11,6 +11,8 @@ public protocol ModuleState {
     func u64(_ key: [UInt8]) -> UInt64?
     /// Whether the key has a value. By default `get`; the plugin's view asks without copying the value.
     func contains(_ key: [UInt8]) -> Bool
+    /// Writes `value` as 8 big-endian bytes. By default `put`; the plugin's view writes them from the stack.
+    mutating func putU64(_ key: [UInt8], _ value: UInt64)
 }
 
 /// Module state in a dictionary: for tests and simulations.
@@ -79,9 +81,11 @@ extension ModuleState {
 
     public func contains(_ key: [UInt8]) -> Bool { get(key) != nil }
 
+    public mutating func putU64(_ key: [UInt8], _ value: UInt64) { put(key, StoredU64.encode(value)) }
+
     /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
     public mutating func setU64(_ key: [UInt8], _ value: UInt64, zeroDeletes: Bool = false) {
-        put(key, zeroDeletes && value == 0 ? nil : StoredU64.encode(value))
+        if zeroDeletes && value == 0 { put(key, nil) } else { putU64(key, value) }
     }
 }
 

@@ -54,6 +54,17 @@ public struct LedgerStateView {
         return status == MN_OK || (status == MN_ERR_TOO_LARGE && length > 0)
     }
 
+    /// Writes `value` as 8 big-endian bytes, straight from the stack (BPI copies what it keeps).
+    public mutating func putU64(_ key: [UInt8], _ value: UInt64) {
+        let status = withUnsafeBytes(of: value.bigEndian) { word in
+            key.withMNBytes { key in
+                api.pointee.state_put(state, key, mn_bytes(ptr: word.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                           len: 8))
+            }
+        }
+        if status != MN_OK && failure == nil { failure = status }
+    }
+
     /// Writes `value`; nil deletes the key.
     public mutating func put(_ key: [UInt8], _ value: [UInt8]?) {
         let status = key.withMNBytes { key in
