@@ -51,7 +51,7 @@ private enum FakeLedger {
 struct LedgerStateViewTests {
     @Test("u64 and contains answer alike through ledger 1.2's state_read and, on a 1.1 table, through state_get")
     func wordsAndPresence() {
-        FakeLedger.values = [
+        let values: [[UInt8]: [UInt8]] = [
             Array("word".utf8): [0, 0, 0, 0, 0, 0, 0x01, 0x02],
             Array("short".utf8): [1, 2, 3],
             Array("long".utf8): [UInt8](repeating: 7, count: 12),
@@ -63,6 +63,7 @@ struct LedgerStateViewTests {
         ]
         for (version, size) in sizes {
             var table = FakeLedger.table(structSize: size)
+            FakeLedger.values = values  // each pass starts without the word the last one wrote
             FakeLedger.gets = 0
             FakeLedger.reads = 0
             withUnsafePointer(to: &table) { api in

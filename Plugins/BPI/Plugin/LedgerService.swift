@@ -97,8 +97,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Modules the genesis has sections for that have not registered yet (they start after BPI). No block runs
     /// until this is empty: without them it would not reach the state the other validators reach.
     func missingGenesisModules() -> [String] {
-        let registered = modules.withLock { Set($0.keys) }
-        return genesisSections.keys.filter { !registered.contains($0) }.sorted()
+        missingGenesisModules(among: modules.withLock { Set($0.keys) })
+    }
+
+    private func missingGenesisModules(among registered: Set<String>) -> [String] {
+        genesisSections.keys.filter { !registered.contains($0) }.sorted()
     }
 
     /// Transactions of the last `execute` whose fee could not be paid (such a block is invalid; a proposer drops
@@ -169,7 +172,9 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         -> Result<Execution, BlockProblem> {
         let ordered = modules.withLock { $0.values.sorted { $0.name < $1.name } }
         unpayable = []
-        if let missing = missingGenesisModules().first {
+        // Against the block's own list, not the registry again: a module registering in between must not be
+        // counted present and then be missing from the block's hooks, fees and deliveries.
+        if let missing = missingGenesisModules(among: Set(ordered.map(\.name))).first {
             return .failure(BlockProblem(stringLiteral: "the genesis has a section for module \(missing), which is not "
                 + "registered on this node: enable its plugin"))
         }
