@@ -21,12 +21,15 @@ struct BPCIOnBPITests {
             + #""fees": {"initialBaseFee": "0.000001", "targetTransactions": 2}}}"#
     }
 
-    /// `historyFlushBlocks`: BPCI's config (nil: its default).
-    static func network(seed: UInt64, historyFlushBlocks: Int? = nil) throws -> BPINetwork {
+    /// `historyFlushBlocks` and `historyBatchOperations`: BPCI's config (nil: its defaults).
+    static func network(seed: UInt64, historyFlushBlocks: Int? = nil, historyBatchOperations: Int? = nil) throws
+        -> BPINetwork {
         let net = try BPINetwork(validators: 4, seed: seed, genesisModules: genesis)
+        let config = [historyFlushBlocks.map { #""historyFlushBlocks": \#($0)"# },
+                      historyBatchOperations.map { #""historyBatchOperations": \#($0)"# }]
         try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
                                                                 version: BPCI.version)),
-                           config: historyFlushBlocks.map { #"{"historyFlushBlocks": \#($0)}"# } ?? "{}")
+                           config: "{" + config.compactMap { $0 }.joined(separator: ", ") + "}")
         return net
     }
 
@@ -180,8 +183,8 @@ struct BPCIOnBPITests {
 
     /// Four transfers to bob, one block each after block 1, with the index stored every two blocks: blocks 1-4
     /// stored, block 5 buffered.
-    static func fourPayments(seed: UInt64) throws -> BPINetwork {
-        let net = try Self.network(seed: seed, historyFlushBlocks: 2)
+    static func fourPayments(seed: UInt64, historyBatchOperations: Int? = nil) throws -> BPINetwork {
+        let net = try Self.network(seed: seed, historyFlushBlocks: 2, historyBatchOperations: historyBatchOperations)
         net.sim.run(forMs: 1_000)
         for nonce in 0..<4 as Range<UInt64> {
             #expect(net.submit(0, Self.transfer(1_000 * (nonce + 1), nonce: nonce)).status == 202)
@@ -211,6 +214,48 @@ struct BPCIOnBPITests {
         try net.restart(3, storage: storage)
         net.sim.run(forMs: 2_000)
         #expect(try Self.bobsPayments(net, 3) == [4_000, 3_000, 2_000, 1_000])
+    }
+
+    /// Two operations per batch: each store of the index takes a batch per account (a chunk and its progress).
+    @Test("a store of the index in several kv batches keeps every account's history, and after a crash that lost its last batch nothing is taken twice")
+    func historyStoredInSeveralBatches() throws {
+        let net = try Self.fourPayments(seed: 83, historyBatchOperations: 2)
+        let bpci = net.modulePlugins[0][1]
+        // Blocks 1-4 stored (two stores, each of a batch per account), block 5 in memory.
+        #expect(net.sim.host(1).storedData[BPCI.name]?[HistoryIndex.nextHeightKey] == StoredU64.encode(5))
+        let keys = net.sim.host(1).storedKeys(bpci)
+        for address in [Self.aliceAddress, Self.bobAddress] {
+            #expect(keys.contains { $0.starts(with: HistoryIndex.chunkPrefix(address)) }, "\(address)'s chunks stored")
+        }
+        #expect(try Self.bobsPayments(net, 1) == [4_000, 3_000, 2_000, 1_000])
+        let alices = try Self.history(net, 1, Self.aliceAddress)["entries"] as? [[String: Any]] ?? []
+        #expect(alices.compactMap { $0["direction"] as? String } == ["sent", "sent", "sent", "sent"])
+
+        // As if the store of blocks 3-4 committed its account batches but not the last, which moves the next height.
+        net.sim.crash(1)
+        var storage = net.sim.host(1).storedData
+        storage[BPCI.name]?[HistoryIndex.nextHeightKey] = StoredU64.encode(3)
+        try net.restart(1, storage: storage)
+        net.sim.run(forMs: 2_000)
+        #expect(try Self.bobsPayments(net, 1) == [4_000, 3_000, 2_000, 1_000])
+        let again = try Self.history(net, 1, Self.aliceAddress)
+        #expect(again["count"] as? Int == 4, "\(again)")
+    }
+
+    @Test("historyBatchOperations outside 2 to 40,000 stops BPCI's start with the reason")
+    func historyBatchOperationsBounds() throws {
+        for bad in [1, 40_001] {
+            let net = try BPINetwork(validators: 1, seed: 89, genesisModules: Self.genesis)
+            let error = #expect(throws: (any Error).self) {
+                try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
+                                                                        version: BPCI.version)),
+                                   config: #"{"historyBatchOperations": \#(bad)}"#)
+            }
+            #expect(error != nil)
+            let logged = net.sim.host(0).logs.map(\.message)
+            #expect(logged.contains { $0.contains("historyBatchOperations is \(bad); it must be 2 to 40,000") },
+                    "\(logged.suffix(3))")
+        }
     }
 
     @Test("a clean stop stores the buffered history; an index in the former layout is deleted and built again")

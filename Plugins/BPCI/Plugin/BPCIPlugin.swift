@@ -33,8 +33,10 @@ public final class BPCI: Plugin {
     let flushBlocks: Int
     static let defaultFlushBlocks = 32
     static let bufferedEntriesMax = 50_000
-    /// Operations per kv batch when storing the buffer: well under MN_KV_BATCH_OPS_MAX.
-    static let operationsPerBatchMax = 40_000
+    /// Operations per kv batch when storing the buffer (config `historyBatchOperations`): well under
+    /// MN_KV_BATCH_OPS_MAX by default.
+    let operationsPerBatchMax: Int
+    static let defaultOperationsPerBatchMax = 40_000
     /// Accounts' stored progress, so an account active in block after block is not looked up in kv each time. Only
     /// this plugin writes it, and the cache takes a new value only after the batch with it commits.
     private var storedProgress: [Address: AccountProgress] = [:]
@@ -44,6 +46,9 @@ public final class BPCI: Plugin {
         /// Blocks between stores of the history index (1: every block). On a crash, the blocks since the last
         /// store are indexed again from BPI's stored blocks.
         var historyFlushBlocks: Int?
+        /// Most kv operations per batch when the index is stored (2 to 40,000). A store that takes several batches
+        /// is as safe as one: after a crash between them, each account takes only the entries it lacks.
+        var historyBatchOperations: Int?
     }
 
     public init(context: PluginContext) throws {
@@ -58,6 +63,11 @@ public final class BPCI: Plugin {
             throw PluginError(MN_ERR_INVALID_ARGUMENT, "historyFlushBlocks is \(blocks); it must be 1 to 1,024")
         }
         flushBlocks = config.historyFlushBlocks ?? Self.defaultFlushBlocks
+        if let operations = config.historyBatchOperations, !(2...Self.defaultOperationsPerBatchMax).contains(operations) {
+            throw PluginError(MN_ERR_INVALID_ARGUMENT,
+                              "historyBatchOperations is \(operations); it must be 2 to 40,000")
+        }
+        operationsPerBatchMax = config.historyBatchOperations ?? Self.defaultOperationsPerBatchMax
         if try context.kv.get(HistoryIndex.formatKey) != [HistoryIndex.format] {
             try Self.startChunkedLayout(context)
         }
@@ -231,7 +241,7 @@ public final class BPCI: Plugin {
                         let (address, entries) = accounts[done]
                         let before = try progress(address)
                         let chunks = HistoryIndex.chunks(entries, after: before.count)
-                        if operations > 0 && operations + chunks.count + 1 > Self.operationsPerBatchMax { break }
+                        if operations > 0 && operations + chunks.count + 1 > operationsPerBatchMax { break }
                         for chunk in chunks {
                             try batch.put(HistoryIndex.chunkKey(address, last: chunk.last), chunk.value)
                         }
@@ -269,10 +279,10 @@ public final class BPCI: Plugin {
         var deleted = 0
         while true {
             var keys: [[UInt8]] = []
-            for tag in HistoryIndex.accountKeyTags where keys.count < operationsPerBatchMax {
+            for tag in HistoryIndex.accountKeyTags where keys.count < defaultOperationsPerBatchMax {
                 try context.kv.scan(prefix: [tag]) { pair in
                     if HistoryIndex.isAccountKey(pair.key) { keys.append(pair.key) }
-                    return keys.count < operationsPerBatchMax
+                    return keys.count < defaultOperationsPerBatchMax
                 }
             }
             guard !keys.isEmpty else { break }
