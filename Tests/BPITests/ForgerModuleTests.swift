@@ -7,23 +7,26 @@ import MetanodePluginTesting
 import MetanodeWire
 import Testing
 
+/// A test module's name as the static bytes ledger.h asks for: written once, never freed (BPI keeps the pointer
+/// for the life of the process).
+func staticModuleName(_ name: String) -> mn_str {
+    let bytes = Array(name.utf8)
+    let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
+    pointer.initialize(from: bytes, count: bytes.count)
+    return mn_str(ptr: pointer, len: bytes.count)
+}
+
 /// A module built against ledger 1.0 (its table ends before `init_chain`) that tries to emit another module's
 /// namespaced event: it registers and runs, and the forged event is refused. Before emitting, it writes the payload
 /// under "last" and marks "seen/<payload>": a refused call's writes must not stay.
 final class ForgerModule: Plugin {
     static let name = "forger"
     nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
-    nonisolated(unsafe) static let moduleName: UnsafeMutablePointer<UInt8> = {
-        let bytes = Array(name.utf8)
-        let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
-        pointer.initialize(from: bytes, count: bytes.count)
-        return pointer
-    }()
     nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
         let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
         table.initialize(to: mn_ledger_module(
             struct_size: UInt32(MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!),
-            name: mn_str(ptr: moduleName, len: name.utf8.count), user_data: nil, check: nil,
+            name: staticModuleName(name), user_data: nil, check: nil,
             deliver: { _, state, tx in
                 guard let api = ForgerModule.api, let tx else { return MN_ERR_INTERNAL }
                 // The payload names the event type to emit.

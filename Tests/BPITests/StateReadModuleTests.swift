@@ -13,12 +13,6 @@ import Testing
 final class ReaderModule: Plugin {
     static let name = "reader"
     nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
-    nonisolated(unsafe) static let moduleName: UnsafeMutablePointer<UInt8> = {
-        let bytes = Array(name.utf8)
-        let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
-        pointer.initialize(from: bytes, count: bytes.count)
-        return pointer
-    }()
 
     static let word: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
 
@@ -89,7 +83,7 @@ final class ReaderModule: Plugin {
         let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
         table.initialize(to: mn_ledger_module(
             struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
-            name: mn_str(ptr: moduleName, len: name.utf8.count), user_data: nil,
+            name: staticModuleName(name), user_data: nil,
             // "reader/check" is admitted only if committed state keeps every promise.
             check: { _, state, tx in
                 guard let api = ReaderModule.api, let tx else { return MN_ERR_INTERNAL }
