@@ -361,14 +361,95 @@ struct BPIPluginSimulationTests {
         truncated[BPI.name]?[diffKeys[0]]?.removeLast()
         var lost = stored
         lost[BPI.name]?[diffKeys[1]] = nil
+        var resultsLost = stored
+        var resultsKey = WireWriter()
+        resultsKey.u8(0x78)
+        resultsKey.u64(4)
+        resultsLost[BPI.name]?[resultsKey.bytes] = nil
         for (storage, expected) in [(truncated, "the state changes of block 4"),
-                                    (lost, "does not match block 5's state root")] {
+                                    (lost, "does not match block 5's state root"),
+                                    (resultsLost, "the results of block 4 are missing")] {
             #expect(throws: HostError.self) { try net.restart(3, storage: storage) }
             let logs = net.sim.host(3).logs
             #expect(logs.contains { $0.plugin == BPI.name && $0.message.contains(expected) }, "\(logs)")
             net.sim.crash(3)
         }
         try net.restart(3, keepingStorage: false)
+    }
+
+    /// The counter transaction of block `n` in `counterBetweenCheckpoints`, and the total its "added" event gives.
+    static func counterTransaction(block: UInt64) -> (id: [UInt8], total: UInt64) {
+        let odd = block % 2 == 1
+        let total = stride(from: odd ? 1 : 2, through: block, by: 2).reduce(0, +)
+        return (Self.add(block, nonce: (block - 1) / 2, signer: odd ? alice : bob).id, total)
+    }
+
+    /// `/tx/<id>` on `node` finds the counter transaction of `block` there, with its result.
+    static func expectFinal(_ net: BPINetwork, node: Int, block: UInt64,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (id, total) = counterTransaction(block: block)
+        let (status, body) = try net.json(node, "/tx/\(Hex.encode(id))")
+        var added = WireWriter()
+        added.u64(total)
+        let events = ((body["result"] as? [String: Any])?["events"] as? [[String: Any]]) ?? []
+        #expect(status == 200 && body["height"] as? Int == Int(block) && body["index"] as? Int == 0
+            && events.count == 1 && events.first?["data"] as? String == Hex.encode(added.bytes),
+            "node \(node), block \(block): \(status) \(body)", sourceLocation: sourceLocation)
+    }
+
+    static func indexKeys(_ net: BPINetwork, _ node: Int) -> Set<[UInt8]> {
+        Set(net.sim.host(node).storedKeys(net.plugins[node]).filter { $0.first == 0x74 && $0.count == 33 })
+    }
+
+    @Test("transactions are found by id before their t keys are written at the next checkpoint, after a restart between checkpoints, and after it")
+    func transactionIndexBetweenCheckpoints() throws {
+        let net = try Self.counterBetweenCheckpoints(seed: 97)
+        let keys = Self.indexKeys(net, 3)
+        for block in 1...3 as ClosedRange<UInt64> {
+            #expect(keys.contains([0x74] + Self.counterTransaction(block: block).id), "block \(block): checkpoint 3")
+        }
+        for block in 4...5 as ClosedRange<UInt64> {
+            #expect(!keys.contains([0x74] + Self.counterTransaction(block: block).id), "block \(block) waits")
+        }
+        for block in 1...5 as ClosedRange<UInt64> { try Self.expectFinal(net, node: 0, block: block) }
+        try net.restart(3, keepingStorage: true)
+        net.sim.run(forMs: 500)
+        for block in 1...5 as ClosedRange<UInt64> { try Self.expectFinal(net, node: 3, block: block) }
+        #expect(net.submit(3, Self.add(6, nonce: 2, signer: Self.bob)).status == 202)
+        net.sim.run(forMs: 1_000)
+        let written = Self.indexKeys(net, 3)
+        for block in 1...6 as ClosedRange<UInt64> {
+            #expect(written.contains([0x74] + Self.counterTransaction(block: block).id), "block \(block)")
+            try Self.expectFinal(net, node: 3, block: block)
+        }
+    }
+
+    @Test("a store from before blocks kept their results in one value still answers: t keys with the result inline, no x values")
+    func transactionIndexOfEarlierStores() throws {
+        let net = try Self.counterBetweenCheckpoints(seed: 101)
+        net.sim.crash(0)
+        // Node 0's store as the earlier layout had it: every transaction's t key holds its location and result.
+        var storage = net.sim.host(0).storedData
+        var keys = storage[BPI.name, default: [:]]
+        #expect(keys.removeValue(forKey: Array("indexed".utf8)) != nil)
+        for (key, value) in keys where key.first == 0x78 && key.count == 9 {
+            var heightReader = WireReader(Array(key.dropFirst()), context: "x key")
+            let height = try heightReader.u64("height")
+            var reader = WireReader(value, context: "x value")
+            let count = Int(try reader.u32("count"))
+            for index in 0..<count {
+                let id = try reader.fixed(32, "id")
+                var location = WireWriter()
+                location.u64(height)
+                location.u32(UInt32(index))
+                keys[[0x74] + id] = location.bytes + (try reader.bytes32("result", max: 1 << 20))
+            }
+            keys[key] = nil
+        }
+        storage[BPI.name] = keys
+        try net.restart(0, storage: storage)
+        net.sim.run(forMs: 500)
+        for block in 1...5 as ClosedRange<UInt64> { try Self.expectFinal(net, node: 0, block: block) }
     }
 
     @Test("a validator that signs two different prepares for one round is caught: the evidence goes into a block and the ledger state")

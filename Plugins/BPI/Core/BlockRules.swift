@@ -43,6 +43,8 @@ public struct BlockRules: Sendable {
         public var nextNonces: [BytesKey: UInt64] = [:]
         public var transactionIDs: [[UInt8]] = []
         public var results: [TransactionResult] = []
+        /// Each result's encoding, in order: the leaves of the results root, and what the chain store keeps.
+        public var encodedResults: [[UInt8]] = []
         /// Module state writes (full keys; nil deletes), stored with the block.
         public var writes: [BytesKey: [UInt8]?] = [:]
         public var state = StateTree()
@@ -92,17 +94,19 @@ public struct BlockRules: Sendable {
         let evidence = Array(evidence.prefix(Evidence.perBlockMax))
         for piece in evidence { execution.writes[BytesKey(piece.stateKey)] = .some(piece.hash) }
         var after = Self.applying(nextNonces, execution.writes, to: state)
+        let encodedResults = execution.results.map(\.encoded)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
             timestampMs: timestampMs, proposer: proposer,
             transactionsRoot: Block.transactionsRoot(ids: ids), stateRoot: after.root,
-            resultsRoot: TransactionResult.resultsRoot(execution.results), validatorSetHash: validators.hash,
+            resultsRoot: TransactionResult.resultsRoot(encoded: encodedResults), validatorSetHash: validators.hash,
             pohCount: poh.count, pohHash: poh.hash, evidenceRoot: Evidence.root(evidence))
         var effects = Effects()
         effects.nextNonces = nextNonces
         effects.transactionIDs = ids
         effects.results = execution.results
+        effects.encodedResults = encodedResults
         effects.writes = execution.writes
         effects.state = after
         return (Block(header: header, transactions: encoded, evidence: evidence), effects)
@@ -189,10 +193,12 @@ public struct BlockRules: Sendable {
             }
             execution.writes[BytesKey(key)] = .some(piece.hash)
         }
-        guard header.resultsRoot == TransactionResult.resultsRoot(execution.results) else {
+        let encodedResults = execution.results.map(\.encoded)
+        guard header.resultsRoot == TransactionResult.resultsRoot(encoded: encodedResults) else {
             return .failure("results root")
         }
         effects.results = execution.results
+        effects.encodedResults = encodedResults
         effects.writes = execution.writes
         effects.state = Self.applying(effects.nextNonces, execution.writes, to: state)
         guard header.stateRoot == effects.state.root else { return .failure("state root") }

@@ -53,7 +53,12 @@ public struct TransactionResult: Sendable, Hashable {
     }
 
     public static func resultsRoot(_ results: [TransactionResult]) -> [UInt8] {
-        MerkleTree.root(leafDigests: results.map { MerkleTree.leafDigest($0.encoded) })
+        resultsRoot(encoded: results.map(\.encoded))
+    }
+
+    /// The root over results already encoded: a block's results are encoded once, for the root and for the store.
+    public static func resultsRoot(encoded: [[UInt8]]) -> [UInt8] {
+        MerkleTree.root(leafDigests: encoded.map(MerkleTree.leafDigest))
     }
 }
 

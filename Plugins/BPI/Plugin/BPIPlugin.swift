@@ -446,10 +446,15 @@ public final class BPI: Plugin {
             var bytes = 0, blocks = 0
             replay: while blocks < Self.eventsReplyBlocksMax, height <= parent.height,
                           let finalized = try? store.block(at: height) {
-                let ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
-                let results = ids.map { id in
-                    ((try? store.finalTransaction(id)) ?? nil)?.result
-                        ?? TransactionResult(status: 0, reason: "", events: [])
+                let ids: [[UInt8]], results: [TransactionResult]
+                if let stored = (try? store.blockResults(at: height)) ?? nil {
+                    (ids, results) = (stored.map(\.id), stored.map(\.result))
+                } else {  // a block stored before blocks kept their results in one value
+                    ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
+                    results = ids.map { id in
+                        ((try? store.finalTransaction(id)) ?? nil)?.result
+                            ?? TransactionResult(status: 0, reason: "", events: [])
+                    }
                 }
                 let events = Self.blockEvents(finalized, ids: ids, results: results).events
                 for part in BlockEvents.parts(height: height, events: events, from: min(first, events.count)) {

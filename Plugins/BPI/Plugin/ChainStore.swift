@@ -6,8 +6,12 @@ import MetanodeWire
 ///
 ///     b <height>          finalized block (block + certificate)
 ///     h <hash>            height of the block with that hash
-///     t <txid>            u64 height, u32 index of a finalized transaction, then its result (TransactionResult
-///                         encoding): one key per transaction, written with the block
+///     t <txid>            u64 height, u32 index of a finalized transaction: written at state checkpoints for the
+///                         blocks since the last one. Stores from before that also hold its result after these
+///     x <height>          the block's transaction results: u32 n | n × ([32] id | bytes32 result (TransactionResult
+///                         encoding)), in block order
+///     indexed             u64 height: t keys are written for every block up to it (absent: for every block, as
+///                         stores from before checkpointed t keys were)
 ///     n <sender>          the sender's next nonce (u64), as of the last state checkpoint
 ///     w <height> <u32 seq> consensus WAL record for a height not yet finalized
 ///     s <module>/<key>    a module's committed state value, as of the last state checkpoint
@@ -22,6 +26,12 @@ import MetanodeWire
 /// `checkpointBlocks` blocks the latest value of each key changed since the last checkpoint is written to n and s
 /// (a few thousand keys where the blocks wrote tens of thousands). At start the n and s keys are loaded and the d
 /// values applied over them in height order; reads of committed state see the changes since the checkpoint first.
+///
+/// The transaction index went the same way. A t key per transaction, in a random place in the key space, cost as much
+/// as all else a block stores; written with the block they were 10% of a validator's CPU under load. Now a block
+/// stores its ids and results as one x value, and its t keys wait in memory for the next checkpoint, where they go
+/// into RocksDB as one sorted run of thousands. At start the t keys of the blocks since then are read back from their
+/// x values.
 final class ChainStore {
     let kv: KeyValueStore
     /// Blocks between state checkpoints (1: every block writes its changes to n and s, as before checkpoints).
@@ -37,6 +47,10 @@ final class ChainStore {
     private var unsavedNonces: [BytesKey: UInt64] = [:]
     private var unsavedHeights: [UInt64] = []
     private var unsavedBytes = 0
+    /// The transactions of the blocks since the last checkpoint, whose t keys are not written yet.
+    private var unsavedTransactions: [BytesKey: (height: UInt64, index: UInt32)] = [:]
+    /// The height through which t keys are written.
+    private var indexedThrough: UInt64 = 0
 
     init(kv: KeyValueStore, checkpointBlocks: Int) {
         precondition(checkpointBlocks >= 1, "checkpointBlocks must be at least 1")
@@ -76,17 +90,69 @@ final class ChainStore {
 
     /// Where finalized transaction `id` is, and its result.
     func finalTransaction(_ id: [UInt8]) throws -> FinalTransaction? {
-        guard let bytes = try kv.get([0x74] + id) else { return nil }
-        var reader = WireReader(bytes, context: "kv transaction index")
-        let height = try reader.u64("height"), index = Int(try reader.u32("index"))
-        let result = bytes.count > Self.locationBytes
-            ? try TransactionResult.decode(Array(bytes[Self.locationBytes...]))
-            : try kv.get([0x72] + id).map { bytes throws in try TransactionResult.decode(bytes) }
+        let height: UInt64, index: Int
+        if let unsaved = unsavedTransactions[BytesKey(id)] {
+            (height, index) = (unsaved.height, Int(unsaved.index))
+        } else {
+            guard let bytes = try kv.get([0x74] + id) else { return nil }
+            var reader = WireReader(bytes, context: "kv transaction index")
+            height = try reader.u64("height")
+            index = Int(try reader.u32("index"))
+            if bytes.count > Self.locationBytes {
+                return FinalTransaction(height: height, index: index,
+                                        result: try TransactionResult.decode(Array(bytes[Self.locationBytes...])))
+            }
+        }
+        if let results = try blockResults(at: height) {
+            guard index < results.count, results[index].id == id else {
+                throw WireError(.invalidValue, "the results of block \(height) have no transaction \(index) with id "
+                    + Hex.encode(id))
+            }
+            return FinalTransaction(height: height, index: index, result: results[index].result)
+        }
+        let result = try kv.get([0x72] + id).map { bytes throws in try TransactionResult.decode(bytes) }
         return FinalTransaction(height: height, index: index, result: result)
     }
 
     /// A transaction key's value before its result: u64 height, u32 index.
     static let locationBytes = 12
+
+    /// The ids and results of the block at `height`, in block order (nil: none stored, for a block stored before
+    /// blocks kept their results in one value).
+    func blockResults(at height: UInt64) throws -> [(id: [UInt8], result: TransactionResult)]? {
+        guard let bytes = try kv.get(Self.key(0x78, height)) else { return nil }
+        return try Self.decodeResults(bytes, height: height).map { entry throws in
+            (entry.id, try TransactionResult.decode(entry.result))
+        }
+    }
+
+    /// An x value: u32 n | n × ([32] id | bytes32 result).
+    static func encodeResults(ids: [[UInt8]], results: [[UInt8]]) -> [UInt8] {
+        var writer = WireWriter(capacity: 4 + results.reduce(0) { $0 + 36 + $1.count })
+        writer.u32(UInt32(ids.count))
+        for (id, result) in zip(ids, results) {
+            writer.fixed(id, count: 32)
+            writer.bytes32(result)
+        }
+        return writer.bytes
+    }
+
+    static func decodeResults(_ bytes: [UInt8], height: UInt64) throws(WireError) -> [(id: [UInt8], result: [UInt8])] {
+        var reader = WireReader(bytes, context: "the results of block \(height)")
+        let count = try reader.count32("count", max: Self.resultsPerBlockMax, itemBytesMin: 36)
+        var entries: [(id: [UInt8], result: [UInt8])] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count {
+            entries.append((try reader.fixed(32, "id"), try reader.bytes32("result", max: Self.resultBytesMax)))
+        }
+        try reader.finish()
+        return entries
+    }
+
+    /// Bounds for decoding an x value: more transactions than any block can carry, and a result's reason and events
+    /// at ledger.h's limits.
+    static let resultsPerBlockMax = 1 << 20
+    static let resultBytesMax = 1 << 20
 
     func nextNonceIfStored(_ sender: [UInt8]) throws -> UInt64? {
         if let unsaved = unsavedNonces[BytesKey(sender)] { return unsaved }
@@ -123,7 +189,29 @@ final class ChainStore {
             for (key, value) in diff.writes { state.set(key.bytes, value) }
             remember(diff, height: height, bytes: pair.value.count)
         }
+        try loadTransactionIndex()
         return (state, nonces)
+    }
+
+    /// The t keys still to write: those of the blocks after `indexed`, from their x values.
+    private func loadTransactionIndex() throws {
+        let tip = try tipHeight()
+        unsavedTransactions = [:]
+        indexedThrough = tip
+        if let bytes = try kv.get("indexed") {
+            var reader = WireReader(bytes, context: "kv indexed")
+            indexedThrough = try reader.u64("height")
+            try reader.finish()
+        }
+        guard indexedThrough < tip else { return }
+        for height in (indexedThrough + 1)...tip {
+            guard let bytes = try kv.get(Self.key(0x78, height)) else {
+                throw WireError(.truncated, "the results of block \(height) are missing")
+            }
+            for (index, entry) in try Self.decodeResults(bytes, height: height).enumerated() {
+                unsavedTransactions[BytesKey(entry.id)] = (height, UInt32(index))
+            }
+        }
     }
 
     /// A module's committed state value by full key: a change since the last checkpoint, else the s key.
@@ -148,11 +236,13 @@ final class ChainStore {
     /// The state changes go in as the block's d value, or, at a checkpoint, with those since the last one into the n
     /// and s keys (the d values deleted in the same batch).
     func commit(_ finalized: FinalizedBlock, effects: BlockRules.Effects, walCount: Int) throws {
+        precondition(effects.encodedResults.count == effects.transactionIDs.count, "a result for each transaction")
         let height = finalized.block.header.height
         let diff = StateDiff(nextNonces: effects.nextNonces, writes: effects.writes)
         let diffBytes = diff.encodedCount
-        let entries = unsavedWrites.count + unsavedNonces.count + unsavedHeights.count + diff.writes.count
-            + diff.nextNonces.count + 1
+        let ids = effects.transactionIDs
+        let entries = unsavedWrites.count + unsavedNonces.count + unsavedHeights.count + unsavedTransactions.count
+            + diff.writes.count + diff.nextNonces.count + ids.count + 1
         // A block too large for one d value is a checkpoint too.
         let checkpoint = unsavedHeights.count + 1 >= checkpointBlocks || entries >= Self.unsavedEntriesMax
             || unsavedBytes + diffBytes >= Self.unsavedBytesMax || diffBytes > Self.diffBytesMax
@@ -161,14 +251,7 @@ final class ChainStore {
             var heightBytes = WireWriter(capacity: 8)
             heightBytes.u64(height)
             try batch.put([0x68] + finalized.block.hash, heightBytes.bytes)
-            for (index, (id, result)) in zip(effects.transactionIDs, effects.results).enumerated() {
-                let encoded = result.encoded
-                var value = WireWriter(capacity: Self.locationBytes + encoded.count)
-                value.u64(height)
-                value.u32(UInt32(index))
-                value.fixed(encoded, count: encoded.count)
-                try batch.put([0x74] + id, value.bytes)
-            }
+            try batch.put(Self.key(0x78, height), Self.encodeResults(ids: ids, results: effects.encodedResults))
             if let changed = effects.writes[BytesKey(ValidatorSetChange.stateKey)], let encoded = changed {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
@@ -184,9 +267,21 @@ final class ChainStore {
                 }
                 for (sender, nonce) in diff.nextNonces { try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce)) }
                 for unsavedHeight in unsavedHeights { try batch.delete(Self.key(0x64, unsavedHeight)) }
+                // The t keys of these blocks, sorted by the batch: one run where the blocks' inserts were scattered.
+                func index(_ id: [UInt8], _ height: UInt64, _ index: UInt32) throws {
+                    var location = WireWriter(capacity: Self.locationBytes)
+                    location.u64(height)
+                    location.u32(index)
+                    try batch.put([0x74] + id, location.bytes)
+                }
+                for (id, location) in unsavedTransactions { try index(id.bytes, location.height, location.index) }
+                for (position, id) in ids.enumerated() { try index(id, height, UInt32(position)) }
             } else if !diff.isEmpty {
                 try batch.put(Self.key(0x64, height), diff.encoded)
             }
+            var indexed = WireWriter(capacity: 8)
+            indexed.u64(checkpoint ? height : indexedThrough)
+            try batch.put("indexed", indexed.bytes)
             try batch.put("tip", heightBytes.bytes)
             for seq in 0..<walCount { try batch.delete(Self.walKey(height, UInt32(seq))) }
         }
@@ -195,8 +290,11 @@ final class ChainStore {
             unsavedNonces.removeAll(keepingCapacity: true)
             unsavedHeights.removeAll(keepingCapacity: true)
             unsavedBytes = 0
-        } else if !diff.isEmpty {
-            remember(diff, height: height, bytes: diffBytes)
+            unsavedTransactions.removeAll(keepingCapacity: true)
+            indexedThrough = height
+        } else {
+            if !diff.isEmpty { remember(diff, height: height, bytes: diffBytes) }
+            for (position, id) in ids.enumerated() { unsavedTransactions[BytesKey(id)] = (height, UInt32(position)) }
         }
     }
 
