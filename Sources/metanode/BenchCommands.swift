@@ -27,6 +27,10 @@ struct ChainBench: AsyncParsableCommand {
             With --workload transfers (the default) the transactions are BPCI transfers of FLX between --senders \
             accounts the genesis funds, each paying a fee; with test-op they are BPI's `test/op` with a 16-byte \
             payload, which no module executes. The bench process shares the machine's cores with the nodes.
+
+            Before the nodes start it measures the ceiling the run is held to: how many Ed25519 signatures libsodium \
+            verifies per second on one core here (as ../shared/bench/ed25519-ceiling.c does), times the cores, over \
+            the validators, since each verifies every transaction once. The throughput is reported as a share of it.
             """)
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
@@ -44,6 +48,9 @@ struct ChainBench: AsyncParsableCommand {
     @Option(help: "Length of the latency phase.") var seconds = 10
     @Flag(help: "Print JSON.") var json = false
     @Flag(name: .customLong("keep"), help: "Keep the network's data directories and logs.") var keep = false
+    @Option(name: .customLong("ceiling-seconds"),
+            help: "How long to measure signature verification for the ceiling (0 skips it).")
+    var ceilingSeconds = 2.0
     @Option(name: .customLong("bundled-plugins"), help: "Bundled plugins (default: next to this binary).")
     var bundledPlugins: String?
 
@@ -53,9 +60,21 @@ struct ChainBench: AsyncParsableCommand {
         guard validators >= 1, transactions >= batch, senders >= 1, batch >= 1, seconds >= 1 else {
             throw ValidationError("need validators ≥ 1, transactions ≥ batch ≥ 1, senders ≥ 1, seconds ≥ 1")
         }
+        guard (0...60).contains(ceilingSeconds) else {
+            throw ValidationError("--ceiling-seconds is \(ceilingSeconds); it must be 0 to 60")
+        }
         var template = Array("/tmp/metanode-bench-chain-XXXXXX".utf8CString)
         let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
         let signers = Self.signers(senders)
+        // On an idle machine, before anything else runs: the VM's speed drifts by more than 10% between runs.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let perCore = ceilingSeconds > 0 ? Self.verificationsPerCoreSecond(seconds: ceilingSeconds) : 0
+        let ceiling = perCore * Double(cores) / Double(validators)
+        if !json && ceilingSeconds > 0 {
+            print(String(format: "ceiling: libsodium verifies %.0f Ed25519 signatures/s on one core here; %d "
+                + "validators on %d cores, each verifying every transaction once, allow %.0f tx/s", perCore,
+                validators, cores, ceiling))
+        }
         let funded = workload == .transfers ? signers.map { Address(publicKey: $0.publicKey) } : []
         let network = try BenchNetwork(root: root + "/net", validators: validators, bundledPlugins: bundledPlugins,
                                        fundedAccounts: funded, log: { if !json { print($0) } })
@@ -96,6 +115,7 @@ struct ChainBench: AsyncParsableCommand {
                 + "%d blocks (%.1f blocks/s), %.1f µs CPU per transaction across the nodes", transactions,
                 throughputSeconds, throughput, Self.seconds(submittedAll - started), blocks,
                 Double(blocks) / throughputSeconds, cpuUsed / Double(transactions) * 1e6))
+            if ceiling > 0 { print(String(format: "  = %.0f%% of the ceiling", throughput / ceiling * 100)) }
         }
 
         // Phase 2: latency at half the load phase 1 reached.
@@ -149,6 +169,9 @@ struct ChainBench: AsyncParsableCommand {
                 "cpuMicrosecondsPerTransaction": .double((cpuUsed / Double(transactions) * 1e6).rounded()),
                 "latencyOfferedTxPerSecond": .double(offered.rounded()), "latencyP50Ms": .double(p50),
                 "latencyP99Ms": .double(p99), "leaderCrashToNextBlockMs": .double(recoveryMs.rounded()),
+                "verificationsPerCoreSecond": .double(perCore.rounded()), "cores": .int(Int64(cores)),
+                "ceilingTxPerSecond": .double(ceiling.rounded()),
+                "shareOfCeiling": ceiling > 0 ? .double((throughput / ceiling * 1000).rounded() / 1000) : .null,
             ])
             print(result.serialized(pretty: true))
         }
@@ -196,6 +219,37 @@ struct ChainBench: AsyncParsableCommand {
             out.append(Signed(encoded: transaction.encoded, id: transaction.id))
         }
         return out
+    }
+
+    /// Ed25519 verifications per second on one core, measured as ../shared/bench/ed25519-ceiling.c does: 4,096
+    /// keys, each with its own 120-byte message (a transfer's envelope is about that), verified in turn with
+    /// libsodium's `crypto_sign_verify_detached` for `seconds`.
+    static func verificationsPerCoreSecond(seconds: Double) -> Double {
+        let count = 4_096, messageBytes = 120
+        var keys: [[UInt8]] = [], messages: [[UInt8]] = [], signatures: [[UInt8]] = []
+        for index in 0..<count {
+            let seed = WireCrypto.domainHash("bench-ceiling", [UInt8(truncatingIfNeeded: index),
+                                                               UInt8(truncatingIfNeeded: index >> 8)])
+            let signer = Ed25519Signer(seed: seed)
+            let message = (0..<messageBytes).map { seed[$0 % seed.count] &+ UInt8(truncatingIfNeeded: $0) }
+            keys.append(signer.publicKey)
+            messages.append(message)
+            signatures.append(signer.sign(message))
+        }
+        let started = ContinuousClock.now
+        var verified = 0
+        var elapsed = 0.0
+        repeat {
+            for index in 0..<count {
+                guard WireCrypto.verify(signature: signatures[index], publicKey: keys[index],
+                                        message: messages[index]) else {
+                    preconditionFailure("libsodium refused a signature it made")
+                }
+            }
+            verified += count
+            elapsed = Self.seconds(ContinuousClock.now - started)
+        } while elapsed < seconds
+        return Double(verified) / elapsed
     }
 
     static func seconds(_ duration: Duration) -> Double {
