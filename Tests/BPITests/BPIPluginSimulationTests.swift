@@ -134,6 +134,25 @@ struct BPIPluginSimulationTests {
         #expect(try net.height(0) == 1, "no empty blocks after the transaction")
     }
 
+    @Test("a prepared block and the commit it sends go to the WAL in one write; when that write fails the node sends no commit, and the others finalize without it")
+    func walRecordsInARowAreOneWrite() throws {
+        let net = try BPINetwork(validators: 4, seed: 131)
+        // A node's first kv batch at a height is the prepared block with its commit (the prepare before them is a
+        // single put, the block's own batch comes after): make it fail on node 3.
+        net.sim.host(3).failNextBatchCommit(net.plugins[3], message: "disk full")
+        #expect(net.submit(0, Self.transfer(nonce: 0)).status == 202)
+        net.sim.run(forMs: 1_000)
+        let logs = net.sim.host(3).logs.filter { $0.plugin == BPI.name }
+        #expect(logs.contains { $0.message.contains("consensus WAL write failed, not sending") && $0.message.contains("disk full") },
+                "\(logs)")
+        #expect(!logs.contains { $0.message.contains("could not store block") }, "\(logs)")
+        for node in 0..<4 { #expect(try net.height(node) == 1, "node \(node)") }
+        // Node 3 goes on: the next block has its WAL records and commit again.
+        #expect(net.submit(3, Self.transfer(nonce: 1)).status == 202)
+        net.sim.run(forMs: 1_000)
+        for node in 0..<4 { #expect(try net.height(node) == 2, "node \(node)") }
+    }
+
     @Test("the mempool's refusals reach the submitter: used nonce, bad signature, duplicate")
     func rejections() throws {
         let net = try BPINetwork(validators: 4, seed: 3)

@@ -213,18 +213,22 @@ public final class BPI: Plugin {
 
     func run(_ actions: [QBFTAction]) {
         var decided: FinalizedBlock?
-        for action in actions {
+        for (position, action) in actions.enumerated() {
             switch action {
             case .buildBlock(let height, let round):
                 guard height == core.height, let block = buildBlock() else { continue }
                 context.log.debug("proposing height \(height) round \(round): \(block.transactions.count) tx")
                 run(core.handle(.blockBuilt(block)))
-            case .persist(let record):
+            case .persist:
+                // Records in a row go to the WAL together, at the first of them: one fsync for all.
+                if position > 0, case .persist = actions[position - 1] { continue }
+                let records = actions[position...].prefix { if case .persist = $0 { true } else { false } }
+                    .compactMap { if case .persist(let record) = $0 { record } else { nil } }
                 do {
-                    try store.appendWAL(height: core.height, seq: walCount, record)
-                    walCount += 1
+                    try store.appendWAL(height: core.height, seq: walCount, records)
+                    walCount += records.count
                 } catch {
-                    // Without the WAL record the node must not send what follows; stop consensus here.
+                    // Without the WAL records the node must not send what follows; stop consensus here.
                     context.log.error("consensus WAL write failed, not sending: \(error)")
                     return
                 }

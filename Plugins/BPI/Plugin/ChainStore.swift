@@ -315,8 +315,15 @@ final class ChainStore {
         return writer.bytes
     }
 
-    func appendWAL(height: UInt64, seq: Int, _ record: QBFTRecord) throws {
-        try kv.put(Self.walKey(height, UInt32(seq)), record.encoded)
+    /// Appends `records` to the height's WAL from `seq` on, in one batch: one fsync where consensus persists
+    /// several records in a row (a prepared block, then the commit it sends).
+    func appendWAL(height: UInt64, seq: Int, _ records: [QBFTRecord]) throws {
+        if records.count == 1 { return try kv.put(Self.walKey(height, UInt32(seq)), records[0].encoded) }
+        try kv.batch { batch in
+            for (offset, record) in records.enumerated() {
+                try batch.put(Self.walKey(height, UInt32(seq + offset)), record.encoded)
+            }
+        }
     }
 
     func walRecords(height: UInt64) throws -> [QBFTRecord] {
