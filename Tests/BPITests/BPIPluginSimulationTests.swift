@@ -380,14 +380,8 @@ struct BPIPluginSimulationTests {
         truncated[BPI.name]?[diffKeys[0]]?.removeLast()
         var lost = stored
         lost[BPI.name]?[diffKeys[1]] = nil
-        var resultsLost = stored
-        var resultsKey = WireWriter()
-        resultsKey.u8(0x78)
-        resultsKey.u64(4)
-        resultsLost[BPI.name]?[resultsKey.bytes] = nil
         for (storage, expected) in [(truncated, "the state changes of block 4"),
-                                    (lost, "does not match block 5's state root"),
-                                    (resultsLost, "the results of block 4 are missing")] {
+                                    (lost, "does not match block 5's state root")] {
             #expect(throws: HostError.self) { try net.restart(3, storage: storage) }
             let logs = net.sim.host(3).logs
             #expect(logs.contains { $0.plugin == BPI.name && $0.message.contains(expected) }, "\(logs)")
@@ -443,17 +437,62 @@ struct BPIPluginSimulationTests {
         }
     }
 
+    /// The key of part `part` of the results of block `height`.
+    static func resultsKey(_ height: UInt64, part: UInt32 = 0) -> [UInt8] {
+        var key = WireWriter()
+        key.u8(0x78)
+        key.u64(height)
+        key.u32(part)
+        return key.bytes
+    }
+
+    @Test("a block whose results are lost: the node still starts, says which, and finds its transaction without a result")
+    func lostResultsStillIndexed() throws {
+        let net = try Self.counterBetweenCheckpoints(seed: 103)
+        var storage = net.sim.host(3).storedData
+        #expect(storage[BPI.name]?.removeValue(forKey: Self.resultsKey(4)) != nil)
+        try net.restart(3, storage: storage)
+        net.sim.run(forMs: 500)
+        let logs = net.sim.host(3).logs.filter { $0.plugin == BPI.name }
+        #expect(logs.contains { $0.message.contains("1 block(s) from height 4 on have no stored transaction results") },
+                "\(logs)")
+        let (status, body) = try net.json(3, "/tx/\(Hex.encode(Self.counterTransaction(block: 4).id))")
+        #expect(status == 200 && body["height"] as? Int == 4 && body["result"] == nil, "\(status) \(body)")
+        try Self.expectFinal(net, node: 3, block: 5)
+    }
+
+    @Test("with no transactions, blocks on a heartbeat still bring waiting t keys to a checkpoint, and the index height follows the tip")
+    func heartbeatBlocksCheckpointTheIndex() throws {
+        // test/op writes no state, and without modules an empty block changes none: no d values after block 1.
+        let net = try BPINetwork(validators: 4, seed: 107, heartbeatMs: 100, stateCheckpointBlocks: 3)
+        #expect(net.submit(0, Self.transfer(nonce: 0)).status == 202)
+        net.sim.run(forMs: 150)
+        let id = Self.transfer(nonce: 0).id
+        #expect(try net.json(1, "/tx/\(Hex.encode(id))").0 == 200)
+        let waiting = net.sim.host(1).storedData[BPI.name, default: [:]]
+        #expect(waiting[[0x74] + id] == nil, "waits for a checkpoint")
+        net.sim.run(forMs: 1_500)
+        let height = try net.height(1)
+        #expect(height >= 8, "empty blocks on the heartbeat: \(height)")
+        let stored = net.sim.host(1).storedData[BPI.name, default: [:]]
+        #expect(stored[[0x74] + id] != nil, "written within three blocks, though the blocks after it change nothing")
+        var indexed = WireWriter()
+        indexed.u64(UInt64(height))
+        #expect(stored[Array("indexed".utf8)] == indexed.bytes, "nothing waits, so the index is complete to the tip")
+        #expect(stored[Self.resultsKey(UInt64(height))] == [0, 0, 0, 0], "an empty block's results: one empty part")
+    }
+
     @Test("a store from before blocks kept their results in one value still answers: t keys with the result inline, no x values")
     func transactionIndexOfEarlierStores() throws {
         let net = try Self.counterBetweenCheckpoints(seed: 101)
         net.sim.crash(0)
         // Node 0's store as the earlier layout had it: every transaction's t key holds its location and result.
-        var storage = net.sim.host(0).storedData
-        var keys = storage[BPI.name, default: [:]]
+        var keys = net.sim.host(0).storedData[BPI.name, default: [:]]
         #expect(keys.removeValue(forKey: Array("indexed".utf8)) != nil)
-        for (key, value) in keys where key.first == 0x78 && key.count == 9 {
+        for (key, value) in keys where key.first == 0x78 && key.count == 13 {
             var heightReader = WireReader(Array(key.dropFirst()), context: "x key")
             let height = try heightReader.u64("height")
+            #expect(try heightReader.u32("part") == 0, "one part per block here")
             var reader = WireReader(value, context: "x value")
             let count = Int(try reader.u32("count"))
             for index in 0..<count {
@@ -465,10 +504,20 @@ struct BPIPluginSimulationTests {
             }
             keys[key] = nil
         }
-        storage[BPI.name] = keys
-        try net.restart(0, storage: storage)
-        net.sim.run(forMs: 500)
-        for block in 1...5 as ClosedRange<UInt64> { try Self.expectFinal(net, node: 0, block: block) }
+        // As the earlier version left it, and as this version finds it after running the earlier one from a store it
+        // had written through block 3 (so `indexed` says 3, and blocks 4 and 5 have no x values).
+        var indexedAtThree = WireWriter()
+        indexedAtThree.u64(3)
+        var downgraded = keys
+        downgraded[Array("indexed".utf8)] = indexedAtThree.bytes
+        for (variant, storage) in [("earlier", keys), ("downgraded", downgraded)] {
+            try net.restart(0, storage: [BPI.name: storage])
+            net.sim.run(forMs: 500)
+            for block in 1...5 as ClosedRange<UInt64> { try Self.expectFinal(net, node: 0, block: block) }
+            let warned = net.sim.host(0).logs.contains { $0.message.contains("2 block(s) from height 4 on have no stored") }
+            #expect(warned == (variant == "downgraded"), "\(variant)")
+            net.sim.crash(0)
+        }
     }
 
     @Test("a validator that signs two different prepares for one round is caught: the evidence goes into a block and the ledger state")

@@ -111,6 +111,11 @@ public final class BPI: Plugin {
         mempool = Mempool(chainID: genesis.chainID)
         let tip = try store.tipHeight()
         (state, nonces) = try store.loadState()
+        if let first = store.blocksWithoutResults.first {
+            context.log.warn("\(store.blocksWithoutResults.count) block(s) from height \(first) on have no stored "
+                + "transaction results (stored by an earlier version, or lost): their transactions are found by id, "
+                + "without results")
+        }
         if tip == 0 {
             parent = rules.genesisParent
         } else {
@@ -220,7 +225,7 @@ public final class BPI: Plugin {
                 context.log.debug("proposing height \(height) round \(round): \(block.transactions.count) tx")
                 run(core.handle(.blockBuilt(block)))
             case .persist:
-                // Records in a row go to the WAL together, at the first of them: one fsync for all.
+                // Records in a row go to the WAL together, at the first of them: one write (and fsync) for all.
                 if position > 0, case .persist = actions[position - 1] { continue }
                 let records = actions[position...].prefix { if case .persist = $0 { true } else { false } }
                     .compactMap { if case .persist(let record) = $0 { record } else { nil } }
@@ -451,9 +456,14 @@ public final class BPI: Plugin {
             replay: while blocks < Self.eventsReplyBlocksMax, height <= parent.height,
                           let finalized = try? store.block(at: height) {
                 let ids: [[UInt8]], results: [TransactionResult]
-                if let stored = (try? store.blockResults(at: height)) ?? nil {
+                let stored: [(id: [UInt8], result: TransactionResult)]?
+                do { stored = try store.blockResults(at: height) } catch {
+                    context.log.error("cannot replay the events of block \(height): \(error)")
+                    break replay
+                }
+                if let stored {
                     (ids, results) = (stored.map(\.id), stored.map(\.result))
-                } else {  // a block stored before blocks kept their results in one value
+                } else {  // a block an earlier version stored
                     ids = finalized.block.transactions.compactMap { try? Transaction.decode($0).id }
                     results = ids.map { id in
                         ((try? store.finalTransaction(id)) ?? nil)?.result

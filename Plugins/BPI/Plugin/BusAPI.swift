@@ -58,7 +58,12 @@ extension BPI {
 
     /// Where transaction `id` is: final (with its result), waiting in this node's mempool, or unknown.
     func transactionStatus(_ id: [UInt8]) -> TxStatus {
-        if let final = (try? store.finalTransaction(id)) ?? nil {
+        let final: ChainStore.FinalTransaction?
+        do { final = try store.finalTransaction(id) } catch {
+            context.log.error("cannot read transaction \(Hex.encode(id)): \(error)")
+            final = nil
+        }
+        if let final {
             return .final(height: final.height, index: UInt32(final.index), status: final.result?.status ?? 0,
                           reason: final.result?.reason ?? "")
         }

@@ -8,8 +8,9 @@ import MetanodeWire
 ///     h <hash>            height of the block with that hash
 ///     t <txid>            u64 height, u32 index of a finalized transaction: written at state checkpoints for the
 ///                         blocks since the last one. Stores from before that also hold its result after these
-///     x <height>          the block's transaction results: u32 n | n × ([32] id | bytes32 result (TransactionResult
-///                         encoding)), in block order
+///     x <height> <u32 part> the block's transaction ids and results in block order, in parts of at most 8 MiB (a
+///                         value may hold 16 MiB): u32 n | n × ([32] id | bytes32 result (TransactionResult
+///                         encoding)); a block without transactions has one part with n = 0
 ///     indexed             u64 height: t keys are written for every block up to it (absent: for every block, as
 ///                         stores from before checkpointed t keys were)
 ///     n <sender>          the sender's next nonce (u64), as of the last state checkpoint
@@ -28,16 +29,18 @@ import MetanodeWire
 /// values applied over them in height order; reads of committed state see the changes since the checkpoint first.
 ///
 /// The transaction index went the same way. A t key per transaction, each in a random place in the key space, was
-/// most of what a block inserted into RocksDB. Now a block stores its ids and results as one x value, and its t keys
-/// wait in memory for the next checkpoint, where they go into RocksDB as one sorted run of thousands (inserting them
-/// took a third of the time). At start the t keys of the blocks since then are read back from their x values.
+/// most of what a block inserted into RocksDB. Now a block stores its ids and results as one x value (more parts for a
+/// block whose results pass 8 MiB), and its t keys wait in memory for the next checkpoint, where they go into RocksDB
+/// as one sorted run of thousands (inserting them took a third of the time). At start the t keys of the blocks since
+/// then are read back from their x values.
 final class ChainStore {
     let kv: KeyValueStore
     /// Blocks between state checkpoints (1: every block writes its changes to n and s, as before checkpoints).
     let checkpointBlocks: Int
-    /// A checkpoint comes sooner once this many changed keys and d values wait, or this many bytes of d values: its
-    /// kv batch must stay well inside MN_KV_BATCH_OPS_MAX (100,000) and MN_KV_BATCH_BYTES_MAX (64 MiB) with the
-    /// block's own keys, or the block could never be stored. These also bound the memory below.
+    /// A checkpoint comes sooner once this many changed keys, d values and waiting t keys wait, or this many bytes of
+    /// d values, so that what waits takes at most a fifth of MN_KV_BATCH_OPS_MAX (100,000) and well under
+    /// MN_KV_BATCH_BYTES_MAX (64 MiB) in a checkpoint's batch; the rest is the block's own keys (a t key, a nonce and
+    /// a few state writes per transaction). These also bound the memory below.
     static let unsavedEntriesMax = 20_000
     static let unsavedBytesMax = 24 << 20
 
@@ -89,6 +92,7 @@ final class ChainStore {
 
     /// Where finalized transaction `id` is, and its result.
     func finalTransaction(_ id: [UInt8]) throws -> FinalTransaction? {
+        var stored: [UInt8]?  // the t value, once read
         let height: UInt64, index: Int
         if let unsaved = unsavedTransactions[BytesKey(id)] {
             (height, index) = (unsaved.height, Int(unsaved.index))
@@ -97,17 +101,17 @@ final class ChainStore {
             var reader = WireReader(bytes, context: "kv transaction index")
             height = try reader.u64("height")
             index = Int(try reader.u32("index"))
-            if bytes.count > Self.locationBytes {
-                return FinalTransaction(height: height, index: index,
-                                        result: try TransactionResult.decode(Array(bytes[Self.locationBytes...])))
-            }
+            stored = bytes
         }
-        if let results = try blockResults(at: height) {
-            guard index < results.count, results[index].id == id else {
-                throw WireError(.invalidValue, "the results of block \(height) have no transaction \(index) with id "
-                    + Hex.encode(id))
-            }
-            return FinalTransaction(height: height, index: index, result: results[index].result)
+        if let parts = try resultParts(at: height) {
+            let result = try Self.result(in: parts, index: index, id: id, height: height)
+            return FinalTransaction(height: height, index: index, result: try TransactionResult.decode(result))
+        }
+        // A block an earlier version stored: the result after the location in its t key, or in r <txid>.
+        if stored == nil { stored = try kv.get([0x74] + id) }
+        if let stored, stored.count > Self.locationBytes {
+            return FinalTransaction(height: height, index: index,
+                                    result: try TransactionResult.decode(Array(stored[Self.locationBytes...])))
         }
         let result = try kv.get([0x72] + id).map { bytes throws in try TransactionResult.decode(bytes) }
         return FinalTransaction(height: height, index: index, result: result)
@@ -116,28 +120,57 @@ final class ChainStore {
     /// A transaction key's value before its result: u64 height, u32 index.
     static let locationBytes = 12
 
-    /// The ids and results of the block at `height`, in block order (nil: none stored, for a block stored before
-    /// blocks kept their results in one value).
+    /// The ids and results of the block at `height`, in block order (nil: none stored, for a block an earlier version
+    /// stored).
     func blockResults(at height: UInt64) throws -> [(id: [UInt8], result: TransactionResult)]? {
-        guard let bytes = try kv.get(Self.key(0x78, height)) else { return nil }
-        return try Self.decodeResults(bytes, height: height).map { entry throws in
-            (entry.id, try TransactionResult.decode(entry.result))
+        try resultParts(at: height).map { parts throws in
+            try parts.flatMap { part throws in try Self.decodeResults(part, height: height) }.map { entry throws in
+                (entry.id, try TransactionResult.decode(entry.result))
+            }
         }
     }
 
-    /// An x value: u32 n | n × ([32] id | bytes32 result).
-    static func encodeResults(ids: [[UInt8]], results: [[UInt8]]) -> [UInt8] {
-        var writer = WireWriter(capacity: 4 + results.reduce(0) { $0 + 36 + $1.count })
-        writer.u32(UInt32(ids.count))
-        for (id, result) in zip(ids, results) {
-            writer.fixed(id, count: 32)
-            writer.bytes32(result)
-        }
+    /// The x values of the block at `height`, in order (nil: none).
+    private func resultParts(at height: UInt64) throws -> [[UInt8]]? {
+        let parts = try kv.scan(prefix: Self.key(0x78, height)).map(\.value)
+        return parts.isEmpty ? nil : parts
+    }
+
+    static func resultsKey(_ height: UInt64, part: UInt32) -> [UInt8] {
+        var writer = WireWriter(capacity: 13)
+        writer.u8(0x78)
+        writer.u64(height)
+        writer.u32(part)
         return writer.bytes
     }
 
-    static func decodeResults(_ bytes: [UInt8], height: UInt64) throws(WireError) -> [(id: [UInt8], result: [UInt8])] {
-        var reader = WireReader(bytes, context: "the results of block \(height)")
+    /// A block's x values: entries in order, a part closed before it would pass `partBytesMax` (a part holds at least
+    /// one entry; a result is at most about 0.5 MiB). At least one part, empty for a block without transactions.
+    static func encodeResults(ids: [[UInt8]], results: [[UInt8]], partBytesMax: Int = resultsPartBytesMax)
+        -> [[UInt8]] {
+        precondition(ids.count == results.count, "a result for each id")
+        var parts: [[UInt8]] = []
+        var start = 0
+        repeat {
+            var end = start, bytes = 4
+            while end < ids.count, end == start || bytes + 36 + results[end].count <= partBytesMax {
+                bytes += 36 + results[end].count
+                end += 1
+            }
+            var writer = WireWriter(capacity: bytes)
+            writer.u32(UInt32(end - start))
+            for index in start..<end {
+                writer.fixed(ids[index], count: 32)
+                writer.bytes32(results[index])
+            }
+            parts.append(writer.bytes)
+            start = end
+        } while start < ids.count
+        return parts
+    }
+
+    static func decodeResults(_ part: [UInt8], height: UInt64) throws(WireError) -> [(id: [UInt8], result: [UInt8])] {
+        var reader = WireReader(part, context: "the results of block \(height)")
         let count = try reader.count32("count", max: Self.resultsPerBlockMax, itemBytesMin: 36)
         var entries: [(id: [UInt8], result: [UInt8])] = []
         entries.reserveCapacity(count)
@@ -148,10 +181,34 @@ final class ChainStore {
         return entries
     }
 
+    /// The result of transaction `index` of a block from its x values, read past the others without decoding them;
+    /// the id there must be `id`.
+    static func result(in parts: [[UInt8]], index: Int, id: [UInt8], height: UInt64) throws(WireError) -> [UInt8] {
+        var remaining = index
+        for part in parts {
+            var reader = WireReader(part, context: "the results of block \(height)")
+            let count = try reader.count32("count", max: Self.resultsPerBlockMax, itemBytesMin: 36)
+            guard remaining < count else {
+                remaining -= count
+                continue
+            }
+            for _ in 0..<remaining {
+                _ = try reader.fixed(32, "id")
+                _ = try reader.bytes32("result", max: Self.resultBytesMax)
+            }
+            guard try reader.fixed(32, "id") == id else { break }
+            return try reader.bytes32("result", max: Self.resultBytesMax)
+        }
+        throw WireError(.invalidValue, "the results of block \(height) have no transaction \(index) with id "
+            + Hex.encode(id))
+    }
+
     /// Bounds for decoding an x value: more transactions than any block can carry, and a result's reason and events
     /// at ledger.h's limits.
     static let resultsPerBlockMax = 1 << 20
     static let resultBytesMax = 1 << 20
+    /// An x value's size, at most: half the kv store's 16 MiB per value.
+    static let resultsPartBytesMax = 8 << 20
 
     func nextNonceIfStored(_ sender: [UInt8]) throws -> UInt64? {
         if let unsaved = unsavedNonces[BytesKey(sender)] { return unsaved }
@@ -192,10 +249,13 @@ final class ChainStore {
         return (state, nonces)
     }
 
-    /// The t keys still to write: those of the blocks after `indexed`, from their x values.
+    /// The t keys still to write: those of the blocks after `indexed`, from their x values. A block without them (an
+    /// earlier version stored it, or they are lost) gives its ids from its transactions, and its height is kept in
+    /// `blocksWithoutResults` for BPI to report.
     private func loadTransactionIndex() throws {
         let tip = try tipHeight()
         unsavedTransactions = [:]
+        blocksWithoutResults = []
         indexedThrough = tip
         if let bytes = try kv.get("indexed") {
             var reader = WireReader(bytes, context: "kv indexed")
@@ -204,14 +264,23 @@ final class ChainStore {
         }
         guard indexedThrough < tip else { return }
         for height in (indexedThrough + 1)...tip {
-            guard let bytes = try kv.get(Self.key(0x78, height)) else {
-                throw WireError(.truncated, "the results of block \(height) are missing")
+            let ids: [[UInt8]]
+            if let parts = try resultParts(at: height) {
+                ids = try parts.flatMap { part throws in try Self.decodeResults(part, height: height).map(\.id) }
+            } else {
+                guard let finalized = try block(at: height) else {
+                    throw WireError(.truncated, "block \(height) is missing below the tip at \(tip)")
+                }
+                ids = finalized.block.transactions.compactMap { Transaction.id(ofEncoded: $0) }
+                blocksWithoutResults.append(height)
             }
-            for (index, entry) in try Self.decodeResults(bytes, height: height).enumerated() {
-                unsavedTransactions[BytesKey(entry.id)] = (height, UInt32(index))
-            }
+            for (index, id) in ids.enumerated() { unsavedTransactions[BytesKey(id)] = (height, UInt32(index)) }
         }
     }
+
+    /// Blocks after the last written t keys that had no x values at start: their transactions are found, without
+    /// results unless an earlier version stored them.
+    private(set) var blocksWithoutResults: [UInt64] = []
 
     /// A module's committed state value by full key: a change since the last checkpoint, else the s key.
     func moduleState(_ key: [UInt8]) throws -> [UInt8]? {
@@ -243,14 +312,22 @@ final class ChainStore {
         let entries = unsavedWrites.count + unsavedNonces.count + unsavedHeights.count + unsavedTransactions.count
             + diff.writes.count + diff.nextNonces.count + ids.count + 1
         // A block too large for one d value is a checkpoint too.
+        // Waiting t keys bring a checkpoint after `checkpointBlocks` blocks even when the blocks since change no
+        // state (empty blocks on a heartbeat), so a start never reads back more than that many blocks' x values.
+        let waitingSince = unsavedTransactions.isEmpty ? nil : indexedThrough
         let checkpoint = unsavedHeights.count + 1 >= checkpointBlocks || entries >= Self.unsavedEntriesMax
             || unsavedBytes + diffBytes >= Self.unsavedBytesMax || diffBytes > Self.diffBytesMax
+            || waitingSince.map { height - $0 >= UInt64(checkpointBlocks) } ?? false
+        // With no t key waiting, none to write: the index is complete through this block.
+        let indexedAfter = checkpoint || (unsavedTransactions.isEmpty && ids.isEmpty) ? height : indexedThrough
         try kv.batch { batch in
             try batch.put(Self.key(0x62, height), finalized.encoded)
             var heightBytes = WireWriter(capacity: 8)
             heightBytes.u64(height)
             try batch.put([0x68] + finalized.block.hash, heightBytes.bytes)
-            try batch.put(Self.key(0x78, height), Self.encodeResults(ids: ids, results: effects.encodedResults))
+            for (part, value) in Self.encodeResults(ids: ids, results: effects.encodedResults).enumerated() {
+                try batch.put(Self.resultsKey(height, part: UInt32(part)), value)
+            }
             if let changed = effects.writes[BytesKey(ValidatorSetChange.stateKey)], let encoded = changed {
                 try batch.put(Self.key(0x76, height + 1), encoded)
             }
@@ -279,7 +356,7 @@ final class ChainStore {
                 try batch.put(Self.key(0x64, height), diff.encoded)
             }
             var indexed = WireWriter(capacity: 8)
-            indexed.u64(checkpoint ? height : indexedThrough)
+            indexed.u64(indexedAfter)
             try batch.put("indexed", indexed.bytes)
             try batch.put("tip", heightBytes.bytes)
             for seq in 0..<walCount { try batch.delete(Self.walKey(height, UInt32(seq))) }
@@ -290,11 +367,11 @@ final class ChainStore {
             unsavedHeights.removeAll(keepingCapacity: true)
             unsavedBytes = 0
             unsavedTransactions.removeAll(keepingCapacity: true)
-            indexedThrough = height
         } else {
             if !diff.isEmpty { remember(diff, height: height, bytes: diffBytes) }
             for (position, id) in ids.enumerated() { unsavedTransactions[BytesKey(id)] = (height, UInt32(position)) }
         }
+        indexedThrough = indexedAfter
     }
 
     /// A d value at most this size: well under the kv store's 16 MiB per value.
@@ -315,7 +392,8 @@ final class ChainStore {
         return writer.bytes
     }
 
-    /// Appends `records` to the height's WAL from `seq` on, in one batch: one fsync where consensus persists
+    /// Appends `records` to the height's WAL from `seq` on, in one write (one fsync with `storage.syncWrites`, as
+    /// `chain genesis` sets for validators) where consensus persists
     /// several records in a row (a prepared block, then the commit it sends).
     func appendWAL(height: UInt64, seq: Int, _ records: [QBFTRecord]) throws {
         if records.count == 1 { return try kv.put(Self.walKey(height, UInt32(seq)), records[0].encoded) }
