@@ -164,3 +164,58 @@ struct BlockRulesTests {
         #expect(!other.dependsOnClock)
     }
 }
+
+/// A block's results bounded so that a validator can always store the block.
+@Suite("Block results bound")
+struct BlockResultsBoundTests {
+    /// Each transaction's result carries an event whose data is its payload's first byte times 100 bytes: results
+    /// of a known size, as a module that emits large events would make.
+    static func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+        -> Result<Execution, BlockProblem> {
+        .success(Execution(results: transactions.map { transaction in
+            TransactionResult(status: 0, reason: "", events: [.init(
+                type: "big", data: [UInt8](repeating: 7, count: Int(transaction.payload[0]) * 100))])
+        }, writes: [:]))
+    }
+
+    static func transactions(_ sizes: [UInt8]) throws -> (transactions: [Transaction], encoded: [[UInt8]]) {
+        let transactions = try sizes.enumerated().map { nonce, size in
+            try Transaction.signed(chainID: "dev", signer: BlockRulesTests.alice, nonce: UInt64(nonce), fee: 10,
+                                   kind: "test/op", payload: [size])
+        }
+        return (transactions, transactions.map(\.encoded))
+    }
+
+    @Test("a proposer keeps the transactions whose results fit, in order; a validator refuses a block whose results pass the bound, and accepts it under a larger one")
+    func resultsPastTheBound() throws {
+        let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
+        let genesis = Genesis(chainID: "dev", genesisTimeMs: 1_000, validators: validators)
+        // Each result is its event's data plus 4 + 2 + 2 + 2 + 3 ("big") + 4 = 17 bytes of framing.
+        let bounded = BlockRules(genesis: genesis, resultsBytesMax: 1_000 + 17 + 2_000 + 17 + 100)
+        let unbounded = BlockRules(genesis: genesis)
+        let (transactions, encoded) = try Self.transactions([10, 20, 30, 1])
+        func build(_ rules: BlockRules) throws -> (block: Block, effects: BlockRules.Effects) {
+            try #require(rules.buildWithEffects(
+                parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+                proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
+                execute: Self.execute))
+        }
+        func check(_ rules: BlockRules, _ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
+            rules.check(block, parent: rules.genesisParent, nowMs: 2_000, state: StateTree(), validators: validators,
+                        nextNonce: { _ in 0 }, execute: Self.execute)
+        }
+        let kept = try build(bounded)
+        #expect(kept.block.transactions == Array(encoded.prefix(2)), "the third would pass the bound, so it and the fourth wait")
+        #expect(kept.effects.encodedResults.map(\.count) == [1_017, 2_017])
+        #expect(throws: Never.self) { try check(bounded, kept.block).get() }
+
+        let full = try build(unbounded)
+        #expect(full.block.transactions == encoded)
+        guard case .failure(let problem) = check(bounded, full.block) else {
+            Issue.record("a block past the bound was accepted")
+            return
+        }
+        #expect("\(problem)" == "its transactions' results take 6168 bytes; at most 3134")
+        #expect(throws: Never.self) { try check(unbounded, full.block).get() }
+    }
+}

@@ -7,7 +7,30 @@ public struct BlockRules: Sendable {
     /// How far ahead of a validator's clock a proposer's timestamp may be.
     public static let clockDriftMaxMs: UInt64 = 2_000
 
-    public init(genesis: Genesis) { self.genesis = genesis }
+    /// The most a block's encoded transaction results may add up to. Modules decide a result's size (up to 64 events
+    /// of 4 KiB each, and the fee's), so without a bound one block's results could outgrow the kv batch a validator
+    /// stores the block in (64 MiB, with the block of at most 3 MiB, its state changes and a checkpoint), and no
+    /// validator could ever store it. A proposer keeps the transactions whose results fit; a validator refuses a
+    /// block past it.
+    public var resultsBytesMax: Int
+
+    public static let defaultResultsBytesMax = 16 << 20
+
+    public init(genesis: Genesis, resultsBytesMax: Int = Self.defaultResultsBytesMax) {
+        precondition(resultsBytesMax > 0, "resultsBytesMax must be positive")
+        self.genesis = genesis
+        self.resultsBytesMax = resultsBytesMax
+    }
+
+    /// How many of `encodedResults`, from the first, fit in `resultsBytesMax` together.
+    func resultsFitting(_ encodedResults: [[UInt8]]) -> Int {
+        var bytes = 0
+        for (index, result) in encodedResults.enumerated() {
+            bytes += result.count
+            if bytes > resultsBytesMax { return index }
+        }
+        return encodedResults.count
+    }
 
     /// The plugin name consensus signatures are scoped to.
     public static let plugin = "bpi"
@@ -93,8 +116,16 @@ public struct BlockRules: Sendable {
         guard case .success(var execution) = execute(context, transactions, ids) else { return nil }
         let evidence = Array(evidence.prefix(Evidence.perBlockMax))
         for piece in evidence { execution.writes[BytesKey(piece.stateKey)] = .some(piece.hash) }
-        var after = Self.applying(nextNonces, execution.writes, to: state)
         let encodedResults = execution.results.map(\.encoded)
+        // Results past the bound: the block takes the transactions before them. Executed again, those give the same
+        // results (each depends only on the state the ones before it left).
+        let fitting = resultsFitting(encodedResults)
+        if fitting < transactions.count {
+            return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(fitting)),
+                                    encoded: Array(encoded.prefix(fitting)), proposer: proposer, nowMs: nowMs,
+                                    state: state, validators: validators, evidence: evidence, execute: execute)
+        }
+        var after = Self.applying(nextNonces, execution.writes, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
@@ -194,6 +225,10 @@ public struct BlockRules: Sendable {
             execution.writes[BytesKey(key)] = .some(piece.hash)
         }
         let encodedResults = execution.results.map(\.encoded)
+        guard resultsFitting(encodedResults) == encodedResults.count else {
+            let bytes = encodedResults.reduce(0) { $0 + $1.count }
+            return .failure("its transactions' results take \(bytes) bytes; at most \(resultsBytesMax)")
+        }
         guard header.resultsRoot == TransactionResult.resultsRoot(encoded: encodedResults) else {
             return .failure("results root")
         }
