@@ -26,6 +26,8 @@ let package = Package(
         .library(name: "MetanodeKernel", targets: ["MetanodeKernel"]),
         .library(name: "MetanodeNet", targets: ["MetanodeNet"]),
         .library(name: "MetanodeNode", targets: ["MetanodeNode"]),
+        // BPI's pure core, for Benchmarks/ (LedgerBenchmarks).
+        .library(name: "BPICore", targets: ["BPICore"]),
         // Bundled Swift plugin: the SDK's hello-swift example, built here so `make run` ships it.
         .library(name: "HelloSwift", type: .dynamic, targets: ["HelloSwift"]),
         // First-party plugins, bundled by `make bundle`.
@@ -41,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(
             url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0",
             traits: ["FullFoundation"]),
@@ -160,7 +163,11 @@ let package = Package(
         // MARK: First-party plugins
         // BPI's pure parts: blocks, validator sets, QBFT as a state machine. No I/O; the plugin wires it to a host.
         .target(
-            name: "BPICore", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            name: "BPICore",
+            dependencies: [
+                .product(name: "MetanodeWire", package: "plugin-sdk"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             path: "Plugins/BPI/Core", swiftSettings: strict),
         .target(
             name: "BPIPlugin",

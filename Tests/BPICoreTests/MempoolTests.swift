@@ -1,4 +1,5 @@
 import BPICore
+import MetanodePluginTesting
 import MetanodeWire
 import Testing
 
@@ -133,6 +134,64 @@ struct ProofOfHistoryTests {
                             "seed of \(seedBytes) bytes, \(entries.count) entries, \(ticks) ticks")
                 }
             }
+        }
+    }
+}
+
+/// Block selection against the plain algorithm it replaced: scan every sender's next transaction for the best, take
+/// it, put the sender's following one in.
+@Suite("Mempool selection")
+struct MempoolSelectionTests {
+    static func reference(_ pool: Mempool, senders: [Ed25519Signer], nextNonce: [BytesKey: UInt64], countMax: Int,
+                          bytesMax: Int) -> [[UInt8]] {
+        func lowerPriority(_ a: Mempool.Entry, _ b: Mempool.Entry) -> Bool {
+            a.transaction.fee != b.transaction.fee ? a.transaction.fee < b.transaction.fee
+                : b.id.lexicographicallyPrecedes(a.id)
+        }
+        var pending: [BytesKey: [UInt64: Mempool.Entry]] = [:]
+        for signer in senders {
+            for entry in pool.pending(sender: signer.publicKey) {
+                pending[BytesKey(signer.publicKey), default: [:]][entry.transaction.nonce] = entry
+            }
+        }
+        var heads = pending.compactMap { sender, entries in entries[nextNonce[sender] ?? 0] }
+        var selected: [[UInt8]] = []
+        var size = 0
+        while selected.count < countMax, let best = heads.indices.max(by: { lowerPriority(heads[$0], heads[$1]) }) {
+            let entry = heads.remove(at: best)
+            guard size + entry.encoded.count <= bytesMax else { continue }
+            selected.append(entry.encoded)
+            size += entry.encoded.count
+            if let next = pending[BytesKey(entry.transaction.sender)]?[entry.transaction.nonce + 1] { heads.append(next) }
+        }
+        return selected
+    }
+
+    @Test("the heap picks what the scan picked, in the same order: equal fees, gaps in nonces, senders ahead of their next nonce, byte and count limits", arguments: 0..<12)
+    func sameAsTheScan(seed: UInt64) throws {
+        var random = SimulationRandom(seed: 9_000 + seed)
+        let senders = (0..<40).map { Ed25519Signer(seed: WireCrypto.domainHash("selection sender", [UInt8($0)])) }
+        var pool = Mempool(chainID: "dev")
+        var nextNonce: [BytesKey: UInt64] = [:]
+        for signer in senders {
+            let next = random.below(3)
+            nextNonce[BytesKey(signer.publicKey)] = next
+            for nonce in next..<(next + random.below(6)) where !random.chance(perMille: 150) {  // some gaps
+                let fee = 10 + random.below(4)  // few fees, so most ties go by id
+                let payload = [UInt8](repeating: 1, count: 1 + Int(random.below(200)))
+                let encoded = MempoolTests.tx(signer, nonce: nonce, fee: fee, payload: payload)
+                guard case .success = pool.add(encoded, nextNonce: next) else {
+                    Issue.record("admission refused a valid transaction")
+                    return
+                }
+            }
+        }
+        for (countMax, bytesMax) in [(1_000, 1 << 20), (25, 1 << 20), (1_000, 6_000), (7, 2_500)] {
+            let chosen = pool.select(countMax: countMax, bytesMax: bytesMax) { nextNonce[$0] ?? 0 }.map(\.encoded)
+            let expected = Self.reference(pool, senders: senders, nextNonce: nextNonce, countMax: countMax,
+                                          bytesMax: bytesMax)
+            #expect(chosen == expected, "seed \(seed), \(countMax) transactions, \(bytesMax) bytes")
+            #expect(!chosen.isEmpty)
         }
     }
 }

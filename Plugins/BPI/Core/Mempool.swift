@@ -1,3 +1,4 @@
+import HeapModule
 import MetanodeWire
 
 /// Why the mempool refused a transaction. The description is what the submitter sees.
@@ -182,30 +183,37 @@ public struct Mempool: Sendable {
     }
 
     /// Up to `countMax` transactions and `bytesMax` bytes for a block: highest fee first, each sender's in nonce
-    /// order from its next nonce with no gaps. Deterministic for a given pool and nonces.
+    /// order from its next nonce with no gaps. Deterministic for a given pool and nonces: the order is total (ties on
+    /// fee go by id, and ids are unique here).
+    ///
+    /// The candidates are each sender's next transaction, in a heap: taking one puts that sender's following one in.
+    /// A block of k from a pool of n senders costs k log n, where taking the best by a scan of the candidates cost k n
+    /// (a pool of 50,000 one-transaction senders and a block of 5,000 made 250 million comparisons).
     public func select(countMax: Int, bytesMax: Int, nextNonce: (BytesKey) -> UInt64) -> [Entry] {
-        var heads: [Entry] = []
-        var cursor: [BytesKey: UInt64] = [:]
+        var heads: [Candidate] = []
         for (sender, entries) in bySender {
-            let next = nextNonce(sender)
-            if let head = entries[next] {
-                heads.append(head)
-                cursor[sender] = next
-            }
+            if let head = entries[nextNonce(sender)] { heads.append(Candidate(entry: head)) }
         }
+        var candidates = Heap(heads)
         var selected: [Entry] = []
         var size = 0
-        while selected.count < countMax, let best = heads.indices.max(by: { Self.lowerPriority(heads[$0], heads[$1]) }) {
-            let entry = heads.remove(at: best)
+        while selected.count < countMax, let best = candidates.popMax() {
+            let entry = best.entry
             guard size + entry.encoded.count <= bytesMax else { continue }
             selected.append(entry)
             size += entry.encoded.count
-            let sender = entry.senderKey
-            let following = cursor[sender]! + 1
-            cursor[sender] = following
-            if let next = bySender[sender]?[following] { heads.append(next) }
+            if let next = bySender[entry.senderKey]?[entry.transaction.nonce + 1] {
+                candidates.insert(Candidate(entry: next))
+            }
         }
         return selected
+    }
+
+    /// An entry ordered by block priority, for `select`'s heap.
+    private struct Candidate: Comparable {
+        let entry: Entry
+        static func < (a: Candidate, b: Candidate) -> Bool { Mempool.lowerPriority(a.entry, b.entry) }
+        static func == (a: Candidate, b: Candidate) -> Bool { a.entry === b.entry }
     }
 
     /// Drops what a finalized block made stale: every transaction whose nonce is below its sender's new next nonce.
