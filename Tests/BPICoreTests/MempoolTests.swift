@@ -195,3 +195,83 @@ struct MempoolSelectionTests {
         }
     }
 }
+
+/// Eviction from a full pool against a model that finds the cheapest sender's last transaction by a scan, as the
+/// pool did before it kept them in a heap.
+@Suite("Mempool eviction")
+struct MempoolEvictionTests {
+    /// The pool's rule: a new transaction evicts the lowest-priority last transaction of another sender while that
+    /// pays less than it, or is refused as full.
+    struct Model {
+        var pending: [[UInt8]: [UInt64: (fee: UInt64, id: [UInt8])]] = [:]
+        let capacity: Int
+        var count: Int { pending.values.reduce(0) { $0 + $1.count } }
+
+        /// Ids evicted, or nil if refused as full.
+        mutating func add(sender: [UInt8], nonce: UInt64, fee: UInt64, id: [UInt8]) -> [[UInt8]]? {
+            var removed: [[UInt8]] = []
+            var saved = self
+            while count + 1 > capacity {
+                var cheapest: (sender: [UInt8], nonce: UInt64, fee: UInt64, id: [UInt8])?
+                for (owner, entries) in pending where owner != sender {
+                    guard let last = entries.keys.max(), let entry = entries[last] else { continue }
+                    if let best = cheapest,
+                       !(entry.fee != best.fee ? entry.fee < best.fee : best.id.lexicographicallyPrecedes(entry.id)) {
+                        continue
+                    }
+                    cheapest = (owner, last, entry.fee, entry.id)
+                }
+                guard let victim = cheapest, victim.fee < fee else {
+                    self = saved
+                    return nil
+                }
+                pending[victim.sender]?[victim.nonce] = nil
+                if pending[victim.sender]?.isEmpty == true { pending[victim.sender] = nil }
+                removed.append(victim.id)
+            }
+            saved = self
+            pending[sender, default: [:]][nonce] = (fee, id)
+            return removed
+        }
+
+        mutating func prune(sender: [UInt8], below next: UInt64) {
+            pending[sender] = pending[sender]?.filter { $0.key >= next }
+            if pending[sender]?.isEmpty == true { pending[sender] = nil }
+        }
+    }
+
+    @Test("admissions into a full pool evict what the scan would, in the same order, and refuse what it would; pruning in between", arguments: 0..<8)
+    func sameAsTheScan(seed: UInt64) throws {
+        var random = SimulationRandom(seed: 7_100 + seed)
+        let senders = (0..<10).map { Ed25519Signer(seed: WireCrypto.domainHash("eviction sender", [UInt8($0)])) }
+        let capacity = 24
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(transactionsMax: capacity, nonceGapMax: 1_000))
+        var model = Model(capacity: capacity)
+        var nextNonce = [UInt64](repeating: 0, count: senders.count)  // the ledger's
+        var nextToSend = [UInt64](repeating: 0, count: senders.count)
+        for step in 0..<300 {
+            let index = Int(random.below(UInt64(senders.count)))
+            let signer = senders[index]
+            if random.chance(perMille: 80) {
+                // A block took this sender's first few.
+                nextNonce[index] = min(nextToSend[index], nextNonce[index] + random.below(4))
+                pool.prune(senders: [BytesKey(signer.publicKey)]) { _ in nextNonce[index] }
+                model.prune(sender: signer.publicKey, below: nextNonce[index])
+                continue
+            }
+            let nonce = max(nextToSend[index], nextNonce[index])
+            let fee = 1 + random.below(6)
+            let encoded = MempoolTests.tx(signer, nonce: nonce, fee: fee, payload: [UInt8(truncatingIfNeeded: step)])
+            let id = try #require(Transaction.id(ofEncoded: encoded))
+            let expected = model.add(sender: signer.publicKey, nonce: nonce, fee: fee, id: id)
+            switch pool.add(encoded, nextNonce: nextNonce[index]) {
+            case .success(let (_, removed)):
+                #expect(removed == expected, "seed \(seed) step \(step)")
+                nextToSend[index] = nonce + 1
+            case .failure(let rejection):
+                #expect(rejection == .full && expected == nil, "seed \(seed) step \(step): \(rejection)")
+            }
+            #expect(pool.count == model.count, "seed \(seed) step \(step)")
+        }
+    }
+}

@@ -13,8 +13,9 @@ struct PoolFixture: @unchecked Sendable {
     /// By sender, by nonce: what the scan walks.
     let pending: [BytesKey: [UInt64: Mempool.Entry]]
 
-    init(senders: Int, perSender: Int) {
-        var pool = Mempool(chainID: "bench", limits: MempoolLimits(transactionsMax: senders * perSender + 1))
+    init(senders: Int, perSender: Int, transactionsMax: Int? = nil) {
+        var pool = Mempool(chainID: "bench",
+                           limits: MempoolLimits(transactionsMax: transactionsMax ?? senders * perSender + 1))
         var pending: [BytesKey: [UInt64: Mempool.Entry]] = [:]
         for index in 0..<senders {
             let signer = Ed25519Signer(seed: WireCrypto.domainHash("pool sender", [UInt8(truncatingIfNeeded: index),
@@ -49,6 +50,22 @@ struct PoolFixture: @unchecked Sendable {
     }
 }
 
+extension PoolFixture {
+    /// The eviction candidate as the pool found it before it kept a heap: every sender's last transaction, scanned.
+    func cheapestLastByScan() -> Mempool.Entry? {
+        var cheapest: Mempool.Entry?
+        for entries in pending.values {
+            guard let last = entries.values.max(by: { $0.transaction.nonce < $1.transaction.nonce }) else { continue }
+            if let best = cheapest, !(last.transaction.fee != best.transaction.fee
+                ? last.transaction.fee < best.transaction.fee : best.id.lexicographicallyPrecedes(last.id)) {
+                continue
+            }
+            cheapest = last
+        }
+        return cheapest
+    }
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .cpuTotal], timeUnits: .microseconds, warmupIterations: 1,
@@ -74,5 +91,38 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.stopMeasurement()
             precondition(chosen == 5_000)
         }
+    }
+
+    // A full pool of 50,000 one-transaction senders offered a transaction that pays less than all of them: refused
+    // (so the pool stays full for the next sample). The pool's admission, signature check included, against the
+    // scan for the eviction candidate alone that each such offer used to make.
+    /// The pool held in place, so an offer's changes to it (the candidates it looks past) are not a copy of it.
+    final class PoolBox: @unchecked Sendable {
+        var pool: Mempool
+        init(_ pool: Mempool) { self.pool = pool }
+    }
+    nonisolated(unsafe) var full: PoolFixture?
+    nonisolated(unsafe) var box: PoolBox?
+    let cheap = try! Transaction.signed(chainID: "bench", signer: Ed25519Signer(seed: WireCrypto.domainHash("cheap", [])),
+                                        nonce: 0, fee: 5, kind: "test/op", payload: [1]).encoded
+    Benchmark("mempool full of 50000 senders: offer that is refused, heap") { benchmark in
+        if full == nil { full = PoolFixture(senders: 50_000, perSender: 1, transactionsMax: 50_000) }
+        if box == nil {
+            box = PoolBox(full!.pool)
+            _ = box!.pool.add(cheap, nextNonce: 0)  // its first offer makes the pool's tables its own
+        }
+        let pool = box!
+        benchmark.startMeasurement()
+        let result = pool.pool.add(cheap, nextNonce: 0)
+        benchmark.stopMeasurement()
+        guard case .failure(.full) = result else { preconditionFailure("the full pool took it: \(result)") }
+    }
+    Benchmark("mempool full of 50000 senders: eviction candidate by scan (before)") { benchmark in
+        if full == nil { full = PoolFixture(senders: 50_000, perSender: 1, transactionsMax: 50_000) }
+        let fixture = full!
+        benchmark.startMeasurement()
+        let cheapest = fixture.cheapestLastByScan()
+        benchmark.stopMeasurement()
+        precondition(cheapest != nil)
     }
 }

@@ -93,6 +93,19 @@ public struct Mempool: Sendable {
     public private(set) var bytes = 0
     private var bySender: [BytesKey: [UInt64: Entry]] = [:]
     private var byID: [BytesKey: Entry] = [:]
+    /// Each sender's highest nonce waiting here.
+    private var lastNonce: [BytesKey: UInt64] = [:]
+    /// The candidates for eviction, lowest priority first: every sender's last transaction goes in when it becomes
+    /// the last. One that is no longer its sender's last, or gone, is dropped when it reaches the top, and the heap is
+    /// rebuilt from the senders when such leftovers outnumber them. A full pool then finds the cheapest last
+    /// transaction in log n, where a scan of every sender took n for each transaction offered to it.
+    private var evictable = Heap<Evictable>()
+
+    private struct Evictable: Comparable {
+        let entry: Entry
+        static func < (a: Evictable, b: Evictable) -> Bool { Mempool.lowerPriority(a.entry, b.entry) }
+        static func == (a: Evictable, b: Evictable) -> Bool { a.entry === b.entry }
+    }
 
     public init(chainID: String, limits: MempoolLimits = MempoolLimits()) {
         self.chainID = chainID
@@ -243,18 +256,43 @@ public struct Mempool: Sendable {
             : b.id.lexicographicallyPrecedes(a.id)
     }
 
-    private func cheapestEvictable(excluding excluded: BytesKey) -> Entry? {
-        var cheapest: Entry?
-        for (owner, entries) in bySender where owner != excluded {
-            guard let last = entries.values.max(by: { $0.transaction.nonce < $1.transaction.nonce }) else { continue }
-            if cheapest == nil || Self.lowerPriority(last, cheapest!) { cheapest = last }
+    /// The lowest-priority last transaction of any sender but `excluded` (evicting a sender's last leaves no gap).
+    private mutating func cheapestEvictable(excluding excluded: BytesKey) -> Entry? {
+        var setAside: [Evictable] = []
+        defer { for candidate in setAside { evictable.insert(candidate) } }
+        while let top = evictable.min {
+            guard isLast(top.entry) else {
+                _ = evictable.removeMin()
+                continue
+            }
+            if top.entry.senderKey == excluded {
+                setAside.append(evictable.removeMin())
+                continue
+            }
+            return top.entry
         }
-        return cheapest
+        return nil
+    }
+
+    private func isLast(_ entry: Entry) -> Bool {
+        lastNonce[entry.senderKey] == entry.transaction.nonce
+            && bySender[entry.senderKey]?[entry.transaction.nonce] === entry
     }
 
     private mutating func insert(_ entry: Entry) {
-        bySender[entry.senderKey, default: [:]][entry.transaction.nonce] = entry
+        let sender = entry.senderKey, nonce = entry.transaction.nonce
+        bySender[sender, default: [:]][nonce] = entry
         byID[entry.idKey] = entry
+        if nonce >= lastNonce[sender] ?? 0 {
+            lastNonce[sender] = nonce
+            evictable.insert(Evictable(entry: entry))
+            // Leftovers (no longer last, or gone) past the senders' count: rebuild from the senders' lasts.
+            if evictable.count > 2 * lastNonce.count + 64 {
+                evictable = Heap(lastNonce.compactMap { sender, nonce in
+                    bySender[sender]?[nonce].map(Evictable.init(entry:))
+                })
+            }
+        }
         count += 1
         bytes += entry.encoded.count
     }
@@ -263,6 +301,15 @@ public struct Mempool: Sendable {
         let sender = entry.senderKey
         bySender[sender]?[entry.transaction.nonce] = nil
         if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
+        if lastNonce[sender] == entry.transaction.nonce {
+            // The sender's next highest becomes its last, and a candidate.
+            if let newLast = bySender[sender]?.keys.max() {
+                lastNonce[sender] = newLast
+                evictable.insert(Evictable(entry: bySender[sender]![newLast]!))
+            } else {
+                lastNonce[sender] = nil
+            }
+        }
         byID[entry.idKey] = nil
         count -= 1
         bytes -= entry.encoded.count
