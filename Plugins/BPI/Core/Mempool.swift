@@ -99,12 +99,13 @@ public struct Mempool: Sendable {
     /// the last. One that is no longer its sender's last, or gone, is dropped when it reaches the top, and the heap is
     /// rebuilt from the senders when such leftovers outnumber them. A full pool then finds the cheapest last
     /// transaction in log n, where a scan of every sender took n for each transaction offered to it.
-    private var evictable = Heap<Evictable>()
+    private var evictable = Heap<Prioritized>()
 
-    private struct Evictable: Comparable {
+    /// An entry ordered by block priority, for the heaps of eviction and `select`.
+    private struct Prioritized: Comparable {
         let entry: Entry
-        static func < (a: Evictable, b: Evictable) -> Bool { Mempool.lowerPriority(a.entry, b.entry) }
-        static func == (a: Evictable, b: Evictable) -> Bool { a.entry === b.entry }
+        static func < (a: Prioritized, b: Prioritized) -> Bool { Mempool.lowerPriority(a.entry, b.entry) }
+        static func == (a: Prioritized, b: Prioritized) -> Bool { a.entry === b.entry }
     }
 
     public init(chainID: String, limits: MempoolLimits = MempoolLimits()) {
@@ -203,9 +204,9 @@ public struct Mempool: Sendable {
     /// A block of k from a pool of n senders costs k log n, where taking the best by a scan of the candidates cost k n
     /// (a pool of 50,000 one-transaction senders and a block of 5,000 made 250 million comparisons).
     public func select(countMax: Int, bytesMax: Int, nextNonce: (BytesKey) -> UInt64) -> [Entry] {
-        var heads: [Candidate] = []
+        var heads: [Prioritized] = []
         for (sender, entries) in bySender {
-            if let head = entries[nextNonce(sender)] { heads.append(Candidate(entry: head)) }
+            if let head = entries[nextNonce(sender)] { heads.append(Prioritized(entry: head)) }
         }
         var candidates = Heap(heads)
         var selected: [Entry] = []
@@ -216,17 +217,10 @@ public struct Mempool: Sendable {
             selected.append(entry)
             size += entry.encoded.count
             if let next = bySender[entry.senderKey]?[entry.transaction.nonce + 1] {
-                candidates.insert(Candidate(entry: next))
+                candidates.insert(Prioritized(entry: next))
             }
         }
         return selected
-    }
-
-    /// An entry ordered by block priority, for `select`'s heap.
-    private struct Candidate: Comparable {
-        let entry: Entry
-        static func < (a: Candidate, b: Candidate) -> Bool { Mempool.lowerPriority(a.entry, b.entry) }
-        static func == (a: Candidate, b: Candidate) -> Bool { a.entry === b.entry }
     }
 
     /// Drops what a finalized block made stale: every transaction whose nonce is below its sender's new next nonce.
@@ -258,7 +252,7 @@ public struct Mempool: Sendable {
 
     /// The lowest-priority last transaction of any sender but `excluded` (evicting a sender's last leaves no gap).
     private mutating func cheapestEvictable(excluding excluded: BytesKey) -> Entry? {
-        var setAside: [Evictable] = []
+        var setAside: [Prioritized] = []
         defer { for candidate in setAside { evictable.insert(candidate) } }
         while let top = evictable.min {
             guard isLast(top.entry) else {
@@ -285,11 +279,11 @@ public struct Mempool: Sendable {
         byID[entry.idKey] = entry
         if nonce >= lastNonce[sender] ?? 0 {
             lastNonce[sender] = nonce
-            evictable.insert(Evictable(entry: entry))
+            evictable.insert(Prioritized(entry: entry))
             // Leftovers (no longer last, or gone) past the senders' count: rebuild from the senders' lasts.
             if evictable.count > 2 * lastNonce.count + 64 {
                 evictable = Heap(lastNonce.compactMap { sender, nonce in
-                    bySender[sender]?[nonce].map(Evictable.init(entry:))
+                    bySender[sender]?[nonce].map(Prioritized.init(entry:))
                 })
             }
         }
@@ -305,7 +299,7 @@ public struct Mempool: Sendable {
             // The sender's next highest becomes its last, and a candidate.
             if let newLast = bySender[sender]?.keys.max() {
                 lastNonce[sender] = newLast
-                evictable.insert(Evictable(entry: bySender[sender]![newLast]!))
+                evictable.insert(Prioritized(entry: bySender[sender]![newLast]!))
             } else {
                 lastNonce[sender] = nil
             }
