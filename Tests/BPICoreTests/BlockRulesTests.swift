@@ -219,3 +219,78 @@ struct BlockResultsBoundTests {
         #expect(throws: Never.self) { try check(unbounded, full.block).get() }
     }
 }
+
+/// A block's module state writes bounded so that a validator can always store the block at a checkpoint.
+@Suite("Block writes bound")
+struct BlockWritesBoundTests {
+    /// Each transaction writes one key of its own ("k" and its nonce) holding its payload's first byte times 100
+    /// bytes, and every transaction rewrites one shared key, as a fee collector's balance is: the shared key counts
+    /// once however many write it.
+    static func execute(measured: Bool) -> BlockExecutor {
+        { _, transactions, _ in
+            var writes: [BytesKey: [UInt8]?] = [:]
+            var after: [WritesSize] = []
+            for transaction in transactions {
+                writes[BytesKey(Array("k".utf8) + [UInt8(transaction.nonce)])] =
+                    .some([UInt8](repeating: 1, count: Int(transaction.payload[0]) * 100))
+                writes[BytesKey(Array("shared".utf8))] = .some([UInt8(transaction.nonce)])
+                after.append(WritesSize(of: writes))
+            }
+            return .success(Execution(results: transactions.map { _ in .accepted }, writes: writes,
+                                      writesAfterEach: measured ? after : []))
+        }
+    }
+
+    @Test("a proposer keeps the transactions whose writes fit, in order; a validator refuses a block whose writes pass the bound, and accepts it under a larger one")
+    func writesPastTheBound() throws {
+        let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
+        let genesis = Genesis(chainID: "dev", genesisTimeMs: 1_000, validators: validators)
+        // Two transactions write "k\0" (1,002 bytes), "k\1" (2,002) and "shared" (7): 3,011 bytes. A third adds 3,002.
+        let bounded = BlockRules(genesis: genesis, writesMax: WritesSize(keys: 100, bytes: 3_011 + 1_000))
+        let fewKeys = BlockRules(genesis: genesis, writesMax: WritesSize(keys: 3, bytes: 1 << 20))
+        let unbounded = BlockRules(genesis: genesis)
+        let (transactions, encoded) = try BlockResultsBoundTests.transactions([10, 20, 30, 1])
+        func build(_ rules: BlockRules, measured: Bool) throws -> (block: Block, effects: BlockRules.Effects) {
+            try #require(rules.buildWithEffects(
+                parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+                proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
+                execute: Self.execute(measured: measured)))
+        }
+        func check(_ rules: BlockRules, _ block: Block) -> Result<BlockRules.Effects, BlockProblem> {
+            rules.check(block, parent: rules.genesisParent, nowMs: 2_000, state: StateTree(), validators: validators,
+                        nextNonce: { _ in 0 }, execute: Self.execute(measured: true))
+        }
+        let kept = try build(bounded, measured: true)
+        #expect(kept.block.transactions == Array(encoded.prefix(2)), "the third would pass the bound, so it and the fourth wait")
+        #expect(WritesSize(of: kept.effects.writes) == WritesSize(keys: 3, bytes: 3_011))
+        #expect(throws: Never.self) { try check(bounded, kept.block).get() }
+        // The key count binds as the bytes do.
+        #expect(try build(fewKeys, measured: true).block.transactions == Array(encoded.prefix(2)))
+        // An executor that does not measure each transaction's writes: the proposer halves the block until they fit.
+        #expect(try build(bounded, measured: false).block.transactions == Array(encoded.prefix(2)))
+
+        let full = try build(unbounded, measured: true)
+        #expect(full.block.transactions == encoded)
+        guard case .failure(let problem) = check(bounded, full.block) else {
+            Issue.record("a block past the bound was accepted")
+            return
+        }
+        #expect("\(problem)" == "its state writes take 5 keys of 6115 bytes; at most 100 keys of 4011 bytes")
+        #expect(throws: Never.self) { try check(unbounded, full.block).get() }
+    }
+
+    @Test("a write set's size follows each change: a new key adds it and its value, a rewrite the difference, a delete its key alone, an undo takes it out")
+    func sizeFollowsChanges() {
+        let key = BytesKey(Array("abc".utf8))
+        var size = WritesSize.zero
+        size.change(key, from: nil, to: .some([1, 2, 3, 4]))
+        #expect(size == WritesSize(keys: 1, bytes: 7))
+        size.change(key, from: .some([1, 2, 3, 4]), to: .some([1]))
+        #expect(size == WritesSize(keys: 1, bytes: 4))
+        size.change(key, from: .some([1]), to: .some(nil))
+        #expect(size == WritesSize(keys: 1, bytes: 3))
+        size.change(key, from: .some(nil), to: nil)
+        #expect(size == .zero)
+        #expect(WritesSize(of: [key: [9, 9], BytesKey([0]): nil]) == WritesSize(keys: 2, bytes: 6))
+    }
+}

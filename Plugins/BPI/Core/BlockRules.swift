@@ -16,10 +16,24 @@ public struct BlockRules: Sendable {
 
     public static let defaultResultsBytesMax = 16 << 20
 
-    public init(genesis: Genesis, resultsBytesMax: Int = Self.defaultResultsBytesMax) {
+    /// The most a block's module state writes (evidence records among them) may add up to. A value may take 1 MiB and
+    /// a transaction may write any number, so without a bound one block's writes could outgrow the kv batch that
+    /// stores them at a state checkpoint, and no validator could ever store the block. That batch holds at most
+    /// MN_KV_BATCH_BYTES_MAX (64 MiB) and MN_KV_BATCH_OPS_MAX (100,000 entries): the block (3 MiB), its results (16
+    /// MiB), what waited for the checkpoint (under 24 MiB and 20,000 entries), a nonce and an index key per
+    /// transaction (20,000 each at most, under 3 MiB together), and these writes. A proposer keeps the transactions
+    /// whose writes fit; a validator refuses a block past it.
+    public var writesMax: WritesSize
+
+    public static let defaultWritesMax = WritesSize(keys: 32_768, bytes: 16 << 20)
+
+    public init(genesis: Genesis, resultsBytesMax: Int = Self.defaultResultsBytesMax,
+                writesMax: WritesSize = Self.defaultWritesMax) {
         precondition(resultsBytesMax > 0, "resultsBytesMax must be positive")
+        precondition(writesMax.keys > 0 && writesMax.bytes > 0, "writesMax must be positive")
         self.genesis = genesis
         self.resultsBytesMax = resultsBytesMax
+        self.writesMax = writesMax
     }
 
     /// How many of `encodedResults`, from the first, fit in `resultsBytesMax` together.
@@ -30,6 +44,15 @@ public struct BlockRules: Sendable {
             if bytes > resultsBytesMax { return index }
         }
         return encodedResults.count
+    }
+
+    /// How many of `count` transactions a proposer keeps when its block's writes pass `writesMax`: those whose writes
+    /// so far fit, by the executor's measure after each; half when it gave none. Always fewer than `count`, so that
+    /// building again ends (end_block's writes come after the last transaction's, and may still pass the bound).
+    func transactionsKept(_ count: Int, writesAfterEach: [WritesSize]) -> Int {
+        guard writesAfterEach.count == count else { return count / 2 }
+        let fitting = writesAfterEach.firstIndex { !$0.fits(writesMax) } ?? count
+        return min(fitting, count - 1)
     }
 
     /// The plugin name consensus signatures are scoped to.
@@ -117,12 +140,16 @@ public struct BlockRules: Sendable {
         let evidence = Array(evidence.prefix(Evidence.perBlockMax))
         for piece in evidence { execution.writes[BytesKey(piece.stateKey)] = .some(piece.hash) }
         let encodedResults = execution.results.map(\.encoded)
-        // Results past the bound: the block takes the transactions before them. Executed again, those give the same
-        // results (each depends only on the state the ones before it left).
-        let fitting = resultsFitting(encodedResults)
-        if fitting < transactions.count {
-            return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(fitting)),
-                                    encoded: Array(encoded.prefix(fitting)), proposer: proposer, nowMs: nowMs,
+        // Results or writes past their bound: the block takes the transactions before them. Executed again, those
+        // give the same results and writes (each depends only on the state the ones before it left).
+        var kept = resultsFitting(encodedResults)
+        if !WritesSize(of: execution.writes).fits(writesMax) {
+            guard !transactions.isEmpty else { return nil }  // end_block alone writes too much: no block can pass
+            kept = min(kept, transactionsKept(transactions.count, writesAfterEach: execution.writesAfterEach))
+        }
+        if kept < transactions.count {
+            return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(kept)),
+                                    encoded: Array(encoded.prefix(kept)), proposer: proposer, nowMs: nowMs,
                                     state: state, validators: validators, evidence: evidence, execute: execute)
         }
         var after = Self.applying(nextNonces, execution.writes, to: state)
@@ -223,6 +250,10 @@ public struct BlockRules: Sendable {
                 return .failure("evidence \(index) is already recorded")
             }
             execution.writes[BytesKey(key)] = .some(piece.hash)
+        }
+        let writesSize = WritesSize(of: execution.writes)
+        guard writesSize.fits(writesMax) else {
+            return .failure("its state writes take \(writesSize); at most \(writesMax)")
         }
         let encodedResults = execution.results.map(\.encoded)
         guard resultsFitting(encodedResults) == encodedResults.count else {

@@ -81,16 +81,57 @@ public struct BlockContext: Sendable, Hashable {
 public struct Execution: Sendable {
     public var results: [TransactionResult]
     public var writes: [BytesKey: [UInt8]?]
+    /// The size of the block's write set after each transaction, in order (the block's begin_block writes counted
+    /// from the first), so that a proposer whose block writes too much can keep the transactions that fit. Empty
+    /// when the executor does not measure it: the proposer then halves its block until the writes fit.
+    public var writesAfterEach: [WritesSize]
 
-    public init(results: [TransactionResult], writes: [BytesKey: [UInt8]?]) {
+    public init(results: [TransactionResult], writes: [BytesKey: [UInt8]?], writesAfterEach: [WritesSize] = []) {
         self.results = results
         self.writes = writes
+        self.writesAfterEach = writesAfterEach
     }
 
     /// No modules: every transaction is accepted and writes nothing.
     public static func noModules(_ count: Int) -> Execution {
         Execution(results: Array(repeating: .accepted, count: count), writes: [:])
     }
+}
+
+/// How much a set of state writes stores: its keys, and their bytes (each key's, plus its value's; a delete stores
+/// the key alone).
+public struct WritesSize: Sendable, Hashable, CustomStringConvertible {
+    public var keys: Int
+    public var bytes: Int
+
+    public init(keys: Int, bytes: Int) {
+        self.keys = keys
+        self.bytes = bytes
+    }
+
+    public static let zero = WritesSize(keys: 0, bytes: 0)
+
+    public init(of writes: [BytesKey: [UInt8]?]) {
+        self = .zero
+        for (key, value) in writes { self.change(key, from: nil, to: value) }
+    }
+
+    /// `key` went from `old` (nil: absent from the set) to `new` (nil: absent; .some(nil): a delete).
+    public mutating func change(_ key: BytesKey, from old: [UInt8]??, to new: [UInt8]??) {
+        if let old {
+            keys -= 1
+            bytes -= key.bytes.count + (old?.count ?? 0)
+        }
+        if let new {
+            keys += 1
+            bytes += key.bytes.count + (new?.count ?? 0)
+        }
+    }
+
+    /// Whether this fits within `limit` on both counts.
+    public func fits(_ limit: WritesSize) -> Bool { keys <= limit.keys && bytes <= limit.bytes }
+
+    public var description: String { "\(keys) keys of \(bytes) bytes" }
 }
 
 /// Runs a block's transactions (in order, after their nonces are checked) and returns what they did, or why the

@@ -183,7 +183,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         let block = BlockWrites()
         // A transfer writes about two accounts of its own (the proposer's and the supply are shared): room for that
         // up front, rather than the set rehashing itself as it doubles.
-        block.writes.reserveCapacity(2 * transactions.count + 16)
+        block.reserveCapacity(2 * transactions.count + 16)
         if context.height == 1, let problem = initChain(ordered, context, block) { return .failure(problem) }
         if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, transactions.count, block) {
             return .failure(problem)
@@ -192,7 +192,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         var results: [TransactionResult] = []
         results.reserveCapacity(transactions.count)
         var unpayableReason = ""
+        var writesAfterEach: [WritesSize] = []
+        writesAfterEach.reserveCapacity(transactions.count)
         for (index, (transaction, id)) in zip(transactions, ids).enumerated() {
+            defer { writesAfterEach.append(block.size) }
             let name = transaction.module
             if name == "test" && testTransactions {
                 results.append(.accepted)
@@ -203,7 +206,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 let setKey = StateKey(ValidatorSetChange.stateKey)
                 let sofar: [StateKey: [UInt8]?] = block.writes[setKey].map { [setKey: $0] } ?? [:]
                 let (result, systemWrites) = systemDeliver(transaction, context, sofar)
-                for (key, value) in systemWrites { block.writes[key] = value }
+                for (key, value) in systemWrites { block.set(key, value) }
                 results.append(result)
                 continue
             }
@@ -258,7 +261,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, block) {
             return .failure(problem)
         }
-        return .success(Execution(results: results, writes: block.writes))
+        return .success(Execution(results: results, writes: block.writes, writesAfterEach: writesAfterEach))
     }
 
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
@@ -408,7 +411,20 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
 /// A block's module writes so far (full keys; nil deletes), shared by its handler calls.
 final class BlockWrites {
-    var writes: [StateKey: [UInt8]?] = [:]
+    private(set) var writes: [StateKey: [UInt8]?] = [:]
+    /// What `writes` would store, kept as they change: a proposer keeps the transactions whose writes fit a block.
+    private(set) var size = WritesSize.zero
+
+    func reserveCapacity(_ count: Int) { writes.reserveCapacity(count) }
+
+    /// Sets `key` to `value` (.some(nil): a delete; nil: out of the set again, as an undo leaves it) and returns what
+    /// it held before, in the same terms.
+    @discardableResult
+    func set(_ key: StateKey, _ value: [UInt8]??) -> [UInt8]?? {
+        let old = if let value { writes.updateValue(value, forKey: key) } else { writes.removeValue(forKey: key) }
+        size.change(key, from: old, to: value)
+        return old
+    }
 }
 
 /// A ledger state key ("<module>/<key>"): hashed once, when made, since handlers look each up several times (in
@@ -429,6 +445,8 @@ final class LedgerCall {
     let read: (StateKey) -> [UInt8]?
     /// What each key this call wrote held in the block's set before (nil: absent), oldest first.
     private var previous: [(key: StateKey, value: [UInt8]??)] = []
+    /// The bytes of the keys and values this call wrote, as written (against MN_LEDGER_CALL_WRITE_BYTES_MAX).
+    private var writtenBytes = 0
     var events: [TransactionResult.Event] = []
     var reason = ""
     var answer: [UInt8]?
@@ -479,15 +497,22 @@ final class LedgerCall {
         guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX), valueBytes <= Int(MN_LEDGER_VALUE_LEN_MAX) else {
             return MN_ERR_TOO_LARGE
         }
+        // A transaction's call writes a bounded amount, so that any transaction fits a block's writes bound
+        // (BlockRules.writesMax) and a sender's queue is never stuck behind one that cannot.
+        if mode == .deliver {
+            guard previous.count < Int(MN_LEDGER_CALL_WRITES_MAX),
+                  writtenBytes + key.len + valueBytes <= Int(MN_LEDGER_CALL_WRITE_BYTES_MAX) else { return MN_ERR_LIMIT }
+            writtenBytes += key.len + valueBytes
+        }
         let full = fullKey(key)
-        previous.append((full, block.writes.updateValue(value, forKey: full)))
+        previous.append((full, block.set(full, value)))
         return MN_OK
     }
 
     /// Puts back what this call's writes replaced in the block's set, newest first: the handler failed.
     func undo() {
         guard let block else { return }
-        for (key, value) in previous.reversed() { block.writes[key] = value }
+        for (key, value) in previous.reversed() { block.set(key, value) }
         previous.removeAll()
     }
 

@@ -53,6 +53,11 @@ extern "C" {
 #define MN_LEDGER_REASON_LEN_MAX 256u        /* bytes of a refusal reason kept; longer ones are cut           */
 #define MN_LEDGER_EVENTS_PER_TX_MAX 64u
 #define MN_LEDGER_EVENT_LEN_MAX 4096u
+/* What one transaction's call (deliver, charge_fee) may write: puts and deletes, and the bytes of their keys and
+ * values, each counted as written. Past either, state_put and state_delete return MN_ERR_LIMIT. A block's writes
+ * together are bounded too (32,768 keys, 16 MiB): these keep any one transaction within that.                  */
+#define MN_LEDGER_CALL_WRITES_MAX 4096u
+#define MN_LEDGER_CALL_WRITE_BYTES_MAX 4194304u
 
 /** BPI's handle for one handler call. BPI-owned; valid only during the call it is passed to. */
 typedef struct mn_ledger_state mn_ledger_state;
@@ -120,7 +125,9 @@ typedef struct mn_ledger_api {
   /** The value of the module's `key`, as of the block so far (or committed state in check and query).
    *  MN_ERR_NOT_FOUND if it has none. */
   mn_status (*state_get)(mn_ledger_state *state, mn_bytes key, mn_buf *out_value);
-  /** Sets the module's `key`. In deliver, begin_block and end_block only; MN_ERR_DENIED elsewhere. */
+  /** Sets the module's `key`. In deliver, begin_block and end_block only; MN_ERR_DENIED elsewhere. In a
+   *  transaction's call, MN_ERR_LIMIT past MN_LEDGER_CALL_WRITES_MAX or MN_LEDGER_CALL_WRITE_BYTES_MAX (a handler
+   *  that returns it fails the transaction, and its writes are undone). */
   mn_status (*state_put)(mn_ledger_state *state, mn_bytes key, mn_bytes value);
   mn_status (*state_delete)(mn_ledger_state *state, mn_bytes key);
   /** The reason for a refusal, kept with the status (e.g. "insufficient FLX: has 5, needs 7"). */
