@@ -39,6 +39,35 @@ struct MempoolTests {
         #expect(pool.count == 1)
     }
 
+    @Test("a batch's precheck verifies the signatures add would, and only those: not a waiting transaction's or a used nonce's; add takes its answers and refuses as it would alone")
+    func precheckedBatch() throws {
+        var pool = Mempool(chainID: "dev")
+        let waiting = Self.tx(Self.alice, nonce: 0)
+        _ = try pool.add(waiting, nextNonce: 0).get()
+        var forged = Self.tx(Self.bob, nonce: 3)
+        forged[forged.count - 1] ^= 1
+        let fresh = Self.tx(Self.alice, nonce: 1), used = Self.tx(Self.carol, nonce: 1)
+        let batch = [waiting, fresh, forged, used, [1, 2, 3]]
+        let nextNonce: (BytesKey) -> UInt64 = { $0 == BytesKey(Self.carol.publicKey) ? 2 : 0 }
+        let prechecked = pool.precheck(batch, nextNonceOf: nextNonce)
+        #expect(prechecked.map(\.signatureValid) == [nil, true, false, nil, nil])
+        #expect(prechecked.map(\.id) == batch.map(Transaction.id(ofEncoded:)))
+        var alone = pool
+        for (encoded, answer) in zip(batch, prechecked) {
+            let batched = pool.add(encoded, nextNonceOf: nextNonce, prechecked: answer)
+            #expect(Self.rejection(batched) == Self.rejection(alone.add(encoded, nextNonceOf: nextNonce)))
+        }
+        #expect(pool.count == 2 && alone.count == 2)
+        // The answer is taken as given, so it must be for the same bytes: a body with a broken signature has the same
+        // id, and its answer makes add refuse the genuine bytes.
+        let genuine = Self.tx(Self.bob, nonce: 0)
+        var broken = genuine
+        broken[broken.count - 1] ^= 1
+        let answer = try #require(pool.precheck([broken], nextNonceOf: { _ in 0 }).first)
+        #expect(answer.signatureValid == false)
+        #expect(Self.rejection(pool.add(genuine, nextNonceOf: { _ in 0 }, prechecked: answer)) == "bad signature")
+    }
+
     @Test("a replacement must raise the fee by 10%; it then takes the old one's place")
     func replacement() throws {
         var pool = Mempool(chainID: "dev")

@@ -60,6 +60,15 @@ struct TransactionTests {
             #expect(!Transaction.hasValidSignature(encoded: bytes))
         }
         #expect(Transaction.id(ofEncoded: Array(encoded.prefix(64))) == nil)
+        // The sender and nonce where decode finds them; nil for bytes too short to hold them.
+        let read = try #require(Transaction.senderAndNonce(ofEncoded: encoded))
+        #expect(read.sender == transaction.sender && read.nonce == transaction.nonce)
+        let large = try Transaction.signed(chainID: "metanode-dev", signer: Ed25519Signer(seed: Array(1...32)),
+                                           nonce: 0x0102_0304_0506_0708, fee: 1, kind: "bpci/transfer", payload: [])
+        #expect(Transaction.senderAndNonce(ofEncoded: large.encoded)?.nonce == 0x0102_0304_0506_0708)
+        for bytes: [UInt8] in [[], [1, 0], [1, 0xFF, 0xFF] + encoded, Array(encoded.prefix(3 + 12 + 32 + 7))] {
+            #expect(Transaction.senderAndNonce(ofEncoded: bytes) == nil)
+        }
     }
 
     /// The golden vector in plugin-sdk/docs/wire.md: a C implementation must produce these exact bytes.

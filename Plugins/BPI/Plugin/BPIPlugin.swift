@@ -537,8 +537,10 @@ public final class BPI: Plugin {
         results.reserveCapacity(batch.count)
         var accepted: [[UInt8]] = []
         var acceptedBytes = 0
-        for encoded in batch {
-            let result = admitOne(encoded)
+        let nextNonceOf = { [nonces] (sender: BytesKey) in nonces[sender] ?? 0 }
+        let prechecked = mempool.precheck(batch, nextNonceOf: nextNonceOf)
+        for (encoded, prechecked) in zip(batch, prechecked) {
+            let result = admitOne(encoded, nextNonceOf: nextNonceOf, prechecked: prechecked)
             results.append(result)
             guard gossip, case .success = result else { continue }
             if acceptedBytes + encoded.count > Self.gossipBytesMax {
@@ -555,9 +557,10 @@ public final class BPI: Plugin {
         return results
     }
 
-    private func admitOne(_ encoded: [UInt8]) -> Result<[UInt8], MempoolRejection> {
+    private func admitOne(_ encoded: [UInt8], nextNonceOf: (BytesKey) -> UInt64, prechecked: Mempool.Prechecked)
+        -> Result<[UInt8], MempoolRejection> {
         let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
-        switch mempool.add(encoded, nextNonceOf: { [nonces] in nonces[$0] ?? 0 }, admissible: admissible) {
+        switch mempool.add(encoded, nextNonceOf: nextNonceOf, prechecked: prechecked, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()
             return .failure(rejection)
