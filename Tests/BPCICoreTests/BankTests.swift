@@ -35,6 +35,34 @@ struct TokenTests {
         #expect(throws: WireError.self) { try Address.parse("mn1qqqqqqqqq") }
         #expect(Address.treasury != Address.feeCollector)
     }
+
+    @Test("an address keeps its 20 bytes as given; a key's is its digest's first 20; addresses sort, hash and compare as their bytes do")
+    func addressBytes() throws {
+        let key = Ed25519Signer(seed: WireCrypto.domainHash("bytes", [])).publicKey
+        #expect(Address(publicKey: key).bytes
+            == Array(WireCrypto.domainHash("metanode/bpci/address/v1", key).prefix(20)))
+        var generator = SystemRandomNumberGenerator()
+        let raw: [[UInt8]] = (0..<64).map { index in
+            // Some share their first 8 or 16 bytes, so that every part of the value decides an order.
+            var bytes = (0..<20).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if index % 3 == 1 { bytes.replaceSubrange(0..<8, with: [UInt8](repeating: 7, count: 8)) }
+            if index % 3 == 2 { bytes.replaceSubrange(0..<16, with: [UInt8](repeating: 7, count: 16)) }
+            return bytes
+        }
+        let addresses = try raw.map { try #require(Address(bytes: $0)) }
+        #expect(addresses.map(\.bytes) == raw)
+        for address in addresses {
+            var writer = WireWriter()
+            address.write(to: &writer)
+            var appended: [UInt8] = [9]
+            address.append(to: &appended)
+            #expect(writer.bytes == address.bytes && appended == [9] + address.bytes)
+        }
+        #expect(addresses.sorted().map(\.bytes) == raw.sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(Set(addresses).count == Set(raw).count)
+        #expect(Address(bytes: raw[0]) == addresses[0] && Address(bytes: raw[0]) != addresses[1])
+        #expect(Address(bytes: [UInt8](repeating: 0, count: 19)) == nil && Address(bytes: [UInt8](repeating: 0, count: 21)) == nil)
+    }
 }
 
 @Suite("BPCI bank")

@@ -8,19 +8,55 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
     public static let byteCount = 20
     public static let humanReadablePart = "mn"
 
-    public let bytes: [UInt8]
+    // The 20 bytes as three big-endian integers, in the value itself: an account is made, copied, compared and hashed
+    // several times per transfer (balance keys, fees, events, the history index), and a 20-byte array was a heap
+    // allocation and a reference count each time. Compared in this order, they sort as the bytes do.
+    private let high: UInt64
+    private let middle: UInt64
+    private let low: UInt32
 
-    /// All 20 bytes at once (an array's own hash feeds them one by one); accounts key the bank's and the history
-    /// index's dictionaries.
-    public func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-
-    public init?(bytes: [UInt8]) {
+    public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == Self.byteCount else { return nil }
-        self.bytes = bytes
+        var high: UInt64 = 0, middle: UInt64 = 0, low: UInt32 = 0
+        for (index, byte) in bytes.enumerated() {
+            switch index {
+            case 0..<8: high = high << 8 | UInt64(byte)
+            case 8..<16: middle = middle << 8 | UInt64(byte)
+            default: low = low << 8 | UInt32(byte)
+            }
+        }
+        self.high = high
+        self.middle = middle
+        self.low = low
+    }
+
+    /// The first 20 bytes of a digest (always at least that long).
+    private init(prefixOf digest: [UInt8]) {
+        self.init(bytes: digest.prefix(Self.byteCount))!
     }
 
     public init(publicKey: [UInt8]) {
-        bytes = Array(WireCrypto.domainHash("metanode/bpci/address/v1", publicKey).prefix(Self.byteCount))
+        self.init(prefixOf: WireCrypto.domainHash("metanode/bpci/address/v1", publicKey))
+    }
+
+    public var bytes: [UInt8] {
+        var writer = WireWriter(capacity: Self.byteCount)
+        write(to: &writer)
+        return writer.bytes
+    }
+
+    /// Appends the 20 bytes, as `bytes` holds them, without making an array of them first.
+    public func write(to writer: inout WireWriter) {
+        writer.u64(high)
+        writer.u64(middle)
+        writer.u32(low)
+    }
+
+    /// Appends the 20 bytes to `array`.
+    public func append(to array: inout [UInt8]) {
+        withUnsafeBytes(of: high.bigEndian) { array.append(contentsOf: $0) }
+        withUnsafeBytes(of: middle.bigEndian) { array.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { array.append(contentsOf: $0) }
     }
 
     /// `Address(publicKey:)`, remembered: the handlers derive the sender's and the proposer's address at admission
@@ -42,7 +78,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// The account of a module ("treasury", "fee-collector"): no key signs for it.
     public init(module name: String) {
-        bytes = Array(WireCrypto.domainHash("metanode/bpci/module-account/v1", Array(name.utf8)).prefix(Self.byteCount))
+        self.init(prefixOf: WireCrypto.domainHash("metanode/bpci/module-account/v1", Array(name.utf8)))
     }
 
     public static let treasury = Address(module: "treasury")
@@ -64,7 +100,7 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
         return address
     }
 
-    public static func < (a: Address, b: Address) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public static func < (a: Address, b: Address) -> Bool { (a.high, a.middle, a.low) < (b.high, b.middle, b.low) }
 }
 
 /// BIP-173 bech32: a human-readable part, "1", then 5-bit groups and a 6-character BCH checksum.

@@ -93,7 +93,7 @@ public enum BankMessage: Sendable, Hashable {
     public var payload: [UInt8] {
         var writer = WireWriter(capacity: 32)
         func put(_ payment: Payment) {
-            writer.fixed(payment.to.bytes, count: Address.byteCount)
+            payment.to.write(to: &writer)
             writer.u8(payment.denomination.rawValue)
             writer.u64(payment.amount)
         }

@@ -138,10 +138,10 @@ public enum BankModule {
         state = store.state
         let burned = market.baseFee, tip = transaction.fee - market.baseFee
         var writer = WireWriter(capacity: 56)
-        writer.fixed(payer.bytes, count: Address.byteCount)
+        payer.write(to: &writer)
         writer.u64(burned)
         writer.u64(tip)
-        writer.fixed(proposerAddress.bytes, count: Address.byteCount)
+        proposerAddress.write(to: &writer)
         return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
     }
 
@@ -231,8 +231,8 @@ public enum BankModule {
         var events: [ModuleEvent] = []
         for payment in payments {
             var writer = WireWriter(capacity: 49)
-            writer.fixed(sender.bytes, count: Address.byteCount)
-            writer.fixed(payment.to.bytes, count: Address.byteCount)
+            sender.write(to: &writer)
+            payment.to.write(to: &writer)
             writer.u8(payment.denomination.rawValue)
             writer.u64(payment.amount)
             events.append(ModuleEvent(type: "bpci.transfer", data: writer.bytes))

@@ -66,7 +66,7 @@ public enum BankKeys {
         var key: [UInt8] = []
         key.reserveCapacity(2 + Address.byteCount)
         key.append(0x62)
-        key.append(contentsOf: address.bytes)
+        address.append(to: &key)
         key.append(denomination.rawValue)
         return key
     }
@@ -150,7 +150,7 @@ public struct HistoryEntry: Sendable, Hashable {
         writer.u64(height)
         writer.fixed(transaction, count: 32)
         writer.u8(direction.rawValue)
-        writer.fixed(counterparty.bytes, count: Address.byteCount)
+        counterparty.write(to: &writer)
         writer.u8(denomination.rawValue)
         writer.u64(amount)
         writer.u64(fee)

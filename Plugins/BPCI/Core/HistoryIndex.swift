@@ -28,7 +28,7 @@ public enum HistoryIndex {
     public static func chunkKey(_ address: Address, last sequence: UInt64) -> [UInt8] {
         var writer = WireWriter(capacity: 29)
         writer.u8(0x48)
-        writer.fixed(address.bytes, count: Address.byteCount)
+        address.write(to: &writer)
         writer.u64(sequence)
         return writer.bytes
     }
