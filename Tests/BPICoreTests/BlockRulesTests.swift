@@ -226,9 +226,15 @@ struct BlockWritesBoundTests {
     /// Each transaction writes one key of its own ("k" and its nonce) holding its payload's first byte times 100
     /// bytes, and every transaction rewrites one shared key, as a fee collector's balance is: the shared key counts
     /// once however many write it.
-    static func execute(measured: Bool) -> BlockExecutor {
+    /// With `genesisBytes`, a genesis key of that size comes first (init_chain's); with `endBlockBytes`, an end_block
+    /// key after the last transaction. `runs` counts the executions.
+    static func execute(measured: Bool, genesisBytes: Int = 0, endBlockBytes: Int = 0, runs: Runs = Runs())
+        -> BlockExecutor {
         { _, transactions, _ in
+            runs.count += 1
             var writes: [BytesKey: [UInt8]?] = [:]
+            if genesisBytes > 0 { writes[BytesKey(Array("genesis".utf8))] = .some([UInt8](repeating: 3, count: genesisBytes)) }
+            let genesis = WritesSize(of: writes)
             var after: [WritesSize] = []
             for transaction in transactions {
                 writes[BytesKey(Array("k".utf8) + [UInt8(transaction.nonce)])] =
@@ -236,8 +242,55 @@ struct BlockWritesBoundTests {
                 writes[BytesKey(Array("shared".utf8))] = .some([UInt8(transaction.nonce)])
                 after.append(WritesSize(of: writes))
             }
+            if endBlockBytes > 0 { writes[BytesKey(Array("end".utf8))] = .some([UInt8](repeating: 2, count: endBlockBytes)) }
             return .success(Execution(results: transactions.map { _ in .accepted }, writes: writes,
-                                      writesAfterEach: measured ? after : []))
+                                      writesAfterEach: measured ? after : [], genesisWrites: genesis))
+        }
+    }
+
+    final class Runs: @unchecked Sendable { var count = 0 }
+
+    static func build(_ rules: BlockRules, _ transactions: [Transaction], _ encoded: [[UInt8]],
+                      _ execute: @escaping BlockExecutor) throws -> (block: Block, effects: BlockRules.Effects) {
+        let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
+        return try #require(rules.buildWithEffects(
+            parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+            proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
+            execute: execute))
+    }
+
+    static func rules(bytes: Int) throws -> BlockRules {
+        let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
+        return BlockRules(genesis: Genesis(chainID: "dev", genesisTimeMs: 1_000, validators: validators),
+                          writesMax: WritesSize(keys: 100, bytes: bytes))
+    }
+
+    @Test("a block past the bound by end_block's writes keeps the transactions that fit with them, in one rebuild; an unmeasuring executor's block halves until it fits")
+    func writesAfterTheLastTransactionAndUnmeasured() throws {
+        // Ten transactions of 1,002 bytes each (plus "shared", 7): with end_block's 3,003 bytes, three fit in 6,100.
+        let (transactions, encoded) = try BlockResultsBoundTests.transactions(Array(repeating: 10, count: 10))
+        let rules = try Self.rules(bytes: 6_100)
+        let runs = Runs()
+        let kept = try Self.build(rules, transactions, encoded, Self.execute(measured: true, endBlockBytes: 3_000, runs: runs))
+        #expect(kept.block.transactions == Array(encoded.prefix(3)))
+        #expect(runs.count == 2, "found from the first execution's measures, not one transaction fewer each time")
+        // Not measured: ten, five, two.
+        let halved = Runs()
+        let unmeasured = try Self.build(rules, transactions, encoded, Self.execute(measured: false, endBlockBytes: 3_000, runs: halved))
+        #expect(unmeasured.block.transactions == Array(encoded.prefix(2)) && halved.count == 3)
+    }
+
+    @Test("a first block's genesis state does not count against the bound; what its transactions write does")
+    func genesisStateIsNotCounted() throws {
+        let (transactions, encoded) = try BlockResultsBoundTests.transactions([10, 10, 10])
+        let rules = try Self.rules(bytes: 2_100)
+        let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
+        let execute = Self.execute(measured: true, genesisBytes: 50_000)
+        let block = try Self.build(rules, transactions, encoded, execute).block
+        #expect(block.transactions == Array(encoded.prefix(2)), "two of 1,002 bytes and 'shared' fit beside 50,007 bytes of genesis")
+        #expect(throws: Never.self) {
+            try rules.check(block, parent: rules.genesisParent, nowMs: 2_000, state: StateTree(), validators: validators,
+                            nextNonce: { _ in 0 }, execute: execute).get()
         }
     }
 

@@ -17,12 +17,18 @@ public struct BlockRules: Sendable {
     public static let defaultResultsBytesMax = 16 << 20
 
     /// The most a block's module state writes (evidence records among them) may add up to. A value may take 1 MiB and
-    /// a transaction may write any number, so without a bound one block's writes could outgrow the kv batch that
-    /// stores them at a state checkpoint, and no validator could ever store the block. That batch holds at most
-    /// MN_KV_BATCH_BYTES_MAX (64 MiB) and MN_KV_BATCH_OPS_MAX (100,000 entries): the block (3 MiB), its results (16
-    /// MiB), what waited for the checkpoint (under 24 MiB and 20,000 entries), a nonce and an index key per
-    /// transaction (20,000 each at most, under 3 MiB together), and these writes. A proposer keeps the transactions
-    /// whose writes fit; a validator refuses a block past it.
+    /// a transaction could write many, so without a bound one block's writes could outgrow the kv batch that stores
+    /// them at a state checkpoint, and no validator could ever store the block. That batch holds at most
+    /// MN_KV_BATCH_BYTES_MAX (64 MiB) and MN_KV_BATCH_OPS_MAX (100,000 entries):
+    /// - the block, 3 MiB at most;
+    /// - its results, 16 MiB, with its transaction ids beside them (0.7 MiB for 20,000);
+    /// - what waited for the checkpoint: under 24 MiB of state changes, and 20,000 entries with the index keys among
+    ///   them (0.9 MiB more);
+    /// - a nonce key and an index key per transaction: 20,000 of each at most, 1.7 MiB;
+    /// - these writes, 16 MiB and 32,768 keys;
+    /// about 62.4 MiB and 92,900 entries in all. A proposer keeps the transactions whose writes fit; a validator
+    /// refuses a block past it. A first block's genesis state (`Execution.genesisWrites`) is not counted: the genesis
+    /// file (4 MiB) bounds it.
     public var writesMax: WritesSize
 
     public static let defaultWritesMax = WritesSize(keys: 32_768, bytes: 16 << 20)
@@ -46,12 +52,17 @@ public struct BlockRules: Sendable {
         return encodedResults.count
     }
 
-    /// How many of `count` transactions a proposer keeps when its block's writes pass `writesMax`: those whose writes
-    /// so far fit, by the executor's measure after each; half when it gave none. Always fewer than `count`, so that
-    /// building again ends (end_block's writes come after the last transaction's, and may still pass the bound).
-    func transactionsKept(_ count: Int, writesAfterEach: [WritesSize]) -> Int {
-        guard writesAfterEach.count == count else { return count / 2 }
-        let fitting = writesAfterEach.firstIndex { !$0.fits(writesMax) } ?? count
+    /// The bound on an execution's writes: `writesMax` beyond the genesis state a first block writes.
+    func writesLimit(_ execution: Execution) -> WritesSize { writesMax + execution.genesisWrites }
+
+    /// How many of its transactions a proposer keeps when its block's writes, `total`, pass the bound: those whose
+    /// writes so far, with what came after the last of them (end_block's writes, evidence), fit, by the executor's
+    /// measure after each; half when it gave none. Always fewer than all, so that building again ends.
+    func transactionsKept(_ execution: Execution, total: WritesSize) -> Int {
+        let count = execution.results.count, after = execution.writesAfterEach
+        guard count > 0, after.count == count else { return count / 2 }
+        let limit = writesLimit(execution), rest = total - after[count - 1]
+        let fitting = after.firstIndex { !($0 + rest).fits(limit) } ?? count
         return min(fitting, count - 1)
     }
 
@@ -143,9 +154,10 @@ public struct BlockRules: Sendable {
         // Results or writes past their bound: the block takes the transactions before them. Executed again, those
         // give the same results and writes (each depends only on the state the ones before it left).
         var kept = resultsFitting(encodedResults)
-        if !WritesSize(of: execution.writes).fits(writesMax) {
+        let writesSize = WritesSize(of: execution.writes)
+        if !writesSize.fits(writesLimit(execution)) {
             guard !transactions.isEmpty else { return nil }  // end_block alone writes too much: no block can pass
-            kept = min(kept, transactionsKept(transactions.count, writesAfterEach: execution.writesAfterEach))
+            kept = min(kept, transactionsKept(execution, total: writesSize))
         }
         if kept < transactions.count {
             return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(kept)),
@@ -252,8 +264,8 @@ public struct BlockRules: Sendable {
             execution.writes[BytesKey(key)] = .some(piece.hash)
         }
         let writesSize = WritesSize(of: execution.writes)
-        guard writesSize.fits(writesMax) else {
-            return .failure("its state writes take \(writesSize); at most \(writesMax)")
+        guard writesSize.fits(writesLimit(execution)) else {
+            return .failure("its state writes take \(writesSize); at most \(writesLimit(execution))")
         }
         let encodedResults = execution.results.map(\.encoded)
         guard resultsFitting(encodedResults) == encodedResults.count else {

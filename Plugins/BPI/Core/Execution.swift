@@ -85,11 +85,16 @@ public struct Execution: Sendable {
     /// from the first), so that a proposer whose block writes too much can keep the transactions that fit. Empty
     /// when the executor does not measure it: the proposer then halves its block until the writes fit.
     public var writesAfterEach: [WritesSize]
+    /// What the modules' init_chain wrote (height 1 only): the genesis state, bounded by the genesis file, not by the
+    /// block's writes bound, which counts only what comes after it.
+    public var genesisWrites: WritesSize
 
-    public init(results: [TransactionResult], writes: [BytesKey: [UInt8]?], writesAfterEach: [WritesSize] = []) {
+    public init(results: [TransactionResult], writes: [BytesKey: [UInt8]?], writesAfterEach: [WritesSize] = [],
+                genesisWrites: WritesSize = .zero) {
         self.results = results
         self.writes = writes
         self.writesAfterEach = writesAfterEach
+        self.genesisWrites = genesisWrites
     }
 
     /// No modules: every transaction is accepted and writes nothing.
@@ -126,6 +131,15 @@ public struct WritesSize: Sendable, Hashable, CustomStringConvertible {
             keys += 1
             bytes += key.bytes.count + (new?.count ?? 0)
         }
+    }
+
+    public static func + (a: WritesSize, b: WritesSize) -> WritesSize {
+        WritesSize(keys: a.keys + b.keys, bytes: a.bytes + b.bytes)
+    }
+
+    /// What `a` has beyond `b`, on each count (zero where it has less).
+    public static func - (a: WritesSize, b: WritesSize) -> WritesSize {
+        WritesSize(keys: max(a.keys - b.keys, 0), bytes: max(a.bytes - b.bytes, 0))
     }
 
     /// Whether this fits within `limit` on both counts.

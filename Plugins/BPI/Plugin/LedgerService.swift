@@ -185,6 +185,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         // up front, rather than the set rehashing itself as it doubles.
         block.reserveCapacity(2 * transactions.count + 16)
         if context.height == 1, let problem = initChain(ordered, context, block) { return .failure(problem) }
+        let genesisWrites = block.size
         if let problem = runBlockHooks(ordered, \.begin_block, "begin_block", context, transactions.count, block) {
             return .failure(problem)
         }
@@ -261,7 +262,8 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         if let problem = runBlockHooks(ordered, \.end_block, "end_block", context, transactions.count, block) {
             return .failure(problem)
         }
-        return .success(Execution(results: results, writes: block.writes, writesAfterEach: writesAfterEach))
+        return .success(Execution(results: results, writes: block.writes, writesAfterEach: writesAfterEach,
+                                  genesisWrites: genesisWrites))
     }
 
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }

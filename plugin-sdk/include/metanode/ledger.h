@@ -126,8 +126,9 @@ typedef struct mn_ledger_api {
    *  MN_ERR_NOT_FOUND if it has none. */
   mn_status (*state_get)(mn_ledger_state *state, mn_bytes key, mn_buf *out_value);
   /** Sets the module's `key`. In deliver, begin_block and end_block only; MN_ERR_DENIED elsewhere. In a
-   *  transaction's call, MN_ERR_LIMIT past MN_LEDGER_CALL_WRITES_MAX or MN_LEDGER_CALL_WRITE_BYTES_MAX (a handler
-   *  that returns it fails the transaction, and its writes are undone). */
+   *  transaction's call, MN_ERR_LIMIT past MN_LEDGER_CALL_WRITES_MAX or MN_LEDGER_CALL_WRITE_BYTES_MAX. A deliver
+   *  that returns it fails its transaction (the fee stays paid) and its writes are undone; a charge_fee that
+   *  returns it leaves the transaction unpayable, so the proposer drops it. */
   mn_status (*state_put)(mn_ledger_state *state, mn_bytes key, mn_bytes value);
   mn_status (*state_delete)(mn_ledger_state *state, mn_bytes key);
   /** The reason for a refusal, kept with the status (e.g. "insufficient FLX: has 5, needs 7"). */
