@@ -60,6 +60,9 @@ struct TokenTests {
         }
         #expect(addresses.sorted().map(\.bytes) == raw.sorted { $0.lexicographicallyPrecedes($1) })
         #expect(Set(addresses).count == Set(raw).count)
+        // Equal addresses made apart hash alike; different ones (in all three parts of the value) hash apart.
+        #expect(raw.map { Address(bytes: $0)!.hashValue } == addresses.map(\.hashValue))
+        #expect(Set(addresses.map(\.hashValue)).count == Set(raw).count)
         #expect(Address(bytes: raw[0]) == addresses[0] && Address(bytes: raw[0]) != addresses[1])
         #expect(Address(bytes: [UInt8](repeating: 0, count: 19)) == nil && Address(bytes: [UInt8](repeating: 0, count: 21)) == nil)
     }

@@ -39,33 +39,46 @@ struct MempoolTests {
         #expect(pool.count == 1)
     }
 
-    @Test("a batch's precheck verifies the signatures add would, and only those: not a waiting transaction's or a used nonce's; add takes its answers and refuses as it would alone")
+    @Test("a batch's precheck verifies the signatures add would, and only those: not one add refuses first (waiting, used or far nonce, other chain, underpriced replacement, full sender) nor one seen earlier in the batch; add takes its answers and refuses as it would alone")
     func precheckedBatch() throws {
-        var pool = Mempool(chainID: "dev")
-        let waiting = Self.tx(Self.alice, nonce: 0)
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(perSenderMax: 2, nonceGapMax: 4))
+        let waiting = Self.tx(Self.alice, nonce: 0, fee: 100)
         _ = try pool.add(waiting, nextNonce: 0).get()
+        _ = try pool.add(Self.tx(Self.carol, nonce: 2), nextNonce: 2).get()
+        _ = try pool.add(Self.tx(Self.carol, nonce: 3), nextNonce: 2).get()
         var forged = Self.tx(Self.bob, nonce: 3)
         forged[forged.count - 1] ^= 1
-        let fresh = Self.tx(Self.alice, nonce: 1), used = Self.tx(Self.carol, nonce: 1)
-        let batch = [waiting, fresh, forged, used, [1, 2, 3]]
+        let fresh = Self.tx(Self.alice, nonce: 1)
+        let batch = [
+            waiting, fresh, forged,
+            Self.tx(Self.carol, nonce: 1),  // used: carol's next is 2
+            Self.tx(Self.bob, nonce: 9),  // too far ahead
+            Self.tx(Self.bob, nonce: 4, chain: "other"),
+            Self.tx(Self.alice, nonce: 0, fee: 105, payload: [2]),  // a replacement paying too little more
+            Self.tx(Self.carol, nonce: 4),  // carol already has two waiting
+            fresh,  // seen earlier in the batch
+            [1, 2, 3],
+        ]
         let nextNonce: (BytesKey) -> UInt64 = { $0 == BytesKey(Self.carol.publicKey) ? 2 : 0 }
         let prechecked = pool.precheck(batch, nextNonceOf: nextNonce)
-        #expect(prechecked.map(\.signatureValid) == [nil, true, false, nil, nil])
+        #expect(prechecked.map(\.signatureValid) == [nil, true, false, nil, nil, nil, nil, nil, nil, nil])
         #expect(prechecked.map(\.id) == batch.map(Transaction.id(ofEncoded:)))
         var alone = pool
         for (encoded, answer) in zip(batch, prechecked) {
             let batched = pool.add(encoded, nextNonceOf: nextNonce, prechecked: answer)
             #expect(Self.rejection(batched) == Self.rejection(alone.add(encoded, nextNonceOf: nextNonce)))
         }
-        #expect(pool.count == 2 && alone.count == 2)
-        // The answer is taken as given, so it must be for the same bytes: a body with a broken signature has the same
-        // id, and its answer makes add refuse the genuine bytes.
+        #expect(pool.count == 4 && alone.count == 4)
+        // An answer counts only for the bytes it was found for. A body with a broken signature has the same id as
+        // the genuine one; its answer is not taken for the genuine bytes, and the genuine bytes' is not taken for it.
         let genuine = Self.tx(Self.bob, nonce: 0)
         var broken = genuine
         broken[broken.count - 1] ^= 1
-        let answer = try #require(pool.precheck([broken], nextNonceOf: { _ in 0 }).first)
-        #expect(answer.signatureValid == false)
-        #expect(Self.rejection(pool.add(genuine, nextNonceOf: { _ in 0 }, prechecked: answer)) == "bad signature")
+        let answers = pool.precheck([broken, genuine], nextNonceOf: { _ in 0 })
+        #expect(answers.map(\.signatureValid) == [false, nil], "the genuine bytes' id was seen in the batch")
+        let genuineAnswer = try #require(pool.precheck([genuine], nextNonceOf: { _ in 0 }).first)
+        #expect(Self.rejection(pool.add(broken, nextNonceOf: { _ in 0 }, prechecked: genuineAnswer)) == "bad signature")
+        #expect(Self.rejection(pool.add(genuine, nextNonceOf: { _ in 0 }, prechecked: answers[0])) == nil)
     }
 
     @Test("a replacement must raise the fee by 10%; it then takes the old one's place")

@@ -60,14 +60,17 @@ struct TransactionTests {
             #expect(!Transaction.hasValidSignature(encoded: bytes))
         }
         #expect(Transaction.id(ofEncoded: Array(encoded.prefix(64))) == nil)
-        // The sender and nonce where decode finds them; nil for bytes too short to hold them.
-        let read = try #require(Transaction.senderAndNonce(ofEncoded: encoded))
-        #expect(read.sender == transaction.sender && read.nonce == transaction.nonce)
+        // The chain id, sender, nonce and fee where decode finds them; nil for bytes too short to hold them.
+        let read = try #require(Transaction.fields(ofEncoded: encoded))
+        #expect(Array(read.chainID) == Array(transaction.chainID.utf8) && read.sender == transaction.sender
+            && read.nonce == transaction.nonce && read.fee == transaction.fee)
         let large = try Transaction.signed(chainID: "metanode-dev", signer: Ed25519Signer(seed: Array(1...32)),
-                                           nonce: 0x0102_0304_0506_0708, fee: 1, kind: "bpci/transfer", payload: [])
-        #expect(Transaction.senderAndNonce(ofEncoded: large.encoded)?.nonce == 0x0102_0304_0506_0708)
-        for bytes: [UInt8] in [[], [1, 0], [1, 0xFF, 0xFF] + encoded, Array(encoded.prefix(3 + 12 + 32 + 7))] {
-            #expect(Transaction.senderAndNonce(ofEncoded: bytes) == nil)
+                                           nonce: 0x0102_0304_0506_0708, fee: 0x1112_1314_1516_1718,
+                                           kind: "bpci/transfer", payload: [])
+        let largeFields = try #require(Transaction.fields(ofEncoded: large.encoded))
+        #expect(largeFields.nonce == 0x0102_0304_0506_0708 && largeFields.fee == 0x1112_1314_1516_1718)
+        for bytes: [UInt8] in [[], [1, 0], [1, 0xFF, 0xFF] + encoded, Array(encoded.prefix(3 + 12 + 32 + 15))] {
+            #expect(Transaction.fields(ofEncoded: bytes) == nil)
         }
     }
 

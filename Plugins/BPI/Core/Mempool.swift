@@ -132,26 +132,59 @@ public struct Mempool: Sendable {
     }
 
     /// What `precheck` found for one transaction of a batch, for `add`: its id (nil: too short to have one), and
-    /// whether its signature verified (nil: not checked, because `add` would refuse it before its signature).
+    /// whether its signature verified (nil: not checked, because `add` would refuse it first). `add` takes it only
+    /// for the bytes it was found for.
     public struct Prechecked: Sendable {
+        let encoded: [UInt8]
         public let id: [UInt8]?
         public let signatureValid: Bool?
     }
 
     /// The signature checks of a batch about to be offered to `add`, one after another. Verification is most of
     /// admission's time, and run back to back it keeps libsodium's code and tables in cache rather than taking turns
-    /// with the pool's own work between transactions. Only transactions `add` would verify are: not one already
-    /// waiting or with its nonce used (`nextNonceOf`, as `add` gets it), so resending known transactions still costs
-    /// a hash each, not a verification.
+    /// with the pool's own work between transactions. Only transactions `add` would verify are, as the pool stands
+    /// before the batch: not one `add` refuses before its signature (`refusalBeforeSignature`, from the fields read
+    /// out of the bytes), nor one seen earlier in the batch. Resending known transactions, or ones for another chain
+    /// or nonce, costs a hash each, not a verification.
     public func precheck(_ batch: [[UInt8]], nextNonceOf: (_ sender: BytesKey) -> UInt64) -> [Prechecked] {
-        batch.map { encoded in
-            guard let id = Transaction.id(ofEncoded: encoded) else { return Prechecked(id: nil, signatureValid: nil) }
-            guard byID[BytesKey(id)] == nil, let (sender, nonce) = Transaction.senderAndNonce(ofEncoded: encoded),
-                  nonce >= nextNonceOf(BytesKey(sender)) else {
-                return Prechecked(id: id, signatureValid: nil)
+        var seen = Set<BytesKey>()
+        return batch.map { encoded in
+            guard let id = Transaction.id(ofEncoded: encoded) else {
+                return Prechecked(encoded: encoded, id: nil, signatureValid: nil)
             }
-            return Prechecked(id: id, signatureValid: Transaction.hasValidSignature(encoded: encoded))
+            let idKey = BytesKey(id)
+            guard let fields = Transaction.fields(ofEncoded: encoded), seen.insert(idKey).inserted else {
+                return Prechecked(encoded: encoded, id: id, signatureValid: nil)
+            }
+            let senderKey = BytesKey(fields.sender)
+            let refusal = refusalBeforeSignature(
+                chainID: fields.chainID.elementsEqual(chainID.utf8) ? chainID : String(decoding: fields.chainID, as: UTF8.self),
+                idKey: idKey, senderKey: senderKey, nonce: fields.nonce, fee: fields.fee,
+                nextNonce: nextNonceOf(senderKey))
+            return Prechecked(encoded: encoded, id: id,
+                              signatureValid: refusal == nil ? Transaction.hasValidSignature(encoded: encoded) : nil)
         }
+    }
+
+    /// Why `add` refuses a transaction with these fields before checking its signature, if it does: the checks that
+    /// cost nothing, in the order `add` makes them.
+    private func refusalBeforeSignature(chainID transactionChainID: String, idKey: BytesKey, senderKey: BytesKey,
+                                        nonce: UInt64, fee: UInt64, nextNonce: UInt64) -> MempoolRejection? {
+        guard transactionChainID == chainID else { return .wrongChain(expected: chainID, got: transactionChainID) }
+        guard byID[idKey] == nil else { return .duplicate }
+        guard nonce >= nextNonce else { return .nonceUsed(nonce: nonce, next: nextNonce) }
+        guard nonce - nextNonce <= limits.nonceGapMax else {
+            return .nonceTooFarAhead(nonce: nonce, next: nextNonce, gapMax: limits.nonceGapMax)
+        }
+        if let replaced = bySender[senderKey]?[nonce] {
+            let old = replaced.transaction.fee
+            let (bump, overflow) = old.multipliedReportingOverflow(by: limits.replacementBumpPerMille)
+            let needed = overflow ? UInt64.max : old + max(bump / 1000, 1)
+            guard fee >= needed else { return .replacementUnderpriced(fee: fee, needed: needed) }
+        } else if (bySender[senderKey]?.count ?? 0) >= limits.perSenderMax {
+            return .senderFull(limit: limits.perSenderMax)
+        }
+        return nil
     }
 
     /// Admits `encoded` if it decodes, is for this chain, is signed by its sender and fits. `nextNonce` is the
@@ -173,32 +206,18 @@ public struct Mempool: Sendable {
         let transaction: Transaction
         do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
         let senderKey = BytesKey(transaction.sender)
-        let nextNonce = nextNonceOf(senderKey)
-        guard transaction.chainID == chainID else {
-            return .failure(.wrongChain(expected: chainID, got: transaction.chainID))
-        }
+        // Only an answer found for these very bytes: the id leaves the signature out.
+        let prechecked = prechecked.flatMap { $0.encoded.hasSameBytes(as: encoded) ? $0 : nil }
         // From the bytes as they came: the same id and signature check as the decoded transaction's, without
         // encoding its body twice more.
         let id = prechecked?.id ?? Transaction.id(ofEncoded: encoded) ?? transaction.id
         let entry = Entry(transaction: transaction, id: id, encoded: encoded, senderKey: senderKey)
-        guard byID[entry.idKey] == nil else { return .failure(.duplicate) }
-        guard transaction.nonce >= nextNonce else {
-            return .failure(.nonceUsed(nonce: transaction.nonce, next: nextNonce))
-        }
-        guard transaction.nonce - nextNonce <= limits.nonceGapMax else {
-            return .failure(.nonceTooFarAhead(nonce: transaction.nonce, next: nextNonce, gapMax: limits.nonceGapMax))
+        if let refusal = refusalBeforeSignature(chainID: transaction.chainID, idKey: entry.idKey, senderKey: senderKey,
+                                                nonce: transaction.nonce, fee: transaction.fee,
+                                                nextNonce: nextNonceOf(senderKey)) {
+            return .failure(refusal)
         }
         let replaced = bySender[senderKey]?[transaction.nonce]
-        if let replaced {
-            let old = replaced.transaction.fee
-            let (bump, overflow) = old.multipliedReportingOverflow(by: limits.replacementBumpPerMille)
-            let needed = overflow ? UInt64.max : old + max(bump / 1000, 1)
-            guard transaction.fee >= needed else {
-                return .failure(.replacementUnderpriced(fee: transaction.fee, needed: needed))
-            }
-        } else if (bySender[senderKey]?.count ?? 0) >= limits.perSenderMax {
-            return .failure(.senderFull(limit: limits.perSenderMax))
-        }
         // The signature is checked last: it is the expensive check, and everything above is free.
         guard prechecked?.signatureValid ?? Transaction.hasValidSignature(encoded: encoded) else {
             return .failure(.badSignature)

@@ -76,16 +76,18 @@ public struct Transaction: Sendable, Hashable {
         }.bytes
     }
 
-    /// The sender and nonce of an encoded transaction, read where `decode` finds them, without decoding the rest;
-    /// nil if the bytes are too short to hold them. Only a decoded transaction's if `encoded` is one.
-    public static func senderAndNonce(ofEncoded encoded: [UInt8]) -> (sender: [UInt8], nonce: UInt64)? {
-        // u8 version | u16 chainID length | chainID | [32] sender | u64 nonce | …
+    /// The chain id, sender, nonce and fee of an encoded transaction, read where `decode` finds them, without
+    /// decoding the rest; nil if the bytes are too short to hold them. Only a decoded transaction's if `encoded` is
+    /// one.
+    public static func fields(ofEncoded encoded: [UInt8])
+        -> (chainID: ArraySlice<UInt8>, sender: [UInt8], nonce: UInt64, fee: UInt64)? {
+        // u8 version | u16 chainID length | chainID | [32] sender | u64 nonce | u64 fee | …
         guard encoded.count >= 3 else { return nil }
         let senderStart = 3 + (Int(encoded[1]) << 8 | Int(encoded[2]))
-        guard senderStart + 40 <= encoded.count else { return nil }
-        var nonce: UInt64 = 0
-        for byte in encoded[(senderStart + 32)..<(senderStart + 40)] { nonce = nonce << 8 | UInt64(byte) }
-        return (Array(encoded[senderStart..<(senderStart + 32)]), nonce)
+        guard senderStart + 48 <= encoded.count else { return nil }
+        func u64(at start: Int) -> UInt64 { encoded[start..<(start + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+        return (encoded[3..<senderStart], Array(encoded[senderStart..<(senderStart + 32)]), u64(at: senderStart + 32),
+                u64(at: senderStart + 40))
     }
 
     /// Whether an encoded transaction carries its sender's valid signature, read from the bytes as they are:
