@@ -8,7 +8,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The ledger service one BPI instance exports ("bpi.ledger" 1.2, plugin-sdk/include/metanode/ledger.h): modules
+/// The ledger service one BPI instance exports ("bpi.ledger" 1.3, plugin-sdk/include/metanode/ledger.h): modules
 /// register here, and BPI runs their handlers when it admits transactions, executes blocks and answers queries.
 ///
 /// The exported C table has no context argument of its own, so each instance allocates its table with a pointer

@@ -44,7 +44,7 @@ extern "C" {
 
 #define MN_LEDGER_SERVICE "bpi.ledger"
 #define MN_LEDGER_VERSION_MAJOR 1u
-#define MN_LEDGER_VERSION_MINOR 2u
+#define MN_LEDGER_VERSION_MINOR 3u  /* 1.3: the per-call write limits below; the tables are 1.2's */
 
 #define MN_LEDGER_MODULE_NAME_LEN_MAX 32u   /* [a-z0-9_-]; "bpi" and "test" are BPI's own                   */
 #define MN_LEDGER_MODULES_MAX 64u
