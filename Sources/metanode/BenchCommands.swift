@@ -293,13 +293,28 @@ final class BenchNetwork: @unchecked Sendable {
         }
         for data in directories {
             let deadline = Date().addingTimeInterval(30)
-            while data.runningNodeAddress() == nil, Date() < deadline { usleep(10_000) }
+            while data.runningNodeAddress() == nil, Date() < deadline, !Self.exited(processes[addresses.count]) {
+                usleep(10_000)
+            }
             guard let address = data.runningNodeAddress() else {
-                throw MetanodeError(.internal, "node \(data.root) did not start; see \(data.root)/node.log")
+                // The others must not outlive the bench: nothing would stop them once this throws.
+                stopAll()
+                let logPath = data.root + "/node.log"
+                let why = Self.lastError(inLog: logPath).map { ": \($0)" } ?? ""
+                throw MetanodeError(.internal, "node \(data.root) did not start\(why) (its log: \(logPath))")
             }
             addresses.append(address)
         }
         log("started \(validators) validators under \(root)")
+    }
+
+    private static func exited(_ process: Process?) -> Bool { process.map { !$0.isRunning } ?? true }
+
+    /// The last line of a node's log that reports an error, if any: what to show when the node did not start.
+    static func lastError(inLog path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").last { $0.hasPrefix("error:") || $0.contains(" error ") }
+            .map { String($0.hasPrefix("error: ") ? $0.dropFirst("error: ".count) : $0) }
     }
 
     func waitConnected() throws {
