@@ -231,6 +231,29 @@ extension ChainTests {
         }
         #expect(final.status == 200, "\(final.text)")
     }
+
+    @Test("bench chain with more senders than a genesis file may hold fails at once, quoting the node's error, and leaves no node running")
+    func benchNodesThatDoNotStart() throws {
+        try Repo.requireBinary()
+        let started = Date()
+        let result = try run(Repo.metanode, ["bench", "chain", "--senders", "12000", "--transactions", "500",
+                                             "--seconds", "1", "--ceiling-seconds", "0",
+                                             "--bundled-plugins", Repo.binDirectory + "/metanode-plugins"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("did not start: genesis file") && result.stderr.contains("the limit is"),
+                "\(result.output)")
+        #expect(Date().timeIntervalSince(started) < 30, "it waited for nodes that had already exited")
+        // The failed network stays for its logs; nothing of it may still run.
+        let root = try #require(result.stderr.firstRange(of: #/(/tmp/metanode-bench-chain-[A-Za-z0-9]+)/#)
+            .map { String(result.stderr[$0]) })
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let running = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).filter { pid in
+            guard pid.allSatisfy(\.isNumber), let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+            else { return false }
+            return String(decoding: cmdline, as: UTF8.self).contains(root)
+        }
+        #expect(running.isEmpty, "node processes of \(root) still run: \(running)")
+    }
 }
 
 /// `count` consecutive TCP ports on 127.0.0.1 that were free a moment ago.
