@@ -83,19 +83,23 @@ public enum HistoryIndex {
             let id = events[start].transaction
             var end = start + 1
             while end < events.count, events[end].transaction == id { end += 1 }
+            // The fields are read where they lie in the event's data (its length is checked first), with no reader
+            // or array per field: this runs for every payment on every node.
+            func u64(_ data: [UInt8], at offset: Int) -> UInt64 {
+                data[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) }
+            }
             var fee: UInt64 = 0
             for event in events[start..<end] where event.type == "bpci.fee" && event.data.count == 56 {
-                var reader = WireReader(event.data, context: "bpci.fee")
-                _ = try? reader.fixed(Address.byteCount, "payer")
-                fee = ((try? reader.u64("burned")) ?? 0) + ((try? reader.u64("tip")) ?? 0)
+                // [20] payer | u64 burned | u64 tip | [20] proposer
+                let (burned, tip) = (u64(event.data, at: 20), u64(event.data, at: 28))
+                fee = burned.addingReportingOverflow(tip).overflow ? .max : burned + tip
             }
             for event in events[start..<end] where event.type == "bpci.transfer" && event.data.count == 49 {
-                var reader = WireReader(event.data, context: "bpci.transfer")
-                guard let fromBytes = try? reader.fixed(Address.byteCount, "from"),
-                      let toBytes = try? reader.fixed(Address.byteCount, "to"),
-                      let from = Address(bytes: fromBytes), let to = Address(bytes: toBytes),
-                      let raw = try? reader.u8("denomination"), let denomination = Denomination(rawValue: raw),
-                      let amount = try? reader.u64("amount") else { continue }
+                // [20] from | [20] to | u8 denomination | u64 amount
+                let data = event.data
+                guard let from = Address(bytes: data[0..<20]), let to = Address(bytes: data[20..<40]),
+                      let denomination = Denomination(rawValue: data[40]) else { continue }
+                let amount = u64(data, at: 41)
                 out.append((from, HistoryEntry(height: block.height, transaction: id, direction: .sent,
                                                counterparty: to, denomination: denomination, amount: amount, fee: fee)))
                 out.append((to, HistoryEntry(height: block.height, transaction: id, direction: .received,

@@ -139,8 +139,12 @@ public final class BPCI: Plugin {
             }
             return false
         }
-        pendingEvents += part.events
-        if part.isLastPart { add(BlockEvents(height: part.height, events: pendingEvents)) }
+        if part.firstEvent == 0 && part.isLastPart {
+            add(part)  // a whole block in one part, as nearly all are: no copy of its events into pendingEvents
+        } else {
+            pendingEvents += part.events
+            if part.isLastPart { add(BlockEvents(height: part.height, events: pendingEvents)) }
+        }
         return true
     }
 

@@ -103,7 +103,9 @@ public struct BlockEvents: Sendable, Hashable {
         var events: [Event] = []
         events.reserveCapacity(count)
         for _ in 0..<count {
-            let transaction = try reader.fixed(32, "transaction")
+            var transaction = try reader.fixed(32, "transaction")
+            // A transaction's events are consecutive: they share one array of its id rather than each holding a copy.
+            if let previous = events.last?.transaction, previous == transaction { transaction = previous }
             let type = try reader.string16("type", max: typeBytesMax)
             events.append(Event(transaction: transaction, type: type, data: try reader.bytes32("data", max: dataBytesMax)))
         }
