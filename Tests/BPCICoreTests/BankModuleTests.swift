@@ -219,6 +219,9 @@ struct BankModuleTests {
         buffer.add([(Self.alice, Self.entry(11, 4)), (Self.bob, Self.entry(11, 5))], height: 11) { stored[$0] ?? .none }
         #expect(buffer.entries(of: Self.alice).map(\.amount) == [4] && buffer.entries(of: Self.bob).map(\.amount) == [2, 5])
         #expect(buffer.entryCount == 3 && buffer.blockCount == 2)
+        // Kept encoded, as a chunk stores them: bob's two entries in 2 × 78 bytes, the newest from block 11.
+        let bobs = try #require(buffer.accounts[Self.bob])
+        #expect(bobs == Self.entry(10, 2).encoded + Self.entry(11, 5).encoded && HistoryBuffer.lastHeight(bobs) == 11)
         buffer.removeAll()
         #expect(buffer.entryCount == 0 && buffer.blockCount == 0 && buffer.accounts.isEmpty)
 

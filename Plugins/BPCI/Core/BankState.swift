@@ -146,6 +146,23 @@ public struct HistoryEntry: Sendable, Hashable {
         return writer.bytes
     }
 
+    /// Appends the encoding to `bytes`, as `encoded` has it, with no array of its own on the way.
+    public func append(to bytes: inout [UInt8]) {
+        precondition(transaction.count == 32, "a history entry's transaction id is 32 bytes")
+        withUnsafeBytes(of: height.bigEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: transaction)
+        bytes.append(direction.rawValue)
+        counterparty.append(to: &bytes)
+        bytes.append(denomination.rawValue)
+        withUnsafeBytes(of: amount.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: fee.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    /// The height of the entry encoded at `offset` in `bytes` (its first field).
+    static func height(inEncoded bytes: [UInt8], at offset: Int) -> UInt64 {
+        bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
     public func write(to writer: inout WireWriter) {
         writer.u64(height)
         writer.fixed(transaction, count: 32)

@@ -56,15 +56,25 @@ public enum HistoryIndex {
     /// An account's new entries as chunks of at most `chunkEntriesMax`, each with its last sequence, following the
     /// `count` entries already stored.
     public static func chunks(_ entries: [HistoryEntry], after count: UInt64) -> [(last: UInt64, value: [UInt8])] {
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(entries.count * HistoryEntry.byteCount)
+        for entry in entries { entry.append(to: &encoded) }
+        return chunks(encoded: encoded, after: count)
+    }
+
+    /// The same, from the entries already encoded one after another (as `HistoryBuffer` keeps them): a buffer of at
+    /// most `chunkEntriesMax` entries is its own chunk, with no copy.
+    public static func chunks(encoded: [UInt8], after count: UInt64) -> [(last: UInt64, value: [UInt8])] {
+        precondition(encoded.count % HistoryEntry.byteCount == 0, "whole entries")
+        let entries = encoded.count / HistoryEntry.byteCount
+        if entries <= chunkEntriesMax { return entries == 0 ? [] : [(count + UInt64(entries) - 1, encoded)] }
         var out: [(last: UInt64, value: [UInt8])] = []
         var next = count
         var start = 0
-        while start < entries.count {
-            let end = min(start + chunkEntriesMax, entries.count)
-            var writer = WireWriter(capacity: (end - start) * HistoryEntry.byteCount)
-            for entry in entries[start..<end] { entry.write(to: &writer) }
+        while start < entries {
+            let end = min(start + chunkEntriesMax, entries)
             next += UInt64(end - start)
-            out.append((next - 1, writer.bytes))
+            out.append((next - 1, Array(encoded[(start * HistoryEntry.byteCount)..<(end * HistoryEntry.byteCount)])))
             start = end
         }
         return out
@@ -190,9 +200,12 @@ public struct HistoryChunk: Sendable {
 }
 
 /// The entries of the blocks indexed since the last flush, per account, in order; the plugin answers queries from
-/// them and the stored chunks together, and stores them every `flushBlocks` blocks or `entriesMax` entries.
+/// them and the stored chunks together, and stores them every `flushBlocks` blocks or `entriesMax` entries. Each
+/// account's are kept encoded, one after another, as a chunk stores them: a block adds bytes to an array rather than
+/// entries (each holding its transaction's id) to an array of them, and a flush stores the bytes as they are.
 public struct HistoryBuffer: Sendable {
-    public private(set) var accounts: [Address: [HistoryEntry]] = [:]
+    /// Each account's entries, `HistoryEntry.byteCount` bytes each.
+    public private(set) var accounts: [Address: [UInt8]] = [:]
     public private(set) var entryCount = 0
     public private(set) var blockCount = 0
 
@@ -211,13 +224,24 @@ public struct HistoryBuffer: Sendable {
                     continue
                 }
             }
-            accounts[address, default: []].append(entry)
+            entry.append(to: &accounts[address, default: []])
             entryCount += 1
         }
         blockCount += 1
     }
 
-    public func entries(of address: Address) -> [HistoryEntry] { accounts[address] ?? [] }
+    /// `address`'s buffered entries, decoded.
+    public func entries(of address: Address) -> [HistoryEntry] {
+        guard let encoded = accounts[address] else { return [] }
+        return stride(from: 0, to: encoded.count, by: HistoryEntry.byteCount).compactMap {
+            try? HistoryEntry.decode(Array(encoded[$0..<($0 + HistoryEntry.byteCount)]))
+        }
+    }
+
+    /// The height of `encoded`'s last entry (a buffered account's newest block).
+    public static func lastHeight(_ encoded: [UInt8]) -> UInt64 {
+        HistoryEntry.height(inEncoded: encoded, at: encoded.count - HistoryEntry.byteCount)
+    }
 
     public mutating func removeAll() {
         accounts.removeAll(keepingCapacity: true)

@@ -242,15 +242,15 @@ public final class BPCI: Plugin {
                 try context.kv.batch { batch in
                     var operations = 0
                     while done < accounts.count {
-                        let (address, entries) = accounts[done]
+                        let (address, encoded) = accounts[done]
                         let before = try progress(address)
-                        let chunks = HistoryIndex.chunks(entries, after: before.count)
+                        let chunks = HistoryIndex.chunks(encoded: encoded, after: before.count)
                         if operations > 0 && operations + chunks.count + 1 > operationsPerBatchMax { break }
                         for chunk in chunks {
                             try batch.put(HistoryIndex.chunkKey(address, last: chunk.last), chunk.value)
                         }
-                        let after = AccountProgress(count: before.count + UInt64(entries.count),
-                                                    height: entries[entries.count - 1].height)
+                        let after = AccountProgress(count: before.count + UInt64(encoded.count / HistoryEntry.byteCount),
+                                                    height: HistoryBuffer.lastHeight(encoded))
                         try batch.put(HistoryIndex.progressKey(address), after.encoded)
                         stored.append((address, after))
                         operations += chunks.count + 1

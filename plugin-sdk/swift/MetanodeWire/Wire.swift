@@ -124,10 +124,15 @@ public struct WireReader: Sendable {
 
     /// A UTF-8 string with a u16 length, at most `max` bytes.
     public mutating func string16(_ field: String, max: Int) throws(WireError) -> String {
-        let raw = try bytes16(field, max: max)
-        guard let text = String(validating: raw, as: UTF8.self) else {
+        let count = Int(try u16(field + " length"))
+        guard count <= max else { throw WireError(.tooLong, "\(context).\(field) is \(count) bytes; at most \(max)") }
+        try need(count, field)
+        // Validated where the bytes lie: an array of them first was an allocation per string (a transaction's chain
+        // id and kind, every event's type), where a short string needs none.
+        guard let text = String(validating: bytes[offset..<(offset + count)], as: UTF8.self) else {
             throw WireError(.invalidValue, "\(context).\(field) is not valid UTF-8")
         }
+        offset += count
         return text
     }
 
