@@ -16,6 +16,19 @@ func staticModuleName(_ name: String) -> mn_str {
     return mn_str(ptr: pointer, len: bytes.count)
 }
 
+/// Looks up `bpi.ledger` (at least `minMinor`) and registers a test module's `table` with it: each test module's
+/// start. Returns the ledger's table, for the module's handlers.
+func registerLedgerModule(_ context: PluginContext, _ table: UnsafePointer<mn_ledger_module>, minMinor: UInt32 = 0)
+    throws -> UnsafePointer<mn_ledger_api> {
+    let service = try context.services.lookup(MN_LEDGER_SERVICE, major: MN_LEDGER_VERSION_MAJOR, minMinor: minMinor)
+    guard let api = service.bound(to: mn_ledger_api.self) else {
+        throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes", function: "service_lookup")
+    }
+    let status = api.pointee.register_module(api, table)
+    guard status == MN_OK else { throw PluginError(status, "register_module", function: "register_module") }
+    return api
+}
+
 /// A module built against ledger 1.0 (its table ends before `init_chain`) that tries to emit another module's
 /// namespaced event: it registers and runs, and the forged event is refused. Before emitting, it writes the payload
 /// under "last" and marks "seen/<payload>": a refused call's writes must not stay.
@@ -43,12 +56,7 @@ final class ForgerModule: Plugin {
         return table
     }()
 
-    init(context: PluginContext) throws {
-        let service = try context.services.lookup(MN_LEDGER_SERVICE, major: MN_LEDGER_VERSION_MAJOR)
-        Self.api = service.bound(to: mn_ledger_api.self)
-        let status = Self.api!.pointee.register_module(Self.api!, Self.table)
-        guard status == MN_OK else { throw PluginError(status, "register_module", function: "register_module") }
-    }
+    init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table) }
 }
 
 @Suite("Ledger modules built against 1.0, and event namespaces")

@@ -107,15 +107,7 @@ final class ReaderModule: Plugin {
         return table
     }()
 
-    init(context: PluginContext) throws {
-        let service = try context.services.lookup(MN_LEDGER_SERVICE, major: MN_LEDGER_VERSION_MAJOR, minMinor: 2)
-        guard let api = service.bound(to: mn_ledger_api.self) else {
-            throw PluginError(MN_ERR_VERSION, "bpi.ledger's table is \(service.size) bytes", function: "service_lookup")
-        }
-        Self.api = api
-        let status = api.pointee.register_module(api, Self.table)
-        guard status == MN_OK else { throw PluginError(status, "register_module", function: "register_module") }
-    }
+    init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table, minMinor: 2) }
 }
 
 @Suite("Ledger 1.2: state_read")

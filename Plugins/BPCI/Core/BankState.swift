@@ -141,9 +141,10 @@ public struct HistoryEntry: Sendable, Hashable {
     public static let byteCount = 78
 
     public var encoded: [UInt8] {
-        var writer = WireWriter(capacity: Self.byteCount)
-        write(to: &writer)
-        return writer.bytes
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.byteCount)
+        append(to: &bytes)
+        return bytes
     }
 
     /// Appends the encoding to `bytes`, as `encoded` has it, with no array of its own on the way.
@@ -161,16 +162,6 @@ public struct HistoryEntry: Sendable, Hashable {
     /// The height of the entry encoded at `offset` in `bytes` (its first field).
     static func height(inEncoded bytes: [UInt8], at offset: Int) -> UInt64 {
         bytes[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) }
-    }
-
-    public func write(to writer: inout WireWriter) {
-        writer.u64(height)
-        writer.fixed(transaction, count: 32)
-        writer.u8(direction.rawValue)
-        counterparty.write(to: &writer)
-        writer.u8(denomination.rawValue)
-        writer.u64(amount)
-        writer.u64(fee)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> HistoryEntry {

@@ -143,7 +143,7 @@ public struct Mempool: Sendable {
     /// The signature checks of a batch about to be offered to `add`, one after another. Verification is most of
     /// admission's time, and run back to back it keeps libsodium's code and tables in cache rather than taking turns
     /// with the pool's own work between transactions. Only transactions `add` would verify are, as the pool stands
-    /// before the batch: not one `add` refuses before its signature (`refusalBeforeSignature`, from the fields read
+    /// before the batch: not one `add` refuses before its signature (`checkBeforeSignature`, from the fields read
     /// out of the bytes), nor one seen earlier in the batch. Resending known transactions, or ones for another chain
     /// or nonce, costs a hash each, not a verification.
     public func precheck(_ batch: [[UInt8]], nextNonceOf: (_ sender: BytesKey) -> UInt64) -> [Prechecked] {
@@ -157,34 +157,37 @@ public struct Mempool: Sendable {
                 return Prechecked(encoded: encoded, id: id, signatureValid: nil)
             }
             let senderKey = BytesKey(fields.sender)
-            let refusal = refusalBeforeSignature(
+            let screened = checkBeforeSignature(
                 chainID: fields.chainID.elementsEqual(chainID.utf8) ? chainID : String(decoding: fields.chainID, as: UTF8.self),
                 idKey: idKey, senderKey: senderKey, nonce: fields.nonce, fee: fields.fee,
                 nextNonce: nextNonceOf(senderKey))
-            return Prechecked(encoded: encoded, id: id,
-                              signatureValid: refusal == nil ? Transaction.hasValidSignature(encoded: encoded) : nil)
+            guard case .success = screened else { return Prechecked(encoded: encoded, id: id, signatureValid: nil) }
+            return Prechecked(encoded: encoded, id: id, signatureValid: Transaction.hasValidSignature(encoded: encoded))
         }
     }
 
-    /// Why `add` refuses a transaction with these fields before checking its signature, if it does: the checks that
-    /// cost nothing, in the order `add` makes them.
-    private func refusalBeforeSignature(chainID transactionChainID: String, idKey: BytesKey, senderKey: BytesKey,
-                                        nonce: UInt64, fee: UInt64, nextNonce: UInt64) -> MempoolRejection? {
-        guard transactionChainID == chainID else { return .wrongChain(expected: chainID, got: transactionChainID) }
-        guard byID[idKey] == nil else { return .duplicate }
-        guard nonce >= nextNonce else { return .nonceUsed(nonce: nonce, next: nextNonce) }
-        guard nonce - nextNonce <= limits.nonceGapMax else {
-            return .nonceTooFarAhead(nonce: nonce, next: nextNonce, gapMax: limits.nonceGapMax)
+    /// The checks `add` makes before a transaction's signature, those that cost nothing, in its order: why it
+    /// refuses one with these fields, or the waiting transaction it would replace (nil: none).
+    private func checkBeforeSignature(chainID transactionChainID: String, idKey: BytesKey, senderKey: BytesKey,
+                                      nonce: UInt64, fee: UInt64, nextNonce: UInt64) -> Result<Entry?, MempoolRejection> {
+        guard transactionChainID == chainID else {
+            return .failure(.wrongChain(expected: chainID, got: transactionChainID))
         }
-        if let replaced = bySender[senderKey]?[nonce] {
+        guard byID[idKey] == nil else { return .failure(.duplicate) }
+        guard nonce >= nextNonce else { return .failure(.nonceUsed(nonce: nonce, next: nextNonce)) }
+        guard nonce - nextNonce <= limits.nonceGapMax else {
+            return .failure(.nonceTooFarAhead(nonce: nonce, next: nextNonce, gapMax: limits.nonceGapMax))
+        }
+        let pending = bySender[senderKey]
+        if let replaced = pending?[nonce] {
             let old = replaced.transaction.fee
             let (bump, overflow) = old.multipliedReportingOverflow(by: limits.replacementBumpPerMille)
             let needed = overflow ? UInt64.max : old + max(bump / 1000, 1)
-            guard fee >= needed else { return .replacementUnderpriced(fee: fee, needed: needed) }
-        } else if (bySender[senderKey]?.count ?? 0) >= limits.perSenderMax {
-            return .senderFull(limit: limits.perSenderMax)
+            guard fee >= needed else { return .failure(.replacementUnderpriced(fee: fee, needed: needed)) }
+            return .success(replaced)
         }
-        return nil
+        guard (pending?.count ?? 0) < limits.perSenderMax else { return .failure(.senderFull(limit: limits.perSenderMax)) }
+        return .success(nil)
     }
 
     /// Admits `encoded` if it decodes, is for this chain, is signed by its sender and fits. `nextNonce` is the
@@ -212,12 +215,12 @@ public struct Mempool: Sendable {
         // encoding its body twice more.
         let id = prechecked?.id ?? Transaction.id(ofEncoded: encoded) ?? transaction.id
         let entry = Entry(transaction: transaction, id: id, encoded: encoded, senderKey: senderKey)
-        if let refusal = refusalBeforeSignature(chainID: transaction.chainID, idKey: entry.idKey, senderKey: senderKey,
-                                                nonce: transaction.nonce, fee: transaction.fee,
-                                                nextNonce: nextNonceOf(senderKey)) {
-            return .failure(refusal)
+        let replaced: Entry?
+        switch checkBeforeSignature(chainID: transaction.chainID, idKey: entry.idKey, senderKey: senderKey,
+                                    nonce: transaction.nonce, fee: transaction.fee, nextNonce: nextNonceOf(senderKey)) {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let found): replaced = found
         }
-        let replaced = bySender[senderKey]?[transaction.nonce]
         // The signature is checked last: it is the expensive check, and everything above is free.
         guard prechecked?.signatureValid ?? Transaction.hasValidSignature(encoded: encoded) else {
             return .failure(.badSignature)
