@@ -76,7 +76,8 @@ struct BankModuleTests {
         #expect(BankModule.check(transfer, state: state)?.reason.contains("no modules.bpci section") == true)
         #expect((try? BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()) == [])
         #expect(Self.refusal(BankModule.deliver(transfer, state: &state))?.contains("not set up") == true)
-        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil && state.values.isEmpty)
+        #expect(BankModule.endBlock(transactions: 1, proposer: Self.proposerKey, state: &state) == nil
+            && state.values.isEmpty)
         var other = DictionaryModuleState()
         #expect(BankModule.initChain(Array(#"{"fees": {}}"#.utf8), state: &other)?.reason.contains("needs \"accounts\"")
             == true)
@@ -130,9 +131,13 @@ struct BankModuleTests {
         let proposer = Address(publicKey: Self.proposerKey)
         #expect(Self.balance(state, Self.alice, .flx) == 100_000_000_000 - 1_000_000_000 - 1_500)
         #expect(Self.balance(state, Self.bob, .flx) == 1_500_000_000)
+        // The burn and the tip wait for the end of the block.
+        #expect(Self.balance(state, proposer, .flx) == 0 && StateBankStore(state).supply(.flx) == 100_500_000_000)
+        #expect(state.u64Pair(BankKeys.pendingFees).map { [$0.0, $0.1] } == [1_000, 500])
+        #expect(BankModule.endBlock(transactions: 1, proposer: Self.proposerKey, state: &state) == nil)
         #expect(Self.balance(state, proposer, .flx) == 500)
         #expect(StateBankStore(state).supply(.flx) == 100_500_000_000 - 1_000)
-        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil)
+        #expect(state.get(BankKeys.pendingFees) == nil, "no block's pending fees outlive it")
         // One transaction against a target of four: the base fee falls by (4-1)/4/8 of itself.
         #expect(try BankModule.feeMarket(state).baseFee == 1_000 - 1_000 * 3 / 4 / 8)
 
@@ -242,7 +247,24 @@ struct BankModuleTests {
         // BPI drops a failed deliver's writes; the module reported failure before writing anything.
         #expect(attempt == afterFee)
         #expect(Self.balance(state, Self.bob, .flx) == 500_000_000 - 1_000)
-        #expect(BankModule.endBlock(transactions: 1, state: &state) == nil)
+        #expect(BankModule.endBlock(transactions: 1, proposer: Self.proposerKey, state: &state) == nil)
+    }
+
+    @Test("end of block refuses a block whose fees it cannot settle: no proposer to tip, or a damaged record")
+    func unsettledFeesRefuseBlock() throws {
+        var state = Self.started()
+        let transfer = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)), fee: 1_500)
+        _ = try BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()
+        var noProposer = state
+        #expect(BankModule.endBlock(transactions: 1, proposer: nil, state: &noProposer)?.reason
+            == "end_block names no proposer to pay the block's tips to")
+        var damaged = state
+        damaged.put(BankKeys.pendingFees, [1, 2, 3])
+        #expect(BankModule.endBlock(transactions: 1, proposer: Self.proposerKey, state: &damaged)?.reason
+            == "BPCI's record of the block's fees is damaged")
+        // A block without fees needs no proposer.
+        var quiet = Self.started()
+        #expect(BankModule.endBlock(transactions: 0, proposer: nil, state: &quiet) == nil)
     }
 
     @Test("end of block refuses a block whose balances and supply disagree")
@@ -250,7 +272,7 @@ struct BankModuleTests {
         var state = Self.started()
         // The running total moving without the supply is what a bug in a payment path would do.
         state.setU64(BankKeys.total(.flx), 1)
-        #expect(BankModule.endBlock(transactions: 0, state: &state)?.reason == "supply invariant violated, block refused: FLX: balances "
+        #expect(BankModule.endBlock(transactions: 0, proposer: Self.proposerKey, state: &state)?.reason == "supply invariant violated, block refused: FLX: balances "
             + "add up to 0.000000001 but the supply is 100.5")
     }
 
@@ -288,7 +310,10 @@ struct BankModuleTests {
                 included += 1
                 if case .success = BankModule.deliver(transaction, state: &tentative) { state = tentative }
             }
-            if let refusal = BankModule.endBlock(transactions: included, state: &state) { problems.append("block \(height): \(refusal)") }
+            let proposer = keys[Int(height) % keys.count]
+            if let refusal = BankModule.endBlock(transactions: included, proposer: proposer, state: &state) {
+                problems.append("block \(height): \(refusal)")
+            }
         }
         return (state, problems)
     }
@@ -351,6 +376,7 @@ struct BankModuleTests {
     func randomBlocks(seed: UInt64) {
         let (first, problems) = Self.randomChain(seed: seed, blocks: 40)
         #expect(problems.isEmpty, "seed \(seed): \(problems)")
+        #expect(first.get(BankKeys.pendingFees) == nil)
         #expect(Bank.invariantViolation(StateBankStore(first)) == nil)
         #expect(StateBankStore(first).supply(.gen) == Denomination.genSupply)
         let (second, _) = Self.randomChain(seed: seed, blocks: 40)

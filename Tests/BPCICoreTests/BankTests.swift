@@ -227,19 +227,33 @@ struct FeeMarketTests {
         }
     }
 
-    @Test("a fee burns the base fee (the FLX supply falls) and pays the tip to the proposer; too low a fee is refused")
+    @Test("a fee is taken from its sender; settled, its base fee is burned and its tip paid; too low a fee is refused")
     func charging() {
         var store = BankTests.funded()
-        let market = FeeMarket(parameters: FeeMarket.Parameters(blockTransactionsMax: 10, initialBaseFee: 100))
         let supply = store.supply(.flx)
-        #expect(BankTests.fail(Bank.chargeFee(150, market: market, from: BankTests.alice, proposer: BankTests.carol,
-                                              store: &store)) == nil)
-        #expect(store.supply(.flx) == supply - 100 && store.balance(BankTests.carol, .flx) == 50)
-        #expect(store.balance(BankTests.alice, .flx) == 1_000 - 150)
+        let charge = { (fee: UInt64, from: Address, store: inout MemoryBankStore) in
+            Bank.chargeFee(fee, baseFee: 100, from: from, store: &store)
+        }
+        #expect((try? charge(150, BankTests.alice, &store).get()).map { [$0.burned, $0.tip] } == [100, 50])
+        #expect((try? charge(100, BankTests.alice, &store).get()).map { [$0.burned, $0.tip] } == [100, 0])
+        #expect(store.balance(BankTests.alice, .flx) == 1_000 - 250)
+        // Until the block's fees are settled, the running total and the supply still count them.
+        #expect(store.supply(.flx) == supply && store.balance(BankTests.carol, .flx) == 0)
+        #expect(store.balanceTotal(.flx) - 250 == store.balances.values.reduce(0) { $0 + ($1[.flx] ?? 0) })
+        Bank.settleFees(burned: 200, tips: 50, proposer: BankTests.carol, store: &store)
+        #expect(store.supply(.flx) == supply - 200 && store.balance(BankTests.carol, .flx) == 50)
         #expect(Bank.invariantViolation(store) == nil)
-        #expect(BankTests.fail(Bank.chargeFee(99, market: market, from: BankTests.alice, proposer: BankTests.carol,
-                                              store: &store)) == "fee 0.000000099 FLX is below the base fee 0.0000001 FLX")
-        #expect(BankTests.fail(Bank.chargeFee(100, market: market, from: BankTests.bob, proposer: BankTests.carol,
-                                              store: &store)) == "insufficient FLX: has 0.00000001, needs 0.0000001")
+        #expect(store.balanceTotal(.flx) == store.balances.values.reduce(0) { $0 + ($1[.flx] ?? 0) })
+        let before = store
+        for (fee, from, expected) in [(99, BankTests.alice, "fee 0.000000099 FLX is below the base fee 0.0000001 FLX"),
+                                      (100, BankTests.bob, "insufficient FLX: has 0.00000001, needs 0.0000001")] {
+            let result = charge(UInt64(fee), from, &store)
+            guard case .failure(let error) = result else {
+                Issue.record("a fee of \(fee) from \(from) was taken")
+                continue
+            }
+            #expect(error.description == expected)
+        }
+        #expect(store == before)
     }
 }

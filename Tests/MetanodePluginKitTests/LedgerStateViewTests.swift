@@ -49,7 +49,7 @@ private enum FakeLedger {
 
 @Suite("LedgerStateView", .serialized)
 struct LedgerStateViewTests {
-    @Test("u64 and contains answer alike through ledger 1.2's state_read and, on a 1.1 table, through state_get")
+    @Test("u64, contains and read answer alike through ledger 1.2's state_read and, on a 1.1 table, through state_get")
     func wordsAndPresence() {
         let values: [[UInt8]: [UInt8]] = [
             Array("word".utf8): [0, 0, 0, 0, 0, 0, 0x01, 0x02],
@@ -75,14 +75,23 @@ struct LedgerStateViewTests {
                 #expect(view.contains(Array("word".utf8)) && view.contains(Array("long".utf8)), "\(version)")
                 #expect(view.contains(Array("empty".utf8)), "\(version): an empty value is a value")
                 #expect(!view.contains(Array("absent".utf8)), "\(version)")
+                var small = [UInt8](repeating: 0xAA, count: 8)
+                #expect(small.withUnsafeMutableBytes { view.read(Array("long".utf8), into: $0) } == 12
+                    && small == [UInt8](repeating: 0xAA, count: 8), "\(version): a longer value is measured, not copied")
+                var room = [UInt8](repeating: 0, count: 16)
+                #expect(room.withUnsafeMutableBytes { view.read(Array("long".utf8), into: $0) } == 12
+                    && room == [UInt8](repeating: 7, count: 12) + [0, 0, 0, 0], "\(version)")
+                #expect(room.withUnsafeMutableBytes { view.read(Array("absent".utf8), into: $0) } == nil, "\(version)")
                 var writable = view
+                [UInt8]([9, 8, 7]).withUnsafeBytes { writable.put(Array("bytes".utf8), bytes: $0) }
+                #expect(FakeLedger.values[Array("bytes".utf8)] == [9, 8, 7], "\(version)")
                 writable.putU64(Array("written".utf8), 0x0102_0304_0506_0708)
                 #expect(FakeLedger.values[Array("written".utf8)] == [1, 2, 3, 4, 5, 6, 7, 8], "\(version)")
                 #expect(writable.failure == nil)
             }
             // A 1.1 table ends before state_read: the view never calls it. A 1.2 one spares every state_get.
             let (gets, reads) = (FakeLedger.gets, FakeLedger.reads)
-            #expect(version == "1.1" ? reads == 0 && gets == 8 : gets == 0 && reads == 8,
+            #expect(version == "1.1" ? reads == 0 && gets == 11 : gets == 0 && reads == 11,
                     "\(version): \(gets) gets, \(reads) reads")
         }
     }

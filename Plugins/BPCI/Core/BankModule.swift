@@ -71,12 +71,23 @@ public enum BankModule {
 
     // MARK: Blocks
 
-    /// Moves the base fee for the next block (by how many of the block limit's `transactions` it held) and checks
-    /// the supply invariants; a refusal rejects the block.
-    public static func endBlock(transactions: UInt64, state: inout some ModuleState) -> ModuleRefusal? {
+    /// Settles the block's fees (the burn, and the tips to `proposer`, the block's proposer's public key), moves the
+    /// base fee for the next block (by how many of the block limit's `transactions` it held) and checks the supply
+    /// invariants; a refusal rejects the block.
+    public static func endBlock(transactions: UInt64, proposer: [UInt8]?, state: inout some ModuleState)
+        -> ModuleRefusal? {
         guard isActive(state) else { return nil }
         guard var market = try? feeMarket(state) else {
             return ModuleRefusal("BPCI's stored fee parameters are damaged")
+        }
+        if let (burned, tips) = state.u64Pair(BankKeys.pendingFees) {
+            guard let proposer else { return ModuleRefusal("end_block names no proposer to pay the block's tips to") }
+            var store = StateBankStore(state)
+            Bank.settleFees(burned: burned, tips: tips, proposer: Address.of(publicKey: proposer), store: &store)
+            state = store.state
+            state.put(BankKeys.pendingFees, nil)
+        } else if state.contains(BankKeys.pendingFees) {
+            return ModuleRefusal("BPCI's record of the block's fees is damaged")
         }
         market.endBlock(used: transactions)
         state.setU64(BankKeys.baseFee, market.baseFee)
@@ -110,17 +121,19 @@ public enum BankModule {
     // MARK: Fees
 
     /// The fee of any module's transaction: with `proposer` nil it is admission (can the sender pay it?); in a block
-    /// the base fee is burned and the rest paid to the proposer.
+    /// it is taken from the sender, and what it burns and tips is added to the block's pending fees, which
+    /// `endBlock` settles. Shared keys (the proposer's balance, the FLX supply and total) are so written once a block
+    /// rather than once a transaction, and the fee reads the base fee alone: the parameters only matter at the end
+    /// of the block, which refuses it if they are damaged.
     public static func chargeFee(_ transaction: ModuleTransaction, proposer: [UInt8]?, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
-        let market: FeeMarket
-        do {
-            guard let active = try activeFeeMarket(state) else { return .success([]) }  // no economy: no fee
-            market = active
-        } catch { return .failure(error) }
+        // initChain writes the base fee with the parameters: a chain without it has no economy and no fee.
+        guard let baseFee = state.u64(BankKeys.baseFee) else { return .success([]) }
         let payer = Address.of(publicKey: transaction.sender)
         guard let proposer else {
-            if case .failure(let error) = market.split(fee: transaction.fee) { return .failure(ModuleRefusal("\(error)")) }
+            if case .failure(let error) = FeeMarket.split(fee: transaction.fee, baseFee: baseFee) {
+                return .failure(ModuleRefusal("\(error)"))
+            }
             let has = StateBankStore(state).balance(payer, .flx)
             guard has >= transaction.fee else {
                 return .failure(ModuleRefusal("\(BankError.insufficientFunds(.flx, has: has, needs: transaction.fee)) "
@@ -128,20 +141,23 @@ public enum BankModule {
             }
             return .success([])
         }
-        let proposerAddress = Address.of(publicKey: proposer)
         var store = StateBankStore(state)
-        if case .failure(let error) = Bank.chargeFee(transaction.fee, market: market, from: payer,
-                                                     proposer: proposerAddress, store: &store) {
+        let split: (burned: UInt64, tip: UInt64)
+        switch Bank.chargeFee(transaction.fee, baseFee: baseFee, from: payer, store: &store) {
+        case .success(let parts): split = parts
+        case .failure(let error):
             if case .insufficientFunds = error { return .failure(ModuleRefusal("\(error) for the fee")) }
             return .failure(ModuleRefusal("\(error)"))
         }
         state = store.state
-        let burned = market.baseFee, tip = transaction.fee - market.baseFee
+        // The block's fees so far are at most the FLX taken from balances in it, so the sums cannot overflow.
+        let (burned, tips) = state.u64Pair(BankKeys.pendingFees) ?? (0, 0)
+        state.putU64Pair(BankKeys.pendingFees, burned + split.burned, tips + split.tip)
         var writer = WireWriter(capacity: 56)
         payer.write(to: &writer)
-        writer.u64(burned)
-        writer.u64(tip)
-        proposerAddress.write(to: &writer)
+        writer.u64(split.burned)
+        writer.u64(split.tip)
+        Address.of(publicKey: proposer).write(to: &writer)
         return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
     }
 
@@ -160,13 +176,14 @@ public enum BankModule {
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
         } catch { return ModuleRefusal(error.message) }
-        if case .transfer(let payment) = message {
-            switch market {
-            case .success(let market): return checkTransfer(transaction, payment, market: market, state: state)
-            case .failure(let refusal): return refusal
+        switch market {
+        case .failure(let refusal): return refusal
+        case .success(let market):
+            if case .transfer(let payment) = message {
+                return checkTransfer(transaction, payment, market: market, state: state)
             }
+            return checkBySimulating(transaction, message, state: state)
         }
-        return checkBySimulating(transaction, message, state: state)
     }
 
     /// A transfer's admission worked out from the balances instead of simulated: a few reads and no writes, where
@@ -211,15 +228,16 @@ public enum BankModule {
     /// Execution in a block: the payments and their events (from which each node indexes history).
     public static func deliver(_ transaction: ModuleTransaction, state: inout some ModuleState)
         -> Result<[ModuleEvent], ModuleRefusal> {
-        guard isActive(state) else { return .failure(inactive) }
+        // Whether BPCI is set up is asked only when the transaction fails: a payment that succeeds spends a balance,
+        // and only the genesis of an active chain makes balances.
         let message: BankMessage
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
-        } catch { return .failure(ModuleRefusal(error.message)) }
+        } catch { return .failure(isActive(state) ? ModuleRefusal(error.message) : inactive) }
         let sender = Address.of(publicKey: transaction.sender)
         var store = StateBankStore(state)
         if case .failure(let error) = Bank.apply(message, from: sender, to: &store) {
-            return .failure(ModuleRefusal(error.description))
+            return .failure(isActive(state) ? ModuleRefusal(error.description) : inactive)
         }
         state = store.state
         let payments: [Payment]

@@ -13,6 +13,11 @@ public protocol ModuleState {
     func contains(_ key: [UInt8]) -> Bool
     /// Writes `value` as 8 big-endian bytes. By default `put`; the plugin's view writes them from the stack.
     mutating func putU64(_ key: [UInt8], _ value: UInt64)
+    /// The value as two u64s (16 big-endian bytes); nil when absent or another length. By default `get` decoded;
+    /// the plugin's view reads it onto the stack.
+    func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)?
+    /// Writes two u64s as 16 big-endian bytes. By default `put`; the plugin's view writes them from the stack.
+    mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64)
 }
 
 /// Module state in a dictionary: for tests and simulations.
@@ -48,6 +53,11 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
         return base.u64(key)
     }
 
+    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? {
+        if let written = writes[BytesKey(key)] { return written.flatMap(StoredU64.decodePair) }
+        return base.u64Pair(key)
+    }
+
     public func contains(_ key: [UInt8]) -> Bool {
         if let written = writes[BytesKey(key)] { return written != nil }
         return base.contains(key)
@@ -61,6 +71,8 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
 ///     t u8 denomination                u64 running total of balances
 ///     fee/parameters                   the fee market's parameters (from genesis)
 ///     fee/base                         the base fee of the block being made
+///     fee/pending                      u64 burned | u64 tips: the fees charged so far in the block being made, settled
+///                                      and deleted at its end (so never in a committed state)
 public enum BankKeys {
     public static func balance(_ address: Address, _ denomination: Denomination) -> [UInt8] {
         var key: [UInt8] = []
@@ -74,6 +86,7 @@ public enum BankKeys {
     public static func total(_ denomination: Denomination) -> [UInt8] { [0x74, denomination.rawValue] }
     public static let feeParameters = Array("fee/parameters".utf8)
     public static let baseFee = Array("fee/base".utf8)
+    public static let pendingFees = Array("fee/pending".utf8)
 }
 
 extension ModuleState {
@@ -82,6 +95,12 @@ extension ModuleState {
     public func contains(_ key: [UInt8]) -> Bool { get(key) != nil }
 
     public mutating func putU64(_ key: [UInt8], _ value: UInt64) { put(key, StoredU64.encode(value)) }
+
+    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? { get(key).flatMap(StoredU64.decodePair) }
+
+    public mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64) {
+        put(key, StoredU64.encode(first) + StoredU64.encode(second))
+    }
 
     /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
     public mutating func setU64(_ key: [UInt8], _ value: UInt64, zeroDeletes: Bool = false) {
@@ -205,5 +224,15 @@ extension FeeMarket.Parameters {
         }
         return FeeMarket.Parameters(targetTransactions: target, changeDenominator: denominator,
                                     minimumBaseFee: minimum, initialBaseFee: initial)
+    }
+}
+
+extension StoredU64 {
+    /// Two u64s stored as 16 big-endian bytes (`ModuleState.u64Pair`); nil for any other length.
+    static func decodePair(_ bytes: [UInt8]) -> (UInt64, UInt64)? {
+        guard bytes.count == 16, let first = decode(Array(bytes[..<8])), let second = decode(Array(bytes[8...])) else {
+            return nil
+        }
+        return (first, second)
     }
 }

@@ -39,6 +39,11 @@ public struct FeeMarket: Sendable, Hashable {
 
     /// What a transaction offering `fee` pays: `burned` (the base fee) and `tip` (the rest), or why it cannot.
     public func split(fee: UInt64) -> Result<(burned: UInt64, tip: UInt64), FeeError> {
+        Self.split(fee: fee, baseFee: baseFee)
+    }
+
+    /// `split(fee:)` under the base fee `baseFee`.
+    public static func split(fee: UInt64, baseFee: UInt64) -> Result<(burned: UInt64, tip: UInt64), FeeError> {
         guard fee >= baseFee else { return .failure(.belowBaseFee(fee: fee, baseFee: baseFee)) }
         return .success((baseFee, fee - baseFee))
     }
@@ -72,22 +77,29 @@ public enum FeeError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 extension Bank {
-    /// Charges a transaction's fee: the base fee is burned from the sender, the tip paid to the proposer. Reads
-    /// each balance once: this runs for every transaction of every module.
-    public static func chargeFee(_ fee: UInt64, market: FeeMarket, from sender: Address, proposer: Address,
-                                 store: inout some BankStore) -> Result<Void, BankError> {
+    /// Takes a transaction's fee from its sender: what to burn (the base fee) and the tip, which `settleFees` applies
+    /// for the whole block at its end. Until then the FLX running total still counts the fee, so the supply
+    /// invariant holds only once the block's fees are settled; a block is checked after that.
+    public static func chargeFee(_ fee: UInt64, baseFee: UInt64, from sender: Address, store: inout some BankStore)
+        -> Result<(burned: UInt64, tip: UInt64), BankError> {
         let split: (burned: UInt64, tip: UInt64)
-        switch market.split(fee: fee) {
+        switch FeeMarket.split(fee: fee, baseFee: baseFee) {
         case .success(let parts): split = parts
         case .failure(let error): return .failure(.reserved(error.description))
         }
         let has = store.balance(sender, .flx)
         guard has >= fee else { return .failure(.insufficientFunds(.flx, has: has, needs: fee)) }
         store.setBalance(sender, .flx, has - fee)
-        // The proposer's balance cannot overflow: every balance is at most the running total, which only falls here.
-        if split.tip > 0 { store.setBalance(proposer, .flx, store.balance(proposer, .flx) + split.tip) }
-        store.setBalanceTotal(.flx, store.balanceTotal(.flx) - split.burned)
-        store.setSupply(.flx, store.supply(.flx) - split.burned)
-        return .success(())
+        return .success(split)
+    }
+
+    /// Settles a block's charged fees: `burned` leaves the FLX supply, `tips` go to the proposer. Both are sums of
+    /// amounts taken from balances in this block, so neither can exceed the running total, and the proposer's
+    /// balance cannot overflow (every balance is at most the total).
+    public static func settleFees(burned: UInt64, tips: UInt64, proposer: Address, store: inout some BankStore) {
+        if tips > 0 { store.setBalance(proposer, .flx, store.balance(proposer, .flx) + tips) }
+        guard burned > 0 else { return }
+        store.setBalanceTotal(.flx, store.balanceTotal(.flx) - burned)
+        store.setSupply(.flx, store.supply(.flx) - burned)
     }
 }

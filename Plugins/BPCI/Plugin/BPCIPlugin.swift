@@ -343,8 +343,10 @@ enum LedgerModule {
                 // ledger 1.1 counts the block's transactions; BPCI registers only with 1.1 (minMinor: 1).
                 let count = block.map { $0.pointee.struct_size >= UInt32(MemoryLayout<mn_ledger_block>.size)
                     ? $0.pointee.transaction_count : 0 } ?? 0
+                let proposer = block.map { $0.pointee.proposer.array }
                 return LedgerModule.run(userData, state) { view in
-                    BankModule.endBlock(transactions: count, state: &view).map { .failure($0) } ?? .success([])
+                    BankModule.endBlock(transactions: count, proposer: proposer, state: &view).map { .failure($0) }
+                        ?? .success([])
                 }
             },
             query: { userData, state, path, request in
@@ -403,4 +405,14 @@ enum LedgerModule {
 }
 
 typealias StateView = LedgerStateView
-extension LedgerStateView: ModuleState {}
+extension LedgerStateView: ModuleState {
+    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? {
+        var words: (UInt64, UInt64) = (0, 0)
+        guard withUnsafeMutableBytes(of: &words, { read(key, into: $0) }) == 16 else { return nil }
+        return (UInt64(bigEndian: words.0), UInt64(bigEndian: words.1))
+    }
+
+    public mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64) {
+        withUnsafeBytes(of: (first.bigEndian, second.bigEndian)) { put(key, bytes: $0) }
+    }
+}

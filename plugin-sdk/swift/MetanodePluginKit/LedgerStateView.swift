@@ -33,34 +33,43 @@ public struct LedgerStateView {
     /// `state_read` into a word on the stack where BPI has it: balances and counters are most of what handlers read,
     /// and `state_get` costs a buffer BPI allocates, an array here and a `buf_free`.
     public func u64(_ key: [UInt8]) -> UInt64? {
-        guard hasStateRead else { return get(key).flatMap { $0.count == 8 ? Self.bigEndian($0) : nil } }
         var word: UInt64 = 0
-        var length = 0
-        let status = withUnsafeMutableBytes(of: &word) { out in
-            key.withMNBytes { key in
-                api.pointee.state_read(state, key, out.baseAddress!.assumingMemoryBound(to: UInt8.self), 8, &length)
-            }
-        }
-        return status == MN_OK && length == 8 ? UInt64(bigEndian: word) : nil
+        guard withUnsafeMutableBytes(of: &word, { read(key, into: $0) }) == 8 else { return nil }
+        return UInt64(bigEndian: word)
     }
 
-    private static func bigEndian(_ bytes: [UInt8]) -> UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
-
-    /// Whether the key has a value (an empty one counts), asked with `state_read` and no room, so nothing is copied.
-    public func contains(_ key: [UInt8]) -> Bool {
-        guard hasStateRead else { return get(key) != nil }
+    /// Reads the value into `buffer` (with `state_read`, or `state_get` from a 1.1 BPI) and returns its length, nil
+    /// when the key has none. The bytes are copied only when they fit: a longer value leaves `buffer` as it was, and
+    /// the length tells so.
+    public func read(_ key: [UInt8], into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard hasStateRead else {
+            guard let value = get(key) else { return nil }
+            if value.count <= buffer.count { buffer.copyBytes(from: value) }
+            return value.count
+        }
         var length = 0
-        let status = key.withMNBytes { api.pointee.state_read(state, $0, nil, 0, &length) }
-        return status == MN_OK || (status == MN_ERR_TOO_LARGE && length > 0)
+        let status = key.withMNBytes { key in
+            api.pointee.state_read(state, key, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
+                                   &length)
+        }
+        return status == MN_OK || status == MN_ERR_TOO_LARGE ? length : nil
+    }
+
+    /// Whether the key has a value (an empty one counts), asked with no room, so nothing is copied.
+    public func contains(_ key: [UInt8]) -> Bool {
+        read(key, into: UnsafeMutableRawBufferPointer(start: nil, count: 0)) != nil
     }
 
     /// Writes `value` as 8 big-endian bytes, straight from the stack (BPI copies what it keeps).
     public mutating func putU64(_ key: [UInt8], _ value: UInt64) {
-        let status = withUnsafeBytes(of: value.bigEndian) { word in
-            key.withMNBytes { key in
-                api.pointee.state_put(state, key, mn_bytes(ptr: word.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                                           len: 8))
-            }
+        withUnsafeBytes(of: value.bigEndian) { put(key, bytes: $0) }
+    }
+
+    /// Writes `bytes` as the value, with no array of them (BPI copies what it keeps).
+    public mutating func put(_ key: [UInt8], bytes: UnsafeRawBufferPointer) {
+        let status = key.withMNBytes { key in
+            api.pointee.state_put(state, key, mn_bytes(ptr: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                                       len: bytes.count))
         }
         if status != MN_OK && failure == nil { failure = status }
     }
