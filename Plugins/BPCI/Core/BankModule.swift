@@ -111,11 +111,13 @@ public enum BankModule {
     /// The fee market, or nil on a chain without BPCI: `isActive` and `feeMarket` in one read of the parameters,
     /// for the paths every transaction takes.
     static func activeFeeMarket(_ state: some ModuleState) throws(ModuleRefusal) -> FeeMarket? {
-        guard let raw = state.get(BankKeys.feeParameters) else { return nil }
-        guard let base = state.u64(BankKeys.baseFee) else { throw inactive }
+        let parameters: FeeMarket.Parameters
         do throws(WireError) {
-            return FeeMarket(parameters: try FeeMarket.Parameters.decode(raw), baseFee: base)
+            guard let stored = try FeeMarket.Parameters.read(BankKeys.feeParameters, from: state) else { return nil }
+            parameters = stored
         } catch { throw ModuleRefusal("stored fee parameters: \(error.message)") }
+        guard let base = state.u64(BankKeys.baseFee) else { throw inactive }
+        return FeeMarket(parameters: parameters, baseFee: base)
     }
 
     // MARK: Fees

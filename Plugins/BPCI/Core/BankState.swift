@@ -13,11 +13,11 @@ public protocol ModuleState {
     func contains(_ key: [UInt8]) -> Bool
     /// Writes `value` as 8 big-endian bytes. By default `put`; the plugin's view writes them from the stack.
     mutating func putU64(_ key: [UInt8], _ value: UInt64)
-    /// The value as two u64s (16 big-endian bytes); nil when absent or another length. By default `get` decoded;
-    /// the plugin's view reads it onto the stack.
-    func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)?
-    /// Writes two u64s as 16 big-endian bytes. By default `put`; the plugin's view writes them from the stack.
-    mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64)
+    /// Copies the value into `buffer` if it fits and returns its length; nil when the key has none. By default
+    /// `get`; the plugin's view reads small fixed values (the fee parameters, the block's pending fees) onto the stack.
+    func read(_ key: [UInt8], into buffer: UnsafeMutableRawBufferPointer) -> Int?
+    /// Writes `bytes` as the value. By default `put`; the plugin's view writes them from where they lie.
+    mutating func put(_ key: [UInt8], bytes: UnsafeRawBufferPointer)
 }
 
 /// Module state in a dictionary: for tests and simulations.
@@ -51,11 +51,6 @@ public struct OverlayState<Base: ModuleState>: ModuleState {
     public func u64(_ key: [UInt8]) -> UInt64? {
         if let written = writes[BytesKey(key)] { return written.flatMap(StoredU64.decode) }
         return base.u64(key)
-    }
-
-    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? {
-        if let written = writes[BytesKey(key)] { return written.flatMap(StoredU64.decodePair) }
-        return base.u64Pair(key)
     }
 
     public func contains(_ key: [UInt8]) -> Bool {
@@ -96,10 +91,24 @@ extension ModuleState {
 
     public mutating func putU64(_ key: [UInt8], _ value: UInt64) { put(key, StoredU64.encode(value)) }
 
-    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? { get(key).flatMap(StoredU64.decodePair) }
+    public func read(_ key: [UInt8], into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let value = get(key) else { return nil }
+        if value.count <= buffer.count { buffer.copyBytes(from: value) }
+        return value.count
+    }
 
+    public mutating func put(_ key: [UInt8], bytes: UnsafeRawBufferPointer) { put(key, Array(bytes)) }
+
+    /// The value as two u64s (16 big-endian bytes); nil when absent or another length.
+    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? {
+        var words: (UInt64, UInt64) = (0, 0)
+        guard withUnsafeMutableBytes(of: &words, { read(key, into: $0) }) == 16 else { return nil }
+        return (UInt64(bigEndian: words.0), UInt64(bigEndian: words.1))
+    }
+
+    /// Writes two u64s as 16 big-endian bytes.
     public mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64) {
-        put(key, StoredU64.encode(first) + StoredU64.encode(second))
+        withUnsafeBytes(of: (first.bigEndian, second.bigEndian)) { put(key, bytes: $0) }
     }
 
     /// Writes `value` as 8 big-endian bytes; 0 deletes the key when `zeroDeletes` (absent balances read as 0).
@@ -218,21 +227,26 @@ extension FeeMarket.Parameters {
         let target = try reader.u64("targetTransactions"), denominator = try reader.u64("changeDenominator")
         let minimum = try reader.u64("minimumBaseFee"), initial = try reader.u64("initialBaseFee")
         try reader.finish()
+        return try checked(target: target, denominator: denominator, minimum: minimum, initial: initial)
+    }
+
+    /// The parameters stored under `key`, read onto the stack (admission and every block read them); nil when there
+    /// are none.
+    static func read(_ key: [UInt8], from state: some ModuleState) throws(WireError) -> FeeMarket.Parameters? {
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        guard let length = withUnsafeMutableBytes(of: &words, { state.read(key, into: $0) }) else { return nil }
+        guard length == 32 else { throw WireError(.invalidValue, "fee parameters: \(length) bytes; they are 32") }
+        return try checked(target: UInt64(bigEndian: words.0), denominator: UInt64(bigEndian: words.1),
+                           minimum: UInt64(bigEndian: words.2), initial: UInt64(bigEndian: words.3))
+    }
+
+    private static func checked(target: UInt64, denominator: UInt64, minimum: UInt64, initial: UInt64)
+        throws(WireError) -> FeeMarket.Parameters {
         guard target >= 1, denominator >= 1, initial >= minimum else {
             throw WireError(.invalidValue, "fee parameters: target and denominator must be ≥ 1 and the initial base "
                 + "fee at least the minimum")
         }
         return FeeMarket.Parameters(targetTransactions: target, changeDenominator: denominator,
                                     minimumBaseFee: minimum, initialBaseFee: initial)
-    }
-}
-
-extension StoredU64 {
-    /// Two u64s stored as 16 big-endian bytes (`ModuleState.u64Pair`); nil for any other length.
-    static func decodePair(_ bytes: [UInt8]) -> (UInt64, UInt64)? {
-        guard bytes.count == 16, let first = decode(Array(bytes[..<8])), let second = decode(Array(bytes[8...])) else {
-            return nil
-        }
-        return (first, second)
     }
 }

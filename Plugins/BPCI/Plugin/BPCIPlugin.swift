@@ -405,14 +405,4 @@ enum LedgerModule {
 }
 
 typealias StateView = LedgerStateView
-extension LedgerStateView: ModuleState {
-    public func u64Pair(_ key: [UInt8]) -> (UInt64, UInt64)? {
-        var words: (UInt64, UInt64) = (0, 0)
-        guard withUnsafeMutableBytes(of: &words, { read(key, into: $0) }) == 16 else { return nil }
-        return (UInt64(bigEndian: words.0), UInt64(bigEndian: words.1))
-    }
-
-    public mutating func putU64Pair(_ key: [UInt8], _ first: UInt64, _ second: UInt64) {
-        withUnsafeBytes(of: (first.bigEndian, second.bigEndian)) { put(key, bytes: $0) }
-    }
-}
+extension LedgerStateView: ModuleState {}
