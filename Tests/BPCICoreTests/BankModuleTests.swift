@@ -208,6 +208,21 @@ struct BankModuleTests {
         #expect(HistoryChunk(last: .max, bytes: Self.entry(1, 1).encoded)?.first == .max, "a damaged key does not trap")
     }
 
+    @Test("a history entry is its fields in order at fixed widths, big-endian, and decodes back")
+    func historyEntryLayout() throws {
+        let entry = HistoryEntry(height: 0x0102_0304_0506_0708, transaction: Array(100..<132), direction: .sent,
+                                 counterparty: Self.bob, denomination: .aur, amount: 0x1112_1314_1516_1718,
+                                 fee: 0x2122_2324_2526_2728)
+        let expected: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8] + Array(100..<132) + [0] + Self.bob.bytes
+            + [Denomination.aur.rawValue] + [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]
+            + [0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28]
+        #expect(entry.encoded == expected && expected.count == HistoryEntry.byteCount)
+        var appended: [UInt8] = [0xEE]  // after bytes already there, as a buffer appends
+        entry.append(to: &appended)
+        #expect(appended == [0xEE] + expected)
+        #expect(try HistoryEntry.decode(expected) == entry)
+    }
+
     @Test("the history buffer leaves out the blocks an account's stored history already has (a replay after a flush that stopped halfway)")
     func historyBufferSkipsStoredBlocks() throws {
         var buffer = HistoryBuffer()

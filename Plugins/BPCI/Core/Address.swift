@@ -52,6 +52,14 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
         writer.u32(low)
     }
 
+    /// Writes the 20 bytes at `offset` in `buffer` (which must have room for them).
+    public func store(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
+        precondition(offset >= 0 && offset + Self.byteCount <= buffer.count, "no room for an address")
+        buffer.storeBytes(of: high.bigEndian, toByteOffset: offset, as: UInt64.self)
+        buffer.storeBytes(of: middle.bigEndian, toByteOffset: offset + 8, as: UInt64.self)
+        buffer.storeBytes(of: low.bigEndian, toByteOffset: offset + 16, as: UInt32.self)
+    }
+
     /// Appends the 20 bytes to `array`.
     public func append(to array: inout [UInt8]) {
         withUnsafeBytes(of: high.bigEndian) { array.append(contentsOf: $0) }

@@ -175,16 +175,21 @@ public struct HistoryEntry: Sendable, Hashable {
         return bytes
     }
 
-    /// Appends the encoding to `bytes`, as `encoded` has it, with no array of its own on the way.
+    /// Appends the encoding to `bytes`, as `encoded` has it, with no array of its own on the way: the room is made
+    /// once and each field stored at its offset (every node encodes two entries per payment).
     public func append(to bytes: inout [UInt8]) {
         precondition(transaction.count == 32, "a history entry's transaction id is 32 bytes")
-        withUnsafeBytes(of: height.bigEndian) { bytes.append(contentsOf: $0) }
-        bytes.append(contentsOf: transaction)
-        bytes.append(direction.rawValue)
-        counterparty.append(to: &bytes)
-        bytes.append(denomination.rawValue)
-        withUnsafeBytes(of: amount.bigEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: fee.bigEndian) { bytes.append(contentsOf: $0) }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: Self.byteCount))
+        bytes.withUnsafeMutableBytes { out in
+            out.storeBytes(of: height.bigEndian, toByteOffset: start, as: UInt64.self)
+            transaction.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[(start + 8)...]).copyMemory(from: $0) }
+            out[start + 40] = direction.rawValue
+            counterparty.store(into: out, at: start + 41)
+            out[start + 61] = denomination.rawValue
+            out.storeBytes(of: amount.bigEndian, toByteOffset: start + 62, as: UInt64.self)
+            out.storeBytes(of: fee.bigEndian, toByteOffset: start + 70, as: UInt64.self)
+        }
     }
 
     /// The height of the entry encoded at `offset` in `bytes` (its first field).
