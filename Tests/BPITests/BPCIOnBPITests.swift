@@ -83,6 +83,12 @@ struct BPCIOnBPITests {
         let supply = try net.json(3, "/query/bpci/supply").1["supply"] as? [[String: Any]] ?? []
         let flx = (supply.first { $0["denom"] as? String == "FLX" }?["units"] as? NSNumber)?.uint64Value ?? 0
         #expect(flx < 50_000_000_000 && flx > 50_000_000_000 - 10_000)
+        // The two fees (5,000 each) less what was burned were paid as tips, at the ends of their blocks.
+        let burned = 50_000_000_000 - flx
+        let tips = try (0..<4).reduce(UInt64(0)) { sum, node in
+            try sum + (Self.balances(net, 3, Address(publicKey: net.sim.key(node).bytes))["FLX"] ?? 0)
+        }
+        #expect(tips == 10_000 - burned && tips > 0, "tips \(tips), burned \(burned)")
         #expect(try Self.history(net, 0, Self.bobAddress)["count"] as? Int == 2)
 
         // A node that starts empty replays genesis and the transfers from synced blocks and reaches the same root.
