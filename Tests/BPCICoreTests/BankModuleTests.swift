@@ -127,7 +127,10 @@ struct BankModuleTests {
                                         fee: 1_500)
         let feeEvents = try BankModule.chargeFee(transfer, proposer: Self.proposerKey, state: &state).get()
         let events = try BankModule.deliver(transfer, state: &state).get()
-        #expect(feeEvents.map(\.type) == ["bpci.fee"] && events.map(\.type) == ["bpci.transfer"])
+        // A BPCI transaction's fee is in its payment's event, not in one of its own.
+        #expect(feeEvents.isEmpty && events.map(\.type) == ["bpci.transfer"])
+        #expect(events.first?.data.count == BankModule.transferEventBytes
+            && events.first.map { Array($0.data.suffix(8)) } == [0, 0, 0, 0, 0, 0, 0x05, 0xDC], "fee 1,500")
         let proposer = Address(publicKey: Self.proposerKey)
         #expect(Self.balance(state, Self.alice, .flx) == 100_000_000_000 - 1_000_000_000 - 1_500)
         #expect(Self.balance(state, Self.bob, .flx) == 1_500_000_000)
@@ -248,6 +251,36 @@ struct BankModuleTests {
         let progress = AccountProgress(count: 70_000, height: 123)
         #expect(try AccountProgress.decode(progress.encoded) == progress)
         #expect(throws: WireError.self) { try AccountProgress.decode(Array(progress.encoded.dropLast())) }
+    }
+
+    @Test("another module's transaction gets a bpci.fee event; a multi-send's fee is in its first payment's event")
+    func feeEvents() throws {
+        var state = Self.started()
+        var other = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)), fee: 1_500)
+        other.kind = "forge/thing"
+        let fee = try BankModule.chargeFee(other, proposer: Self.proposerKey, state: &state).get()
+        #expect(fee.map(\.type) == ["bpci.fee"] && fee.first?.data.count == 56)
+        let multiSend = Self.transaction(.multiSend([Payment(to: Self.bob, denomination: .flx, amount: 5),
+                                                     Payment(to: Self.bob, denomination: .gen, amount: 7)]),
+                                         fee: 2_000, nonce: 1)
+        #expect(try BankModule.chargeFee(multiSend, proposer: Self.proposerKey, state: &state).get().isEmpty)
+        let events = try BankModule.deliver(multiSend, state: &state).get()
+        let block = BlockEvents(height: 3, events: events.map {
+            BlockEvents.Event(transaction: multiSend.id, type: $0.type, data: $0.data)
+        })
+        let sent = HistoryIndex.entries(block).filter { $0.1.direction == .sent }
+        #expect(sent.map(\.1.fee) == [2_000, 0] && sent.map(\.1.amount) == [5, 7])
+        // Blocks from before the fee moved into payment events: a bpci.fee event, then 49-byte payments.
+        var payer = WireWriter(capacity: 56)
+        Self.alice.write(to: &payer)
+        payer.u64(1_000)
+        payer.u64(300)
+        Address(publicKey: Self.proposerKey).write(to: &payer)
+        let former = BlockEvents(height: 2, events: [
+            BlockEvents.Event(transaction: multiSend.id, type: "bpci.fee", data: payer.bytes),
+            BlockEvents.Event(transaction: multiSend.id, type: "bpci.transfer", data: Array(events[0].data.prefix(49))),
+        ])
+        #expect(HistoryIndex.entries(former).map(\.1.fee) == [1_300, 0])
     }
 
     @Test("a transfer that fails in a block leaves the fee paid and nothing else changed")

@@ -42,8 +42,15 @@ public struct ModuleRefusal: Error, Sendable, Hashable, CustomStringConvertible 
 /// BPCI's ledger module: what each ledger.h handler does, over any `ModuleState`. Pure: no clock, no randomness, no
 /// floating point; the plugin only adapts these to the C table.
 ///
-/// Events: "bpci.transfer"  [20] from | [20] to | u8 denomination | u64 amount   (one per payment)
+/// Events: "bpci.transfer"  [20] from | [20] to | u8 denomination | u64 amount | u64 fee
+///                          one per payment; `fee` is the transaction's whole fee on its first payment, 0 on the rest
 ///         "bpci.fee"       [20] payer | u64 burned | u64 tip | [20] proposer
+///                          the fee of another module's transaction (or of a kind no module handles)
+///
+/// A transaction of BPCI's own reports its fee in its payment events rather than in an event of its own: an event
+/// costs every node about as much as a state write, on the way through the block's results, their store, the
+/// event stream and the history index. A BPCI transaction that fails has no events; it paid its envelope's fee, as
+/// every transaction in a block does (the block's base fee burned, the rest to its proposer).
 public enum BankModule {
     public static let name = "bpci"
     /// Entries a history query returns at most.
@@ -155,6 +162,7 @@ public enum BankModule {
         // The block's fees so far are at most the FLX taken from balances in it, so the sums cannot overflow.
         let (burned, tips) = state.u64Pair(BankKeys.pendingFees) ?? (0, 0)
         state.putU64Pair(BankKeys.pendingFees, burned + split.burned, tips + split.tip)
+        if isOwnKind(transaction.kind) { return .success([]) }  // its payment events carry the fee
         var writer = WireWriter(capacity: 56)
         payer.write(to: &writer)
         writer.u64(split.burned)
@@ -162,6 +170,12 @@ public enum BankModule {
         Address.of(publicKey: proposer).write(to: &writer)
         return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
     }
+
+    /// Whether `kind` is one of BPCI's ("bpci/…"), whose fee its payment events report.
+    static func isOwnKind(_ kind: String) -> Bool { kind.utf8.starts(with: ownKindPrefix) }
+    private static let ownKindPrefix = Array("\(name)/".utf8)
+    /// A `bpci.transfer` event's size.
+    public static let transferEventBytes = 57
 
     // MARK: Transactions
 
@@ -249,12 +263,14 @@ public enum BankModule {
         case .mint: payments = []  // refused by Bank.apply
         }
         var events: [ModuleEvent] = []
-        for payment in payments {
-            var writer = WireWriter(capacity: 49)
+        events.reserveCapacity(payments.count)
+        for (index, payment) in payments.enumerated() {
+            var writer = WireWriter(capacity: transferEventBytes)
             sender.write(to: &writer)
             payment.to.write(to: &writer)
             writer.u8(payment.denomination.rawValue)
             writer.u64(payment.amount)
+            writer.u64(index == 0 ? transaction.fee : 0)
             events.append(ModuleEvent(type: "bpci.transfer", data: writer.bytes))
         }
         return .success(events)

@@ -85,8 +85,7 @@ public enum HistoryIndex {
     public static func entries(_ block: BlockEvents) -> [(Address, HistoryEntry)] {
         var out: [(Address, HistoryEntry)] = []
         out.reserveCapacity(block.events.count)
-        // A transaction's events are consecutive, so each run of one transaction is taken whole: its fee, then its
-        // payments.
+        // A transaction's events are consecutive, so each run of one transaction is taken whole.
         let events = block.events
         var start = 0
         while start < events.count {
@@ -98,18 +97,21 @@ public enum HistoryIndex {
             func u64(_ data: [UInt8], at offset: Int) -> UInt64 {
                 data[offset..<(offset + 8)].reduce(0) { $0 << 8 | UInt64($1) }
             }
+            // The fee: in the first payment's event; in blocks before it was, in a bpci.fee event ahead of them.
             var fee: UInt64 = 0
             for event in events[start..<end] where event.type == "bpci.fee" && event.data.count == 56 {
                 // [20] payer | u64 burned | u64 tip | [20] proposer
                 let (burned, tip) = (u64(event.data, at: 20), u64(event.data, at: 28))
                 fee = burned.addingReportingOverflow(tip).overflow ? .max : burned + tip
             }
-            for event in events[start..<end] where event.type == "bpci.transfer" && event.data.count == 49 {
-                // [20] from | [20] to | u8 denomination | u64 amount
+            for event in events[start..<end] where event.type == "bpci.transfer"
+                && (event.data.count == BankModule.transferEventBytes || event.data.count == 49) {
+                // [20] from | [20] to | u8 denomination | u64 amount | u64 fee (not in blocks before it was)
                 let data = event.data
                 guard let from = Address(bytes: data[0..<20]), let to = Address(bytes: data[20..<40]),
                       let denomination = Denomination(rawValue: data[40]) else { continue }
                 let amount = u64(data, at: 41)
+                if data.count == BankModule.transferEventBytes { fee = u64(data, at: 49) }
                 out.append((from, HistoryEntry(height: block.height, transaction: id, direction: .sent,
                                                counterparty: to, denomination: denomination, amount: amount, fee: fee)))
                 out.append((to, HistoryEntry(height: block.height, transaction: id, direction: .received,
