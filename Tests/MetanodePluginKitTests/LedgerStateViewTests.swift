@@ -35,6 +35,11 @@ private enum FakeLedger {
             state_read: { _, key, out, capacity, length in
                 FakeLedger.reads += 1
                 guard let length else { return MN_ERR_INVALID_ARGUMENT }
+                // As BPI's: a key past the limit is refused before any value is looked up.
+                guard key.len <= Int(MN_LEDGER_KEY_LEN_MAX) else {
+                    length.pointee = 0
+                    return MN_ERR_TOO_LARGE
+                }
                 guard let value = FakeLedger.values[key.array] else {
                     length.pointee = 0
                     return MN_ERR_NOT_FOUND
@@ -82,6 +87,9 @@ struct LedgerStateViewTests {
                 #expect(room.withUnsafeMutableBytes { view.read(Array("long".utf8), into: $0) } == 12
                     && room == [UInt8](repeating: 7, count: 12) + [0, 0, 0, 0], "\(version)")
                 #expect(room.withUnsafeMutableBytes { view.read(Array("absent".utf8), into: $0) } == nil, "\(version)")
+                // A key too long to have a value has none (1.2's state_read refuses it as too large, with no length).
+                let tooLong = [UInt8](repeating: 0x6B, count: Int(MN_LEDGER_KEY_LEN_MAX) + 1)
+                #expect(!view.contains(tooLong) && view.u64(tooLong) == nil, "\(version)")
                 var writable = view
                 [UInt8]([9, 8, 7]).withUnsafeBytes { writable.put(Array("bytes".utf8), bytes: $0) }
                 #expect(FakeLedger.values[Array("bytes".utf8)] == [9, 8, 7], "\(version)")
@@ -91,7 +99,7 @@ struct LedgerStateViewTests {
             }
             // A 1.1 table ends before state_read: the view never calls it. A 1.2 one spares every state_get.
             let (gets, reads) = (FakeLedger.gets, FakeLedger.reads)
-            #expect(version == "1.1" ? reads == 0 && gets == 11 : gets == 0 && reads == 11,
+            #expect(version == "1.1" ? reads == 0 && gets == 13 : gets == 0 && reads == 13,
                     "\(version): \(gets) gets, \(reads) reads")
         }
     }

@@ -52,7 +52,9 @@ public struct LedgerStateView {
             api.pointee.state_read(state, key, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count,
                                    &length)
         }
-        return status == MN_OK || status == MN_ERR_TOO_LARGE ? length : nil
+        // MN_ERR_TOO_LARGE with the length past the room: a value longer than the buffer. With none, the key was
+        // too long to have a value.
+        return status == MN_OK || (status == MN_ERR_TOO_LARGE && length > buffer.count) ? length : nil
     }
 
     /// Whether the key has a value (an empty one counts), asked with no room, so nothing is copied.
