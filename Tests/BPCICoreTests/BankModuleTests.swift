@@ -313,6 +313,15 @@ struct BankModuleTests {
         // A block without fees needs no proposer.
         var quiet = Self.started()
         #expect(BankModule.endBlock(transactions: 0, proposer: nil, state: &quiet) == nil)
+        // Fees charged on a chain whose parameters are gone: refused, not left pending in committed state.
+        var noParameters = state
+        noParameters.put(BankKeys.feeParameters, nil)
+        #expect(BankModule.endBlock(transactions: 1, proposer: Self.proposerKey, state: &noParameters)?.reason
+            == "BPCI's stored fee parameters are damaged")
+        // A damaged record is not started afresh by the next fee either.
+        let next = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)), fee: 1_500, nonce: 1)
+        #expect(Self.refusal(BankModule.chargeFee(next, proposer: Self.proposerKey, state: &damaged))
+            == "BPCI's record of the block's fees is damaged")
     }
 
     @Test("end of block refuses a block whose balances and supply disagree")

@@ -89,6 +89,19 @@ struct BPCIOnBPITests {
             try sum + (Self.balances(net, 3, Address(publicKey: net.sim.key(node).bytes))["FLX"] ?? 0)
         }
         #expect(tips == 10_000 - burned && tips > 0, "tips \(tips), burned \(burned)")
+        // Each to the proposer of the block that held the transaction: only those hold FLX.
+        var proposers: Set<String> = []
+        for height in 1...(try net.height(3)) {  // the latest final height
+            let block = try net.json(3, "/blocks/\(height)").1
+            if (block["transactions"] as? [Any])?.isEmpty == false,
+               let proposer = (block["header"] as? [String: Any])?["proposer"] as? String {
+                proposers.insert(proposer)
+            }
+        }
+        let tipped = try Set((0..<4).map { net.sim.key($0).bytes }.filter { key in
+            try (Self.balances(net, 3, Address(publicKey: key))["FLX"] ?? 0) > 0
+        }.map(Hex.encode))
+        #expect(!proposers.isEmpty && tipped == proposers, "tipped \(tipped), proposers \(proposers)")
         #expect(try Self.history(net, 0, Self.bobAddress)["count"] as? Int == 2)
 
         // A node that starts empty replays genesis and the transfers from synced blocks and reaches the same root.

@@ -83,7 +83,8 @@ public enum BankModule {
     /// invariants; a refusal rejects the block.
     public static func endBlock(transactions: UInt64, proposer: [UInt8]?, state: inout some ModuleState)
         -> ModuleRefusal? {
-        guard isActive(state) else { return nil }
+        // Fees charged (the base fee is there) on a chain without parameters: damaged state, not a quiet chain.
+        guard isActive(state) || state.contains(BankKeys.pendingFees) else { return nil }
         guard var market = try? feeMarket(state) else {
             return ModuleRefusal("BPCI's stored fee parameters are damaged")
         }
@@ -160,7 +161,11 @@ public enum BankModule {
         }
         state = store.state
         // The block's fees so far are at most the FLX taken from balances in it, so the sums cannot overflow.
-        let (burned, tips) = state.u64Pair(BankKeys.pendingFees) ?? (0, 0)
+        let pending = state.u64Pair(BankKeys.pendingFees)
+        if pending == nil && state.contains(BankKeys.pendingFees) {
+            return .failure(ModuleRefusal("BPCI's record of the block's fees is damaged"))
+        }
+        let (burned, tips) = pending ?? (0, 0)
         state.putU64Pair(BankKeys.pendingFees, burned + split.burned, tips + split.tip)
         if isOwnKind(transaction.kind) { return .success([]) }  // its payment events carry the fee
         var writer = WireWriter(capacity: 56)

@@ -78,8 +78,8 @@ public enum FeeError: Error, Equatable, Sendable, CustomStringConvertible {
 
 extension Bank {
     /// Takes a transaction's fee from its sender: what to burn (the base fee) and the tip, which `settleFees` applies
-    /// for the whole block at its end. Until then the FLX running total still counts the fee, so the supply
-    /// invariant holds only once the block's fees are settled; a block is checked after that.
+    /// for the whole block at its end. Until then the FLX running total and supply still count the fee, which no
+    /// balance holds: the balances add up to the total again only once the block's fees are settled.
     public static func chargeFee(_ fee: UInt64, baseFee: UInt64, from sender: Address, store: inout some BankStore)
         -> Result<(burned: UInt64, tip: UInt64), BankError> {
         let split: (burned: UInt64, tip: UInt64)
