@@ -400,6 +400,22 @@ struct BankModuleTests {
         }
     }
 
+    @Test("another module's transaction is refused at admission when the fee parameters are damaged or gone, as its block would be")
+    func otherModuleAdmissionWithDamagedParameters() {
+        var other = Self.transaction(.transfer(Payment(to: Self.bob, denomination: .flx, amount: 1)), fee: 1_500)
+        other.kind = "forge/thing"
+        var healthy = Self.started()
+        #expect(Self.refusal(BankModule.chargeFee(other, proposer: nil, state: &healthy)) == nil)
+        var damaged = Self.started()
+        damaged.put(BankKeys.feeParameters, [1, 2, 3])
+        #expect(Self.refusal(BankModule.chargeFee(other, proposer: nil, state: &damaged))?
+            .contains("stored fee parameters") == true)
+        var gone = Self.started()
+        gone.put(BankKeys.feeParameters, nil)
+        #expect(Self.refusal(BankModule.chargeFee(other, proposer: nil, state: &gone))
+            == "BPCI's stored fee parameters are damaged")
+    }
+
     @Test("a transfer's admission answers as the full simulation does, message for message", arguments: 1...20)
     func transferAdmissionMatchesSimulation(seed: UInt64) {
         let (state, _) = Self.randomChain(seed: seed, blocks: 1 + Int(seed % 8))

@@ -141,6 +141,13 @@ public enum BankModule {
         guard let baseFee = state.u64(BankKeys.baseFee) else { return .success([]) }
         let payer = Address.of(publicKey: transaction.sender)
         guard let proposer else {
+            // Admission reads the parameters too, so that it refuses what every block would (end_block refuses
+            // damaged or missing parameters); a block's fees need only the base fee.
+            do throws(ModuleRefusal) {
+                guard try activeFeeMarket(state) != nil else {
+                    return .failure(ModuleRefusal("BPCI's stored fee parameters are damaged"))
+                }
+            } catch { return .failure(error) }
             if case .failure(let error) = FeeMarket.split(fee: transaction.fee, baseFee: baseFee) {
                 return .failure(ModuleRefusal("\(error)"))
             }
