@@ -77,6 +77,31 @@ struct StateTreeTests {
         #expect(same.root == one.root && same.count == 1)
     }
 
+    @Test("blocks applied with remembered key hashes give the roots of plain updates, also once the memo empties",
+          arguments: [4, 1 << 18])
+    func rememberedKeyHashes(entriesMax: Int) throws {
+        let validators = try ValidatorSet(keys: [[UInt8](repeating: 9, count: 32)])
+        let rules = BlockRules(genesis: Genesis(chainID: "memo", genesisTimeMs: 1_000, validators: validators),
+                               keyDigests: StateKeyDigests(entriesMax: entriesMax))
+        var random = SimulationRandom(seed: 7)
+        var memoized = StateTree(), plain = StateTree()
+        for _ in 0..<6 {
+            // A few senders and keys, so later blocks change keys earlier ones did (hits), with some new ones.
+            var nonces: [BytesKey: UInt64] = [:]
+            var writes: [BytesKey: [UInt8]?] = [:]
+            for _ in 0..<5 {
+                nonces[BytesKey([UInt8](repeating: UInt8(random.below(8)), count: 32))] = UInt64(random.below(1_000))
+                let value: [UInt8]? = random.below(4) == 0 ? nil : [UInt8(random.below(256))]
+                writes[BytesKey(Array("bpci/key-\(random.below(10))".utf8))] = .some(value)
+            }
+            memoized = rules.applying(nonces, writes, to: memoized)
+            plain.set(all: nonces.map { (BlockRules.nonceKey($0.key.bytes), BlockRules.nonceValue($0.value)) }
+                + writes.map { ($0.key.bytes, $0.value) })
+            #expect(memoized.root == plain.root)
+            #expect(rules.keyDigests.count <= 2 * entriesMax)
+        }
+    }
+
     @Test("a batch of changes gives the tree that setting them one by one gives", arguments: 0..<40)
     func batchMatchesOneByOne(seed: UInt64) {
         var random = SimulationRandom(seed: seed)

@@ -117,6 +117,20 @@ struct TransactionTests {
             try Transaction.decode(try Self.transfer().encoded + [0])
         }
     }
+
+    @Test("a kind is two non-empty parts around one slash", arguments: [
+        ("bpci/transfer", true), ("a/b", true), ("a/b.c-d_e", true), ("/b", false), ("a/", false), ("/", false),
+        ("a/b/c", false), ("a//b", false), ("ab", false),
+    ])
+    func kindShape(kind: String, valid: Bool) {
+        let transaction = Transaction(chainID: "dev", sender: [UInt8](repeating: 1, count: 32), nonce: 0, fee: 0,
+                                      kind: kind, payload: [])
+        #expect(((try? transaction.checkFields()) != nil) == valid)
+        if !valid {
+            #expect(throws: WireError(.invalidValue, "transaction.kind '\(kind)' must be '<module>/<type>' in a-z, "
+                + "0-9, '-', '_' or '.', at most 64 characters")) { try transaction.checkFields() }
+        }
+    }
 }
 
 func hex(_ bytes: [UInt8]) -> String {

@@ -33,13 +33,17 @@ public struct BlockRules: Sendable {
 
     public static let defaultWritesMax = WritesSize(keys: 32_768, bytes: 16 << 20)
 
+    /// The state key hashes of the blocks built and checked with these rules, remembered.
+    public let keyDigests: StateKeyDigests
+
     public init(genesis: Genesis, resultsBytesMax: Int = Self.defaultResultsBytesMax,
-                writesMax: WritesSize = Self.defaultWritesMax) {
+                writesMax: WritesSize = Self.defaultWritesMax, keyDigests: StateKeyDigests = StateKeyDigests()) {
         precondition(resultsBytesMax > 0, "resultsBytesMax must be positive")
         precondition(writesMax.keys > 0 && writesMax.bytes > 0, "writesMax must be positive")
         self.genesis = genesis
         self.resultsBytesMax = resultsBytesMax
         self.writesMax = writesMax
+        self.keyDigests = keyDigests
     }
 
     /// How many of `encodedResults`, from the first, fit in `resultsBytesMax` together.
@@ -116,15 +120,21 @@ public struct BlockRules: Sendable {
         return writer.bytes
     }
 
-    /// `state` with `nextNonces` and `writes` applied.
-    static func applying(_ nextNonces: [BytesKey: UInt64], _ writes: [BytesKey: [UInt8]?], to state: StateTree)
+    /// `state` with `nextNonces` and `writes` applied: `state.set(all:)` with each sender's nonce key and value, then
+    /// each write, the key hashes taken from `keyDigests`.
+    func applying(_ nextNonces: [BytesKey: UInt64], _ writes: [BytesKey: [UInt8]?], to state: StateTree)
         -> StateTree {
         var state = state
-        var changes: [(key: [UInt8], value: [UInt8]?)] = []
-        changes.reserveCapacity(nextNonces.count + writes.count)
-        for (sender, nonce) in nextNonces { changes.append((nonceKey(sender.bytes), nonceValue(nonce))) }
-        for (key, value) in writes { changes.append((key.bytes, value)) }
-        state.set(all: changes)
+        // A dictionary's keys and values go in the same order.
+        let keyHashes = keyDigests.keyHashes(nonceKeysOf: nextNonces.keys, keys: writes.keys)
+        var changes: [(keyHash: Digest256, valueHash: Digest256?)] = []
+        changes.reserveCapacity(keyHashes.count)
+        var next = keyHashes.makeIterator()
+        for nonce in nextNonces.values {
+            changes.append((next.next()!, withUnsafeBytes(of: nonce.bigEndian) { WireCrypto.digest($0) }))
+        }
+        for value in writes.values { changes.append((next.next()!, value.map(StateTree.valueDigest))) }
+        state.set(allHashed: changes)
         return state
     }
 
@@ -138,11 +148,14 @@ public struct BlockRules: Sendable {
     }
 
     /// `build`, with the effects `check` would find for the block: a proposer need not execute its block again.
-    public func buildWithEffects(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
-                                 nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
-                                 execute: BlockExecutor) -> (block: Block, effects: Effects)? {
+    /// `ids` are the transactions' ids where the caller has them (the mempool made each at admission, from these
+    /// bytes); nil makes them from `encoded`.
+    public func buildWithEffects(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], ids: [[UInt8]]? = nil,
+                                 proposer: [UInt8], nowMs: UInt64, state: StateTree, validators: ValidatorSet,
+                                 evidence: [Evidence] = [], execute: BlockExecutor) -> (block: Block, effects: Effects)? {
         precondition(encoded.count == transactions.count, "encoded holds each transaction's encoding, in order")
-        let ids = encoded.map { Transaction.id(ofEncoded: $0) ?? [] }  // from the bytes: no body encoded again
+        precondition(ids.map { $0.count == encoded.count } ?? true, "ids holds each transaction's id, in order")
+        let ids = ids ?? encoded.map { Transaction.id(ofEncoded: $0) ?? [] }  // from the bytes: no body encoded again
         var nextNonces: [BytesKey: UInt64] = [:]
         for transaction in transactions { nextNonces[BytesKey(transaction.sender)] = transaction.nonce + 1 }
         let timestampMs = max(nowMs, parent.timestampMs)
@@ -161,10 +174,11 @@ public struct BlockRules: Sendable {
         }
         if kept < transactions.count {
             return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(kept)),
-                                    encoded: Array(encoded.prefix(kept)), proposer: proposer, nowMs: nowMs,
+                                    encoded: Array(encoded.prefix(kept)), ids: Array(ids.prefix(kept)),
+                                    proposer: proposer, nowMs: nowMs,
                                     state: state, validators: validators, evidence: evidence, execute: execute)
         }
-        var after = Self.applying(nextNonces, execution.writes, to: state)
+        var after = applying(nextNonces, execution.writes, to: state)
         let poh = ProofOfHistory.run(from: parent.pohHash, entries: ids, ticksPerEntry: genesis.parameters.pohTicksPerEntry)
         let header = BlockHeader(
             chainID: genesis.chainID, height: parent.height + 1, parentHash: parent.hash,
@@ -278,7 +292,7 @@ public struct BlockRules: Sendable {
         effects.results = execution.results
         effects.encodedResults = encodedResults
         effects.writes = execution.writes
-        effects.state = Self.applying(effects.nextNonces, execution.writes, to: state)
+        effects.state = applying(effects.nextNonces, execution.writes, to: state)
         guard header.stateRoot == effects.state.root else { return .failure("state root") }
         return .success(effects)
     }

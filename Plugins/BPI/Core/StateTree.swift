@@ -1,4 +1,5 @@
 import MetanodeWire
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -358,4 +359,58 @@ public struct StateProof: Sendable, Hashable {
         try reader.finish()
         return StateProof(siblings: siblings, leaf: leaf)
     }
+}
+
+/// State key hashes, remembered: each block changes mostly the keys of the accounts the blocks before it changed (a
+/// sender's nonce, its balance, the fee pool), and each key hash is a BLAKE2b of the key. A pure function of the key,
+/// so the memo cannot change a root. A table that holds `entriesMax` keys empties before it takes another.
+public final class StateKeyDigests: Sendable {
+    public static let defaultEntriesMax = 1 << 18
+    /// The most key hashes each table keeps.
+    public let entriesMax: Int
+
+    private struct Tables {
+        /// By full state key.
+        var byKey: [BytesKey: Digest256] = [:]
+        /// A sender's nonce key (`BlockRules.nonceKey`) by the sender: no key made to look it up.
+        var bySender: [BytesKey: Digest256] = [:]
+    }
+
+    private let tables = Mutex(Tables())
+
+    public init(entriesMax: Int = StateKeyDigests.defaultEntriesMax) {
+        precondition(entriesMax > 0, "entriesMax must be positive")
+        self.entriesMax = entriesMax
+    }
+
+    /// The key hashes of the block's changed keys: each sender's nonce key, then each written key, in the order given.
+    func keyHashes(nonceKeysOf senders: some Collection<BytesKey>, keys: some Collection<BytesKey>) -> [Digest256] {
+        var hashes: [Digest256] = []
+        hashes.reserveCapacity(senders.count + keys.count)
+        tables.withLock { tables in
+            for sender in senders {
+                if let known = tables.bySender[sender] {
+                    hashes.append(known)
+                } else {
+                    let hash = StateTree.keyDigest(BlockRules.nonceKey(sender.bytes))
+                    if tables.bySender.count >= entriesMax { tables.bySender.removeAll(keepingCapacity: true) }
+                    tables.bySender[sender] = hash
+                    hashes.append(hash)
+                }
+            }
+            for key in keys {
+                if let known = tables.byKey[key] {
+                    hashes.append(known)
+                } else {
+                    let hash = StateTree.keyDigest(key.bytes)
+                    if tables.byKey.count >= entriesMax { tables.byKey.removeAll(keepingCapacity: true) }
+                    tables.byKey[key] = hash
+                    hashes.append(hash)
+                }
+            }
+        }
+        return hashes
+    }
+
+    var count: Int { tables.withLock { $0.byKey.count + $0.bySender.count } }
 }

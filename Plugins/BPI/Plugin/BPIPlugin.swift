@@ -274,8 +274,8 @@ public final class BPI: Plugin {
         for _ in 0..<2 {
             if let (block, effects) = rules.buildWithEffects(
                 parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
-                proposer: myKey, nowMs: nowMs, state: state, validators: validators, evidence: evidence,
-                execute: ledger.execute) {
+                ids: chosen.map(\.id), proposer: myKey, nowMs: nowMs, state: state, validators: validators,
+                evidence: evidence, execute: ledger.execute) {
                 // Its own proposal comes back for checking: it was just executed, with these effects.
                 checkedBlocks.record(block, .success(effects))
                 return block

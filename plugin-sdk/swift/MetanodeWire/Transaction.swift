@@ -154,9 +154,7 @@ public struct Transaction: Sendable, Hashable {
             throw WireError(.invalidValue, "transaction.chainID '\(chainID)' must be 1-\(Self.chainIDBytesMax) "
                 + "characters of a-z, 0-9, '-', '_' or '.'")
         }
-        let parts = kind.split(separator: "/", omittingEmptySubsequences: false)
-        guard Self.isName(kind, max: Self.kindBytesMax, allowingSlash: true), parts.count == 2,
-              !parts[0].isEmpty, !parts[1].isEmpty else {
+        guard Self.isName(kind, max: Self.kindBytesMax, allowingSlash: true), Self.isModuleAndType(kind.utf8) else {
             throw WireError(.invalidValue, "transaction.kind '\(kind)' must be '<module>/<type>' in a-z, 0-9, '-', "
                 + "'_' or '.', at most \(Self.kindBytesMax) characters")
         }
@@ -166,6 +164,14 @@ public struct Transaction: Sendable, Hashable {
         guard payload.count <= Self.payloadBytesMax else {
             throw WireError(.tooLong, "transaction.payload is \(payload.count) bytes; at most \(Self.payloadBytesMax)")
         }
+    }
+
+    /// Whether `kind` is two non-empty parts around one "/", checked where it lies: every decoded transaction is
+    /// checked, and splitting the kind made an array of its parts each time.
+    static func isModuleAndType(_ kind: String.UTF8View) -> Bool {
+        guard let slash = kind.firstIndex(of: 0x2F), slash != kind.startIndex else { return false }
+        let type = kind[kind.index(after: slash)...]
+        return !type.isEmpty && !type.contains(0x2F)
     }
 
     public static func isName(_ text: String, max: Int, allowingSlash: Bool) -> Bool {
