@@ -1,5 +1,4 @@
 import MetanodeWire
-import Synchronization
 
 /// An account: 20 bytes of BLAKE2b-256("metanode/bpci/address/v1" 0 publicKey), written as bech32 (BIP-173) with
 /// the human-readable part "mn", so a mistyped address fails its checksum instead of sending funds nowhere.
@@ -36,8 +35,16 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public init(publicKey: [UInt8]) {
-        self.init(prefixOf: WireCrypto.domainHash("metanode/bpci/address/v1", publicKey))
+        // The digest inline, its first 20 bytes read in place: no array made for a hash that is mostly dropped.
+        let digest = WireCrypto.domainDigest(Self.publicKeyDomain, publicKey)
+        (high, middle, low) = digest.withUnsafeBytes { bytes in
+            (UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self)),
+             UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+             UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
+        }
     }
+
+    static let publicKeyDomain = "metanode/bpci/address/v1"
 
     public var bytes: [UInt8] {
         var writer = WireWriter(capacity: Self.byteCount)
@@ -67,22 +74,11 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
         withUnsafeBytes(of: low.bigEndian) { array.append(contentsOf: $0) }
     }
 
-    /// `Address(publicKey:)`, remembered: the handlers derive the sender's and the proposer's address at admission
-    /// and again in the block, and each derivation is a BLAKE2b hash. A pure function, so the cache cannot change an
-    /// answer; it is emptied when it reaches `derivedCachedMax` keys.
-    public static func of(publicKey: [UInt8]) -> Address {
-        let key = BytesKey(publicKey)
-        if let known = derived.withLock({ $0[key] }) { return known }
-        let address = Address(publicKey: publicKey)
-        derived.withLock { cache in
-            if cache.count >= derivedCachedMax { cache.removeAll(keepingCapacity: true) }
-            cache[key] = address
-        }
-        return address
-    }
-
-    public static let derivedCachedMax = 1 << 16
-    private static let derived = Mutex<[BytesKey: Address]>([:])
+    /// `Address(publicKey:)`. A cache of the derivations stood here; it cost what it saved: a lookup under a lock
+    /// in a table of 65,536 keys missed the cache twice (the table, then the stored key's bytes), about as long as
+    /// the one BLAKE2b block the derivation hashes.
+    @inline(__always)
+    public static func of(publicKey: [UInt8]) -> Address { Address(publicKey: publicKey) }
 
     /// The account of a module ("treasury", "fee-collector"): no key signs for it.
     public init(module name: String) {
