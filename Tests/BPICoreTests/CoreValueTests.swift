@@ -108,7 +108,15 @@ struct MessageCodingTests {
             .roundChange(Self.signed(.roundChange), preparedBlock: Self.block(), prepares: [Self.signed(.prepare)]),
             .roundChange(Self.signed(.roundChange), preparedBlock: nil, prepares: []),
         ]
-        for envelope in envelopes { #expect(try ConsensusEnvelope.decode(envelope.encoded) == envelope) }
+        for envelope in envelopes {
+            #expect(try ConsensusEnvelope.decode(envelope.encoded) == envelope)
+            // A sent message's WAL record is its tag and the message's own bytes, written in one buffer.
+            let record = QBFTRecord.sent(envelope)
+            #expect(record.encoded == [1] + envelope.encoded)
+            #expect(try QBFTRecord.decode(record.encoded) == record)
+        }
+        let prepared = QBFTRecord.prepared(round: 3, block: Self.block(), prepares: [Self.signed(.prepare)])
+        #expect(try QBFTRecord.decode(prepared.encoded) == prepared)
         let finalized = FinalizedBlock(block: Self.block(), certificate: CommitCertificate(
             round: 2, seals: [CommitSeal(validator: 1, signature: [UInt8](repeating: 5, count: 64))]))
         #expect(try FinalizedBlock.decode(finalized.encoded) == finalized)

@@ -126,7 +126,22 @@ public enum ConsensusEnvelope: Sendable, Hashable {
     }
 
     public var encoded: [UInt8] {
-        var writer = WireWriter()
+        var writer = WireWriter(capacity: encodedCapacity)
+        encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Room for `encoded`: the block's, and a kilobyte for each message beside it.
+    var encodedCapacity: Int {
+        switch self {
+        case .proposal(_, let block, let roundChanges, let prepares):
+            block.encodedCapacity + 1_024 * (1 + roundChanges.count + prepares.count)
+        case .roundChange(_, let block, let prepares): (block?.encodedCapacity ?? 0) + 1_024 * (1 + prepares.count)
+        case .prepare, .commit: 256
+        }
+    }
+
+    public func encode(into writer: inout WireWriter) {
         let message = self.message
         writer.u8(message.payload.kind.rawValue)
         message.encode(into: &writer)
@@ -142,7 +157,6 @@ public enum ConsensusEnvelope: Sendable, Hashable {
         case .prepare, .commit:
             break
         }
-        return writer.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> ConsensusEnvelope {

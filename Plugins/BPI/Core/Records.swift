@@ -6,9 +6,12 @@ extension QBFTRecord {
     public var encoded: [UInt8] {
         switch self {
         case .sent(let envelope):
-            return [1] + envelope.encoded
+            var writer = WireWriter(capacity: 1 + envelope.encodedCapacity)
+            writer.u8(1)
+            envelope.encode(into: &writer)
+            return writer.bytes
         case .prepared(let round, let block, let prepares):
-            var writer = WireWriter()
+            var writer = WireWriter(capacity: 8 + block.encodedCapacity + 1_024 * prepares.count)
             writer.u8(2)
             writer.u32(round)
             block.encode(into: &writer)
