@@ -39,6 +39,25 @@ struct MempoolTests {
         #expect(pool.count == 1)
     }
 
+    @Test("entry(encoded:) finds a waiting transaction by its exact bytes only: not another signature of its body, not the one a replacement took the place of, not bytes the pool never held")
+    func entryByExactBytes() throws {
+        var pool = Mempool(chainID: "dev")
+        let first = Self.tx(Self.alice, nonce: 0, fee: 10)
+        let entry = try pool.add(first, nextNonce: 0).get().entry
+        #expect(pool.entry(encoded: first) === entry)
+        var resigned = first
+        resigned[resigned.count - 1] ^= 1  // same body, so the same id; other signature bytes
+        #expect(Transaction.id(ofEncoded: resigned) == entry.id)
+        #expect(pool.entry(encoded: resigned) == nil)
+        let replacement = Self.tx(Self.alice, nonce: 0, fee: 20)
+        _ = try pool.add(replacement, nextNonce: 0).get()
+        #expect(pool.entry(encoded: first) == nil)
+        #expect(pool.entry(encoded: replacement)?.encoded == replacement)
+        #expect(pool.entry(encoded: Self.tx(Self.alice, nonce: 1)) == nil)
+        #expect(pool.entry(encoded: Self.tx(Self.bob, nonce: 0)) == nil)
+        #expect(pool.entry(encoded: [1, 2, 3]) == nil && pool.entry(encoded: []) == nil)
+    }
+
     @Test("a batch's precheck verifies the signatures add would, and only those: not one add refuses first (waiting, used or far nonce, other chain, underpriced replacement, full sender) nor one seen earlier in the batch; add takes its answers and refuses as it would alone")
     func precheckedBatch() throws {
         var pool = Mempool(chainID: "dev", limits: MempoolLimits(perSenderMax: 2, nonceGapMax: 4))

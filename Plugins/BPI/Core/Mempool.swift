@@ -119,8 +119,12 @@ public struct Mempool: Sendable {
     public func entry(id: [UInt8]) -> Entry? { byID[BytesKey(id)] }
 
     /// The waiting transaction encoded exactly as `encoded` (same body and same signature), without decoding it.
+    /// Found by the sender and nonce read from the bytes: the pool holds one transaction for each, and a lookup by
+    /// them costs less than the BLAKE2b of the whole body a lookup by id needs (every validator looks up every
+    /// transaction of every block).
     public func entry(encoded: [UInt8]) -> Entry? {
-        guard let id = Transaction.id(ofEncoded: encoded), let entry = byID[BytesKey(id)],
+        guard let fields = Transaction.fields(ofEncoded: encoded),
+              let entry = bySender[BytesKey(fields.sender)]?[fields.nonce],
               entry.encoded.hasSameBytes(as: encoded) else {
             return nil
         }

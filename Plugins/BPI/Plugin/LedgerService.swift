@@ -64,6 +64,10 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         return value
     }
 
+    /// `readCommitted`, as the closure each handler call reads through: made once, where passing the method made a
+    /// closure context for every call (two per transaction in a block).
+    private var readCommittedState: (StateKey) -> [UInt8]? = { _ in nil }  // set in init
+
     /// BPI committed a block with these module state writes (full keys; nil deletes): the cache takes the new values,
     /// so the accounts a block touched stay cached for the next one rather than each being read from RocksDB again.
     func committed(writes: [StateKey: [UInt8]?]) {
@@ -88,6 +92,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         table.initializeMemory(as: mn_ledger_api.self, repeating: Self.api, count: 1)
         table.storeBytes(of: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), toByteOffset: stride,
                          as: UnsafeRawPointer.self)
+        readCommittedState = { [unowned self] key in readCommitted(key) }
     }
 
     var registeredNames: [String] { modules.withLock { $0.keys.sorted() } }
@@ -153,14 +158,14 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
         // The fee module's own check covers the fee of its own kinds (it must: it knows what else they spend).
         if let payer = feeModule(), payer.name != module.name, let charge = payer.handlers.charge_fee {
-            let call = LedgerCall(mode: .check, prefix: payer.prefix, read: readCommitted)
+            let call = LedgerCall(mode: .check, prefix: payer.prefix, read: readCommittedState)
             let status = call.run { state in
                 Self.withTx(transaction, id: id) { charge(payer.handlers.user_data, state, $0, nil) }
             }
             if status != MN_OK { return .refused(module: payer.name, reason: call.reasonOr(status)) }
         }
         guard let check = module.handlers.check else { return nil }
-        let call = LedgerCall(mode: .check, prefix: module.prefix, read: readCommitted)
+        let call = LedgerCall(mode: .check, prefix: module.prefix, read: readCommittedState)
         let status = call.run { state in
             Self.withTx(transaction, id: id) { check(module.handlers.user_data, state, $0) }
         }
@@ -190,6 +195,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
             return .failure(problem)
         }
         let payer = ordered.first { $0.handlers.charge_fee != nil }
+        let read = readCommittedState
         var results: [TransactionResult] = []
         results.reserveCapacity(transactions.count)
         var unpayableReason = ""
@@ -211,48 +217,21 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 results.append(result)
                 continue
             }
-            // The fee first, for every kind but BPI's own: its writes and events stay even when the owner's deliver
-            // fails.
-            var feeEvents: [TransactionResult.Event] = []
-            if let payer, let charge = payer.handlers.charge_fee {
-                let call = LedgerCall(mode: .deliver, prefix: payer.prefix, block: block, read: readCommitted)
-                let status = call.run { state in
-                    Self.withTx(transaction, id: id) { tx in
-                        Self.withBlock(context, transactions: transactions.count) {
-                            charge(payer.handlers.user_data, state, tx, $0)
-                        }
-                    }
-                }
-                guard status == MN_OK else {
-                    // Not a failed transaction but an invalid block: a sender who cannot pay must not get its
-                    // nonces and block space for free (admission checks each fee alone, not a sender's queue).
-                    call.undo()
-                    if unpayable.isEmpty { unpayableReason = call.reasonOr(status) }
-                    unpayable.append(index)
-                    results.append(TransactionResult(status: UInt32(bitPattern: status), reason: "", events: []))
-                    continue
-                }
-                feeEvents = call.events
+            // One view of the transaction for both handler calls, and the modules' committed state read through one
+            // closure made for the block.
+            let outcome = Self.withTx(transaction, id: id) { tx in
+                deliverOne(tx, payer: payer, ordered: ordered, context: context, transactions: transactions.count,
+                           block: block, read: read)
             }
-            // A kind no module handles fails, with its fee paid: block space is never free. Modules are looked up
-            // in the block's ordered list (a handful), not under the registry's lock and by hashed name.
-            guard !Self.reservedModules.contains(where: { $0 == name }),
-                  let module = ordered.first(where: { $0.name == name }), let deliver = module.handlers.deliver else {
-                results.append(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
-                                                 reason: "no module handles kind '\(transaction.kind)'",
-                                                 events: feeEvents))
-                continue
-            }
-            let call = LedgerCall(mode: .deliver, prefix: module.prefix, block: block, read: readCommitted)
-            let status = call.run { state in
-                Self.withTx(transaction, id: id) { deliver(module.handlers.user_data, state, $0) }
-            }
-            if status == MN_OK {
-                results.append(TransactionResult(status: 0, reason: "", events: feeEvents + call.events))
-            } else {
-                call.undo()
-                results.append(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
-                                                 events: feeEvents))
+            switch outcome {
+            case .unpayable(let status, let reason):
+                // Not a failed transaction but an invalid block: a sender who cannot pay must not get its nonces
+                // and block space for free (admission checks each fee alone, not a sender's queue).
+                if unpayable.isEmpty { unpayableReason = reason }
+                unpayable.append(index)
+                results.append(TransactionResult(status: UInt32(bitPattern: status), reason: "", events: []))
+            case .done(let result):
+                results.append(result)
             }
         }
         if let first = unpayable.first {
@@ -266,13 +245,64 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                   genesisWrites: genesisWrites))
     }
 
+    private enum Delivered {
+        case done(TransactionResult)
+        /// The fee module refused the fee: the block cannot hold the transaction.
+        case unpayable(mn_status, reason: String)
+    }
+
+    /// A module's transaction in a block: the fee first, for every kind but BPI's own (its writes and events stay
+    /// even when the owner's deliver fails), then the owner's deliver.
+    private func deliverOne(_ tx: UnsafePointer<mn_ledger_tx>, payer: Module?, ordered: [Module], context: BlockContext,
+                            transactions: Int, block: BlockWrites, read: @escaping (StateKey) -> [UInt8]?)
+        -> Delivered {
+        let kind = tx.pointee.kind
+        var feeEvents: [TransactionResult.Event] = []
+        if let payer, let charge = payer.handlers.charge_fee {
+            let call = LedgerCall(mode: .deliver, prefix: payer.prefix, block: block, read: read)
+            let status = call.run { state in
+                Self.withBlock(context, transactions: transactions) { charge(payer.handlers.user_data, state, tx, $0) }
+            }
+            guard status == MN_OK else {
+                call.undo()
+                return .unpayable(status, reason: call.reasonOr(status))
+            }
+            feeEvents = call.events
+        }
+        // A kind no module handles fails, with its fee paid: block space is never free. Modules are looked up in the
+        // block's ordered list (a handful), not under the registry's lock and by hashed name; "test" is reserved
+        // (BPI ran its kinds before this when the chain allows them, and "bpi/…" never reaches here).
+        let name = Self.moduleName(ofKind: kind)
+        guard !name.elementsEqual("test".utf8), let module = ordered.first(where: { $0.name.utf8.elementsEqual(name) }),
+              let deliver = module.handlers.deliver else {
+            return .done(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
+                                           reason: "no module handles kind '\(kind.string)'", events: feeEvents))
+        }
+        let call = LedgerCall(mode: .deliver, prefix: module.prefix, block: block, read: read)
+        let status = call.run { state in deliver(module.handlers.user_data, state, tx) }
+        guard status == MN_OK else {
+            call.undo()
+            return .done(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
+                                           events: feeEvents))
+        }
+        // A module that takes its own fees (BPI's fee module, for its kinds) puts the fee in its own events.
+        return .done(TransactionResult(status: 0, reason: "",
+                                       events: feeEvents.isEmpty ? call.events : feeEvents + call.events))
+    }
+
+    /// The module part of a kind's bytes ("bpci" of "bpci/transfer").
+    private static func moduleName(ofKind kind: mn_bytes) -> UnsafeBufferPointer<UInt8> {
+        let bytes = UnsafeBufferPointer(start: kind.ptr, count: kind.ptr == nil ? 0 : kind.len)
+        return UnsafeBufferPointer(rebasing: bytes[..<(bytes.firstIndex(of: 0x2F) ?? bytes.endIndex)])
+    }
+
     private func feeModule() -> Module? { modules.withLock { $0.values.first { $0.handlers.charge_fee != nil } } }
 
     /// Block 1: every module's `init_chain` with its genesis section, in name order.
     private func initChain(_ modules: [Module], _ context: BlockContext, _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let initChain = module.handlers.init_chain else { continue }
-            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommitted)
+            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommittedState)
             let section = genesisSections[module.name] ?? "{}"
             let status = call.run { state in
                 section.withMNBytes { initChain(module.handlers.user_data, state, $0) }
@@ -294,7 +324,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                                _ context: BlockContext, _ transactions: Int, _ block: BlockWrites) -> BlockProblem? {
         for module in modules {
             guard let run = module.handlers[keyPath: hook] else { continue }
-            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommitted)
+            let call = LedgerCall(mode: .block, prefix: module.prefix, block: block, read: readCommittedState)
             let status = call.run { state in
                 Self.withBlock(context, transactions: transactions) { run(module.handlers.user_data, state, $0) }
             }
@@ -314,7 +344,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         guard let query = module.handlers.query else {
             return .failure(BlockProblem(stringLiteral: "module \(name) answers no queries"))
         }
-        let call = LedgerCall(mode: .query, prefix: module.prefix, read: readCommitted)
+        let call = LedgerCall(mode: .query, prefix: module.prefix, read: readCommittedState)
         let status = call.run { state in
             path.withMNBytes { path in request.withMNBytes { request in
                 query(module.handlers.user_data, state, path, request)
