@@ -54,4 +54,33 @@ struct DigestTests {
         let buckets = Set(table.keys.map { $0._rawHashValue(seed: 0) & 8_191 })
         #expect(buckets.count > 3_400, "\(buckets.count) buckets")
     }
+
+    @Test("inline and spilled keys: every way of making a key of the same bytes gives the same key, at 0 to 40 bytes")
+    func bytesKeyStorage() {
+        for length in 0...40 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let key = BytesKey(bytes)
+            #expect(key.count == length && key.bytes == bytes, "length \(length)")
+            #expect(key.withUnsafeBytes { Array($0) } == bytes, "length \(length)")
+            #expect(bytes.withUnsafeBytes { BytesKey($0) } == key, "length \(length)")
+            for split in 0...length {
+                let joined = bytes[split...].withUnsafeBytes { BytesKey(Array(bytes[..<split]), $0) }
+                #expect(joined == key && joined.hashValue == key.hashValue, "length \(length), split \(split)")
+            }
+            // A trailing zero byte makes another key, inline or not: the length is part of it.
+            #expect(BytesKey(bytes + [0]) != key, "length \(length)")
+            if length > 0 {
+                var changed = bytes
+                changed[length - 1] ^= 0x80
+                #expect(BytesKey(changed) != key, "length \(length)")
+            }
+        }
+        #expect(BytesKey.inlineBytesMax == 32)
+        let keys = [[], [0], [0, 0], [1], [1, 0], Array(repeating: 1, count: 32), Array(repeating: 1, count: 33), [2]]
+            .map { BytesKey($0) }
+        for (a, b) in zip(keys, keys.dropFirst()) {
+            #expect(a.lexicographicallyPrecedes(b) && !b.lexicographicallyPrecedes(a), "\(a.bytes) < \(b.bytes)")
+        }
+        #expect(!keys[3].lexicographicallyPrecedes(keys[3]))
+    }
 }

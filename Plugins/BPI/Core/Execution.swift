@@ -125,11 +125,11 @@ public struct WritesSize: Sendable, Hashable, CustomStringConvertible {
     public mutating func change(_ key: BytesKey, from old: [UInt8]??, to new: [UInt8]??) {
         if let old {
             keys -= 1
-            bytes -= key.bytes.count + (old?.count ?? 0)
+            bytes -= key.count + (old?.count ?? 0)
         }
         if let new {
             keys += 1
-            bytes += key.bytes.count + (new?.count ?? 0)
+            bytes += key.count + (new?.count ?? 0)
         }
     }
 

@@ -27,8 +27,8 @@ public struct StateDiff: Sendable, Equatable {
     /// The encoding's size, to choose a capacity (and to see whether it fits a kv value) before encoding.
     public var encodedCount: Int {
         var count = 8
-        for (sender, _) in nextNonces { count += 2 + sender.bytes.count + 8 }
-        for (key, value) in writes { count += 2 + key.bytes.count + 1 + (value.map { 4 + $0.count } ?? 0) }
+        for (sender, _) in nextNonces { count += 2 + sender.count + 8 }
+        for (key, value) in writes { count += 2 + key.count + 1 + (value.map { 4 + $0.count } ?? 0) }
         return count
     }
 
@@ -36,12 +36,12 @@ public struct StateDiff: Sendable, Equatable {
         var writer = WireWriter(capacity: encodedCount)
         writer.u32(UInt32(nextNonces.count))
         for (sender, nonce) in nextNonces {
-            writer.bytes16(sender.bytes)
+            sender.withUnsafeBytes { writer.bytes16($0) }
             writer.u64(nonce)
         }
         writer.u32(UInt32(writes.count))
         for (key, value) in writes {
-            writer.bytes16(key.bytes)
+            key.withUnsafeBytes { writer.bytes16($0) }
             if let value {
                 writer.u8(1)
                 writer.bytes32(value)

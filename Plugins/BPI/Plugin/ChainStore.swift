@@ -60,6 +60,20 @@ final class ChainStore {
         self.checkpointBlocks = checkpointBlocks
     }
 
+    /// `prefix` and the key's bytes, in one array.
+    static func key(_ prefix: UInt8, _ key: BytesKey) -> [UInt8] {
+        key.withUnsafeBytes { bytes in
+            [UInt8](unsafeUninitializedCapacity: 1 + bytes.count) { buffer, count in
+                buffer[0] = prefix
+                if bytes.count > 0 {
+                    UnsafeMutableRawPointer(buffer.baseAddress! + 1)
+                        .copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                }
+                count = 1 + bytes.count
+            }
+        }
+    }
+
     static func key(_ prefix: UInt8, _ height: UInt64) -> [UInt8] {
         var writer = WireWriter(capacity: 9)
         writer.u8(prefix)
@@ -334,24 +348,27 @@ final class ChainStore {
             if checkpoint {
                 // The latest value of each key: the unsaved ones this block leaves alone, then the block's.
                 func write(_ key: BytesKey, _ value: [UInt8]?) throws {
-                    if let value { try batch.put([0x73] + key.bytes, value) } else { try batch.delete([0x73] + key.bytes) }
+                    let stored = Self.key(0x73, key)
+                    if let value { try batch.put(stored, value) } else { try batch.delete(stored) }
                 }
                 for (key, value) in unsavedWrites where diff.writes[key] == nil { try write(key, value) }
                 for (key, value) in diff.writes { try write(key, value) }
                 for (sender, nonce) in unsavedNonces where diff.nextNonces[sender] == nil {
-                    try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce))
+                    try batch.put(Self.key(0x6E, sender), BlockRules.nonceValue(nonce))
                 }
-                for (sender, nonce) in diff.nextNonces { try batch.put([0x6E] + sender.bytes, BlockRules.nonceValue(nonce)) }
+                for (sender, nonce) in diff.nextNonces {
+                    try batch.put(Self.key(0x6E, sender), BlockRules.nonceValue(nonce))
+                }
                 for unsavedHeight in unsavedHeights { try batch.delete(Self.key(0x64, unsavedHeight)) }
                 // The t keys of these blocks, sorted by the batch: one run where the blocks' inserts were scattered.
-                func index(_ id: [UInt8], _ height: UInt64, _ index: UInt32) throws {
+                func index(_ id: BytesKey, _ height: UInt64, _ index: UInt32) throws {
                     var location = WireWriter(capacity: Self.locationBytes)
                     location.u64(height)
                     location.u32(index)
-                    try batch.put([0x74] + id, location.bytes)
+                    try batch.put(Self.key(0x74, id), location.bytes)
                 }
-                for (id, location) in unsavedTransactions { try index(id.bytes, location.height, location.index) }
-                for (position, id) in ids.enumerated() { try index(id, height, UInt32(position)) }
+                for (id, location) in unsavedTransactions { try index(id, location.height, location.index) }
+                for (position, id) in ids.enumerated() { try index(BytesKey(id), height, UInt32(position)) }
             } else if !diff.isEmpty {
                 try batch.put(Self.key(0x64, height), diff.encoded)
             }

@@ -509,13 +509,9 @@ final class LedgerCall {
         return nil
     }
 
-    /// "<module>/" + key, in one allocation.
+    /// "<module>/" + key: made in place for a key short enough to be held inline, in one allocation otherwise.
     func fullKey(_ key: mn_bytes) -> StateKey {
-        var full: [UInt8] = []
-        full.reserveCapacity(prefix.count + key.len)
-        full.append(contentsOf: prefix)
-        if let pointer = key.ptr, key.len > 0 { full.append(contentsOf: UnsafeBufferPointer(start: pointer, count: key.len)) }
-        return StateKey(full)
+        StateKey(prefix, UnsafeRawBufferPointer(start: key.ptr, count: key.ptr == nil ? 0 : key.len))
     }
 
     func get(_ key: mn_bytes) -> [UInt8]? {
