@@ -31,8 +31,7 @@ struct BankModuleTests {
 
     static func transaction(_ message: BankMessage, from sender: [UInt8] = aliceKey, fee: UInt64 = 2_000,
                             nonce: UInt64 = 0) -> ModuleTransaction {
-        ModuleTransaction(id: WireCrypto.domainHash("tx", sender + [UInt8(truncatingIfNeeded: nonce)]), sender: sender,
-                          nonce: nonce, fee: fee, kind: message.kind, payload: message.payload)
+        ModuleTransaction(senderKey: sender, nonce: nonce, fee: fee, kind: message.kind, payload: message.payload)
     }
 
     static func balance(_ state: DictionaryModuleState, _ address: Address, _ denomination: Denomination) -> UInt64 {
@@ -145,14 +144,15 @@ struct BankModuleTests {
         #expect(try BankModule.feeMarket(state).baseFee == 1_000 - 1_000 * 3 / 4 / 8)
 
         // Each node indexes history from the events, as they come in the finalized block.
+        let transferID = WireCrypto.domainHash("tx", [9])
         let block = BlockEvents(height: 9, events: (feeEvents + events).map {
-            BlockEvents.Event(transaction: transfer.id, type: $0.type, data: $0.data)
+            BlockEvents.Event(transaction: transferID, type: $0.type, data: $0.data)
         })
         let entries = HistoryIndex.entries(block)
         #expect(entries.count == 2)
         #expect(entries.first?.0 == Self.alice && entries.first?.1.direction == .sent && entries.first?.1.fee == 1_500)
         #expect(entries.last?.0 == Self.bob && entries.last?.1 == HistoryEntry(
-            height: 9, transaction: transfer.id, direction: .received, counterparty: Self.alice, denomination: .flx,
+            height: 9, transaction: transferID, direction: .received, counterparty: Self.alice, denomination: .flx,
             amount: 1_000_000_000, fee: 0))
         let chunks = HistoryIndex.chunks([try #require(entries.last?.1)], after: 0)
         #expect(chunks.count == 1 && chunks[0].last == 0 && chunks[0].value.count == HistoryEntry.byteCount)
@@ -266,7 +266,7 @@ struct BankModuleTests {
         #expect(try BankModule.chargeFee(multiSend, proposer: Self.proposerKey, state: &state).get().isEmpty)
         let events = try BankModule.deliver(multiSend, state: &state).get()
         let block = BlockEvents(height: 3, events: events.map {
-            BlockEvents.Event(transaction: multiSend.id, type: $0.type, data: $0.data)
+            BlockEvents.Event(transaction: WireCrypto.domainHash("tx", [3]), type: $0.type, data: $0.data)
         })
         let sent = HistoryIndex.entries(block).filter { $0.1.direction == .sent }
         #expect(sent.map(\.1.fee) == [2_000, 0] && sent.map(\.1.amount) == [5, 7])
@@ -277,8 +277,8 @@ struct BankModuleTests {
         payer.u64(300)
         Address(publicKey: Self.proposerKey).write(to: &payer)
         let former = BlockEvents(height: 2, events: [
-            BlockEvents.Event(transaction: multiSend.id, type: "bpci.fee", data: payer.bytes),
-            BlockEvents.Event(transaction: multiSend.id, type: "bpci.transfer", data: Array(events[0].data.prefix(49))),
+            BlockEvents.Event(transaction: WireCrypto.domainHash("tx", [3]), type: "bpci.fee", data: payer.bytes),
+            BlockEvents.Event(transaction: WireCrypto.domainHash("tx", [3]), type: "bpci.transfer", data: Array(events[0].data.prefix(49))),
         ])
         #expect(HistoryIndex.entries(former).map(\.1.fee) == [1_300, 0])
     }

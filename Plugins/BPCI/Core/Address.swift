@@ -35,6 +35,11 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public init(publicKey: [UInt8]) {
+        self = publicKey.withUnsafeBytes { Address(publicKey: $0) }
+    }
+
+    /// `init(publicKey:)` of key bytes in place.
+    public init(publicKey: UnsafeRawBufferPointer) {
         // The digest inline, its first 20 bytes read in place: no array made for a hash that is mostly dropped.
         let digest = WireCrypto.domainDigest(Self.publicKeyDomain, publicKey)
         (high, middle, low) = digest.withUnsafeBytes { bytes in

@@ -1,18 +1,18 @@
 import Foundation
 import MetanodeWire
 
-/// A transaction as BPI hands it to a module (ledger.h's `mn_ledger_tx`); the signature is already verified.
+/// What the bank reads of a transaction BPI hands it (ledger.h's `mn_ledger_tx`; the signature is already
+/// verified): the sender's account rather than its key, derived once per handler call (each handler used to derive
+/// it again from a copy of the key), and neither the id nor the key as arrays of their own.
 public struct ModuleTransaction: Sendable, Hashable {
-    public var id: [UInt8]
-    /// The sender's Ed25519 public key.
-    public var sender: [UInt8]
+    /// The account of the sender's Ed25519 public key.
+    public var sender: Address
     public var nonce: UInt64
     public var fee: UInt64
     public var kind: String
     public var payload: [UInt8]
 
-    public init(id: [UInt8], sender: [UInt8], nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8]) {
-        self.id = id
+    public init(sender: Address, nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8]) {
         self.sender = sender
         self.nonce = nonce
         self.fee = fee
@@ -20,8 +20,13 @@ public struct ModuleTransaction: Sendable, Hashable {
         self.payload = payload
     }
 
+    /// With the account of the Ed25519 public key `senderKey`.
+    public init(senderKey: [UInt8], nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8]) {
+        self.init(sender: Address.of(publicKey: senderKey), nonce: nonce, fee: fee, kind: kind, payload: payload)
+    }
+
     public init(_ transaction: Transaction) {
-        self.init(id: transaction.id, sender: transaction.sender, nonce: transaction.nonce, fee: transaction.fee,
+        self.init(senderKey: transaction.sender, nonce: transaction.nonce, fee: transaction.fee,
                   kind: transaction.kind, payload: transaction.payload)
     }
 }
@@ -139,7 +144,7 @@ public enum BankModule {
         -> Result<[ModuleEvent], ModuleRefusal> {
         // initChain writes the base fee with the parameters: a chain without it has no economy and no fee.
         guard let baseFee = state.u64(BankKeys.baseFee) else { return .success([]) }
-        let payer = Address.of(publicKey: transaction.sender)
+        let payer = transaction.sender
         guard let proposer else {
             // Admission reads the parameters too, so that it refuses what every block would (end_block refuses
             // damaged or missing parameters); a block's fees need only the base fee.
@@ -223,7 +228,7 @@ public enum BankModule {
             return ModuleRefusal(BankError.reserved(error.description).description)
         }
         let store = StateBankStore(state)
-        let payer = Address.of(publicKey: transaction.sender)
+        let payer = transaction.sender
         let flx = store.balance(payer, .flx)
         guard flx >= transaction.fee else {
             return ModuleRefusal("\(BankError.insufficientFunds(.flx, has: flx, needs: transaction.fee)) for the fee")
@@ -247,7 +252,7 @@ public enum BankModule {
             return refusal
         }
         var store = StateBankStore(overlay)
-        if case .failure(let error) = Bank.apply(message, from: Address.of(publicKey: transaction.sender), to: &store) {
+        if case .failure(let error) = Bank.apply(message, from: transaction.sender, to: &store) {
             return ModuleRefusal(error.description)
         }
         return nil
@@ -262,7 +267,7 @@ public enum BankModule {
         do throws(WireError) {
             message = try BankMessage.decode(kind: transaction.kind, payload: transaction.payload)
         } catch { return .failure(isActive(state) ? ModuleRefusal(error.message) : inactive) }
-        let sender = Address.of(publicKey: transaction.sender)
+        let sender = transaction.sender
         var store = StateBankStore(state)
         if case .failure(let error) = Bank.apply(message, from: sender, to: &store) {
             return .failure(isActive(state) ? ModuleRefusal(error.description) : inactive)

@@ -398,8 +398,13 @@ enum LedgerModule {
     }
 
     static func transaction(_ tx: UnsafePointer<mn_ledger_tx>?) -> ModuleTransaction {
-        guard let tx = tx?.pointee else { return ModuleTransaction(id: [], sender: [], nonce: 0, fee: 0, kind: "", payload: []) }
-        return ModuleTransaction(id: tx.id.array, sender: tx.sender.array, nonce: tx.nonce, fee: tx.fee,
+        guard let tx = tx?.pointee else {
+            return ModuleTransaction(senderKey: [], nonce: 0, fee: 0, kind: "", payload: [])
+        }
+        // The account straight from the key's bytes where BPI holds them: no copy of the key, nor of the id, which
+        // the bank does not read.
+        let key = UnsafeRawBufferPointer(start: tx.sender.ptr, count: tx.sender.ptr == nil ? 0 : tx.sender.len)
+        return ModuleTransaction(sender: Address(publicKey: key), nonce: tx.nonce, fee: tx.fee,
                                  kind: tx.kind.string, payload: tx.payload.array)
     }
 }
