@@ -122,6 +122,22 @@ struct MessageCodingTests {
         #expect(try FinalizedBlock.decode(finalized.encoded) == finalized)
     }
 
+    @Test("a transaction batch round-trips, and a damaged one is refused naming the element, built only on error")
+    func transactionBatch() throws {
+        let batch: [[UInt8]] = [[1, 2, 3], [], [UInt8](repeating: 7, count: 300)]
+        let encoded = TransactionBatch.encode(batch)
+        #expect(try TransactionBatch.decode(encoded) == batch)
+        #expect(throws: WireError(.truncated,
+                                  "transaction batch ends inside transactions[2]: needs 300 byte(s), 299 left")) {
+            try TransactionBatch.decode(Array(encoded.dropLast()))
+        }
+        let pair = TransactionBatch.encode([[1, 2, 3], [9, 9, 9, 9, 9]])
+        #expect(throws: WireError(.truncated,
+                                  "transaction batch ends inside transactions[1] length: needs 4 byte(s), 2 left")) {
+            try TransactionBatch.decode(Array(pair.prefix(4 + 4 + 3 + 2)))
+        }
+    }
+
     @Test("a block header's hash covers every field but not the round it was decided in")
     func headerHash() {
         let block = Self.block()

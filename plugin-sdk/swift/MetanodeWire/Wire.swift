@@ -88,49 +88,49 @@ public struct WireReader: Sendable {
 
     public var remaining: Int { bytes.count - offset }
 
-    public mutating func u8(_ field: String) throws(WireError) -> UInt8 {
-        try need(1, field)
+    public mutating func u8(_ field: @autoclosure () -> String) throws(WireError) -> UInt8 {
+        try need(1, field())
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    public mutating func bool(_ field: String) throws(WireError) -> Bool {
-        switch try u8(field) {
+    public mutating func bool(_ field: @autoclosure () -> String) throws(WireError) -> Bool {
+        switch try u8(field()) {
         case 0: return false
         case 1: return true
-        case let other: throw WireError(.invalidValue, "\(context).\(field) is \(other); a flag is 0 or 1")
+        case let other: throw WireError(.invalidValue, "\(context).\(field()) is \(other); a flag is 0 or 1")
         }
     }
 
-    public mutating func u16(_ field: String) throws(WireError) -> UInt16 { try integer(field) }
-    public mutating func u32(_ field: String) throws(WireError) -> UInt32 { try integer(field) }
-    public mutating func u64(_ field: String) throws(WireError) -> UInt64 { try integer(field) }
+    public mutating func u16(_ field: @autoclosure () -> String) throws(WireError) -> UInt16 { try integer(field()) }
+    public mutating func u32(_ field: @autoclosure () -> String) throws(WireError) -> UInt32 { try integer(field()) }
+    public mutating func u64(_ field: @autoclosure () -> String) throws(WireError) -> UInt64 { try integer(field()) }
 
-    public mutating func fixed(_ count: Int, _ field: String) throws(WireError) -> [UInt8] {
-        try need(count, field)
+    public mutating func fixed(_ count: Int, _ field: @autoclosure () -> String) throws(WireError) -> [UInt8] {
+        try need(count, field())
         defer { offset += count }
         return Array(bytes[offset..<offset + count])
     }
 
-    public mutating func bytes16(_ field: String, max: Int) throws(WireError) -> [UInt8] {
-        let count = Int(try u16(field + " length"))
-        return try body(count, field, max: max)
+    public mutating func bytes16(_ field: @autoclosure () -> String, max: Int) throws(WireError) -> [UInt8] {
+        let count = Int(try u16(field() + " length"))
+        return try body(count, field(), max: max)
     }
 
-    public mutating func bytes32(_ field: String, max: Int) throws(WireError) -> [UInt8] {
-        let count = Int(try u32(field + " length"))
-        return try body(count, field, max: max)
+    public mutating func bytes32(_ field: @autoclosure () -> String, max: Int) throws(WireError) -> [UInt8] {
+        let count = Int(try u32(field() + " length"))
+        return try body(count, field(), max: max)
     }
 
     /// A UTF-8 string with a u16 length, at most `max` bytes.
-    public mutating func string16(_ field: String, max: Int) throws(WireError) -> String {
-        let count = Int(try u16(field + " length"))
-        guard count <= max else { throw WireError(.tooLong, "\(context).\(field) is \(count) bytes; at most \(max)") }
-        try need(count, field)
+    public mutating func string16(_ field: @autoclosure () -> String, max: Int) throws(WireError) -> String {
+        let count = Int(try u16(field() + " length"))
+        guard count <= max else { throw WireError(.tooLong, "\(context).\(field()) is \(count) bytes; at most \(max)") }
+        try need(count, field())
         // Validated where the bytes lie: an array of them first was an allocation per string (a transaction's chain
         // id and kind, every event's type), where a short string needs none.
         guard let text = String(validating: bytes[offset..<(offset + count)], as: UTF8.self) else {
-            throw WireError(.invalidValue, "\(context).\(field) is not valid UTF-8")
+            throw WireError(.invalidValue, "\(context).\(field()) is not valid UTF-8")
         }
         offset += count
         return text
@@ -138,15 +138,15 @@ public struct WireReader: Sendable {
 
     /// A list count, at most `max`; each item must take at least `itemBytesMin` bytes, so a count larger than what
     /// remains is refused before anything is allocated.
-    public mutating func count16(_ field: String, max: Int, itemBytesMin: Int = 1) throws(WireError) -> Int {
-        let count = Int(try u16(field + " count"))
-        try checkCount(count, field, max: max, itemBytesMin: itemBytesMin)
+    public mutating func count16(_ field: @autoclosure () -> String, max: Int, itemBytesMin: Int = 1) throws(WireError) -> Int {
+        let count = Int(try u16(field() + " count"))
+        try checkCount(count, field(), max: max, itemBytesMin: itemBytesMin)
         return count
     }
 
-    public mutating func count32(_ field: String, max: Int, itemBytesMin: Int = 1) throws(WireError) -> Int {
-        let count = Int(try u32(field + " count"))
-        try checkCount(count, field, max: max, itemBytesMin: itemBytesMin)
+    public mutating func count32(_ field: @autoclosure () -> String, max: Int, itemBytesMin: Int = 1) throws(WireError) -> Int {
+        let count = Int(try u32(field() + " count"))
+        try checkCount(count, field(), max: max, itemBytesMin: itemBytesMin)
         return count
     }
 
@@ -157,34 +157,34 @@ public struct WireReader: Sendable {
         }
     }
 
-    private mutating func body(_ count: Int, _ field: String, max: Int) throws(WireError) -> [UInt8] {
+    private mutating func body(_ count: Int, _ field: @autoclosure () -> String, max: Int) throws(WireError) -> [UInt8] {
         guard count <= max else {
-            throw WireError(.tooLong, "\(context).\(field) is \(count) bytes; at most \(max)")
+            throw WireError(.tooLong, "\(context).\(field()) is \(count) bytes; at most \(max)")
         }
-        return try fixed(count, field)
+        return try fixed(count, field())
     }
 
-    private func checkCount(_ count: Int, _ field: String, max: Int, itemBytesMin: Int) throws(WireError) {
+    private func checkCount(_ count: Int, _ field: @autoclosure () -> String, max: Int, itemBytesMin: Int) throws(WireError) {
         guard count <= max else {
-            throw WireError(.tooLong, "\(context).\(field) has \(count) items; at most \(max)")
+            throw WireError(.tooLong, "\(context).\(field()) has \(count) items; at most \(max)")
         }
         guard count * Swift.max(itemBytesMin, 0) <= remaining else {
-            throw WireError(.truncated, "\(context).\(field) claims \(count) items but only \(remaining) bytes remain")
+            throw WireError(.truncated, "\(context).\(field()) claims \(count) items but only \(remaining) bytes remain")
         }
     }
 
-    private mutating func integer<T: FixedWidthInteger>(_ field: String) throws(WireError) -> T {
+    private mutating func integer<T: FixedWidthInteger>(_ field: @autoclosure () -> String) throws(WireError) -> T {
         let size = MemoryLayout<T>.size
-        try need(size, field)
+        try need(size, field())
         var value: T = 0
         for index in offset..<offset + size { value = value << 8 | T(bytes[index]) }
         offset += size
         return value
     }
 
-    private func need(_ count: Int, _ field: String) throws(WireError) {
+    private func need(_ count: Int, _ field: @autoclosure () -> String) throws(WireError) {
         guard count <= remaining else {
-            throw WireError(.truncated, "\(context) ends inside \(field): needs \(count) byte(s), \(remaining) left")
+            throw WireError(.truncated, "\(context) ends inside \(field()): needs \(count) byte(s), \(remaining) left")
         }
     }
 }
