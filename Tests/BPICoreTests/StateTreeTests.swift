@@ -77,6 +77,21 @@ struct StateTreeTests {
         #expect(same.root == one.root && same.count == 1)
     }
 
+    @Test("a batch over a hashed tree makes its inner nodes with their hashes; single sets leave them for the root")
+    func batchesHashAsTheyGo() {
+        var tree = StateTree()
+        tree.set(all: (0..<500).map { (key: Self.key($0), value: Optional([UInt8($0 & 0xFF)])) })
+        _ = tree.root
+        #expect(tree.unhashedInnerNodes == 0)
+        tree.set(all: (250..<750).map { (key: Self.key($0), value: $0 < 600 ? Optional([1]) : nil) })
+        #expect(tree.unhashedInnerNodes == 0)
+        var oneByOne = StateTree()
+        for index in 0..<500 { oneByOne.set(Self.key(index), [UInt8(index & 0xFF)]) }
+        for index in 250..<750 { oneByOne.set(Self.key(index), index < 600 ? [1] : nil) }
+        #expect(oneByOne.unhashedInnerNodes > 0)
+        #expect(tree.root == oneByOne.root && oneByOne.unhashedInnerNodes == 0)
+    }
+
     @Test("blocks applied with remembered key hashes give the roots of plain updates, also once the memo empties",
           arguments: [4, 1 << 18])
     func rememberedKeyHashes(entriesMax: Int) throws {

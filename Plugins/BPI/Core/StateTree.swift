@@ -29,6 +29,15 @@ public struct StateTree: Sendable {
 
         var isEmpty: Bool { if case .empty = self { true } else { false } }
 
+        /// The node's hash where it is known without hashing (nil: an inner node not hashed yet).
+        var cachedHash: Digest256? {
+            switch self {
+            case .empty: .zero
+            case .leaf(_, _, let hash): hash
+            case .inner(_, _, let hash): hash
+            }
+        }
+
         static func leaf(keyHash: Digest256, valueHash: Digest256) -> Node {
             .leaf(keyHash: keyHash, valueHash: valueHash, hash: StateTree.leafDigest(keyHash, valueHash))
         }
@@ -165,7 +174,7 @@ public struct StateTree: Sendable {
             var one = 0
             var unchanged = false
             let updated = update(node, keyHash: first.keyHash, valueHash: first.valueHash, depth: depth,
-                                 countChange: &one, unchanged: &unchanged)
+                                 countChange: &one, unchanged: &unchanged, hashing: true)
             countChange += one
             return (updated, !unchanged)
         }
@@ -185,14 +194,15 @@ public struct StateTree: Sendable {
         let (newLeft, leftChanged) = update(left, changes[..<split], depth: depth + 1, countChange: &countChange)
         let (newRight, rightChanged) = update(right, changes[split...], depth: depth + 1, countChange: &countChange)
         guard leftChanged || rightChanged else { return (node, false) }
-        return (collapse(newLeft, newRight), true)
+        return (collapse(newLeft, newRight, hashing: true), true)
     }
 
     /// `node` with the key set (or removed); `unchanged` is set when that changes nothing (the key already had the
     /// value, or a removed key was absent), and then `node` itself comes back, its cached hashes and its parents'
     /// kept.
+    /// With `hashing`, the inner nodes it makes carry their hashes already (see `inner`).
     private static func update(_ node: Node, keyHash: Digest256, valueHash: Digest256?, depth: Int,
-                               countChange: inout Int, unchanged: inout Bool) -> Node {
+                               countChange: inout Int, unchanged: inout Bool, hashing: Bool = false) -> Node {
         switch node {
         case .empty:
             guard let valueHash else {
@@ -218,35 +228,48 @@ public struct StateTree: Sendable {
                 return node
             }
             countChange = 1
-            return split(node, existing, .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth)
+            return split(node, existing, .leaf(keyHash: keyHash, valueHash: valueHash), keyHash, depth: depth,
+                         hashing: hashing)
         case .inner(let left, let right, _):
             var left = left, right = right
             if bit(keyHash, depth) == 0 {
                 left = update(left, keyHash: keyHash, valueHash: valueHash, depth: depth + 1, countChange: &countChange,
-                              unchanged: &unchanged)
+                              unchanged: &unchanged, hashing: hashing)
             } else {
                 right = update(right, keyHash: keyHash, valueHash: valueHash, depth: depth + 1,
-                               countChange: &countChange, unchanged: &unchanged)
+                               countChange: &countChange, unchanged: &unchanged, hashing: hashing)
             }
-            return unchanged ? node : collapse(left, right)
+            return unchanged ? node : collapse(left, right, hashing: hashing)
         }
     }
 
     /// Two leaves that met at `depth`: inner nodes down to the first bit where their key hashes differ.
-    private static func split(_ a: Node, _ aKey: Digest256, _ b: Node, _ bKey: Digest256, depth: Int) -> Node {
+    private static func split(_ a: Node, _ aKey: Digest256, _ b: Node, _ bKey: Digest256, depth: Int,
+                              hashing: Bool) -> Node {
         let aBit = bit(aKey, depth), bBit = bit(bKey, depth)
-        if aBit != bBit { return aBit == 0 ? .inner(left: a, right: b, hash: nil) : .inner(left: b, right: a, hash: nil) }
-        let below = split(a, aKey, b, bKey, depth: depth + 1)
-        return aBit == 0 ? .inner(left: below, right: .empty, hash: nil) : .inner(left: .empty, right: below, hash: nil)
+        if aBit != bBit { return aBit == 0 ? inner(a, b, hashing: hashing) : inner(b, a, hashing: hashing) }
+        let below = split(a, aKey, b, bKey, depth: depth + 1, hashing: hashing)
+        return aBit == 0 ? inner(below, .empty, hashing: hashing) : inner(.empty, below, hashing: hashing)
+    }
+
+    /// An inner node; with `hashing` it carries its hash from the start when its children have theirs. A batch
+    /// (`set(all:)`) makes each node on its paths once and the root is read right after, so hashing as it goes
+    /// saves making every such node a second time just to store its hash; single sets stay lazy, since a run of
+    /// them would otherwise hash the top of the tree again for every key.
+    private static func inner(_ left: Node, _ right: Node, hashing: Bool) -> Node {
+        guard hashing, let leftHash = left.cachedHash, let rightHash = right.cachedHash else {
+            return .inner(left: left, right: right, hash: nil)
+        }
+        return .inner(left: left, right: right, hash: innerDigest(leftHash, rightHash))
     }
 
     /// Keeps the tree compact after a removal: an inner node left with one leaf and an empty side becomes that leaf.
-    private static func collapse(_ left: Node, _ right: Node) -> Node {
+    private static func collapse(_ left: Node, _ right: Node, hashing: Bool) -> Node {
         switch (left, right) {
         case (.empty, .empty): return .empty
         case (.leaf, .empty): return left
         case (.empty, .leaf): return right
-        default: return .inner(left: left, right: right, hash: nil)
+        default: return inner(left, right, hashing: hashing)
         }
     }
 
@@ -261,6 +284,14 @@ public struct StateTree: Sendable {
             let hash = innerDigest(leftHash, rightHash)
             return (.inner(left: leftNode, right: rightNode, hash: hash), hash)
         }
+    }
+
+    /// Inner nodes whose hash is not made yet (tests: a batch over a hashed tree leaves none).
+    var unhashedInnerNodes: Int { Self.unhashed(top) }
+
+    private static func unhashed(_ node: Node) -> Int {
+        guard case .inner(let left, let right, let hash) = node else { return 0 }
+        return (hash == nil ? 1 : 0) + unhashed(left) + unhashed(right)
     }
 
     /// The proof for `key`: the siblings on its path from the root down, and the leaf where the path ends (nil if it
