@@ -1,4 +1,4 @@
-import BPICore
+@testable import BPICore
 import MetanodePluginTesting
 import MetanodeWire
 import Testing
@@ -133,6 +133,31 @@ struct MempoolTests {
         let rich = try pool.add(Self.tx(Self.carol, nonce: 0, fee: 4), nextNonce: 0).get()
         #expect(rich.removed == [cheap.entry.id])
         #expect(pool.count == 2 && !pool.contains(id: cheap.entry.id))
+    }
+
+    @Test("the eviction candidates are kept from the first time a full pool needs one until it is under half its limits, and evict the same after a pause")
+    func evictionCandidatesKeptOnlyNearFull() throws {
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(transactionsMax: 4))
+        for (signer, fee) in [(Self.alice, UInt64(5)), (Self.bob, 3), (Self.carol, 7)] {
+            _ = try pool.add(Self.tx(signer, nonce: 0, fee: fee), nextNonce: 0).get()
+        }
+        #expect(!pool.keepsEvictionCandidates)
+        _ = try pool.add(Self.tx(Self.alice, nonce: 1, fee: 6), nextNonce: 0).get()
+        #expect(!pool.keepsEvictionCandidates, "full, but nothing offered yet")
+        let dave = Ed25519Signer(seed: WireCrypto.domainHash("dave", []))
+        let first = try pool.add(Self.tx(dave, nonce: 0, fee: 4), nextNonce: 0).get()
+        #expect(first.removed.count == 1 && pool.keepsEvictionCandidates)  // bob's, the cheapest last
+        // Below half the limit, the candidates go; the next full pool builds them again and picks the same way.
+        pool.prune(senders: [BytesKey(Self.alice.publicKey), BytesKey(Self.carol.publicKey)]) { _ in 2 }
+        #expect(pool.count == 1 && !pool.keepsEvictionCandidates)
+        for (signer, fee) in [(Self.alice, UInt64(9)), (Self.bob, 8), (Self.carol, 10)] {
+            _ = try pool.add(Self.tx(signer, nonce: signer.publicKey == Self.bob.publicKey ? 0 : 2, fee: fee),
+                             nextNonce: signer.publicKey == Self.bob.publicKey ? 0 : 2).get()
+        }
+        let second = try pool.add(Self.tx(dave, nonce: 1, fee: 20), nextNonce: 0).get()
+        #expect(second.removed.count == 1 && pool.keepsEvictionCandidates)
+        #expect(!pool.contains(id: try #require(second.removed.first)) && pool.count == 4)
+        #expect(Self.rejection(pool.add(Self.tx(Self.bob, nonce: 1, fee: 1), nextNonce: 0)) == "mempool full")
     }
 
     @Test("pruning after a block drops every transaction below the senders' new next nonces")

@@ -95,11 +95,14 @@ public struct Mempool: Sendable {
     private var byID: [BytesKey: Entry] = [:]
     /// Each sender's highest nonce waiting here.
     private var lastNonce: [BytesKey: UInt64] = [:]
-    /// The candidates for eviction, lowest priority first: every sender's last transaction goes in when it becomes
-    /// the last. One that is no longer its sender's last, or gone, is dropped when it reaches the top, and the heap is
-    /// rebuilt from the senders when such leftovers outnumber them. A full pool then finds the cheapest last
-    /// transaction in log n, where a scan of every sender took n for each transaction offered to it.
-    private var evictable = Heap<Prioritized>()
+    /// The candidates for eviction, lowest priority first, kept only while the pool is near full (nil otherwise):
+    /// built from the senders' last transactions the first time a full pool needs one, dropped again once the pool
+    /// is back under half its limits. While kept, every sender's last transaction goes in when it becomes the last;
+    /// one that is no longer its sender's last, or gone, is dropped when it reaches the top, and the heap is rebuilt
+    /// from the senders when such leftovers outnumber them. A full pool then finds the cheapest last transaction in
+    /// log n, where a scan of every sender took n for each transaction offered to it; a pool with room pays nothing
+    /// for it (a push per admitted transaction, comparing cold entries, and the removed ones held until a rebuild).
+    private var evictable: Heap<Prioritized>?
 
     /// An entry ordered by block priority, for the heaps of eviction and `select`.
     private struct Prioritized: Comparable {
@@ -305,15 +308,18 @@ public struct Mempool: Sendable {
 
     /// The lowest-priority last transaction of any sender but `excluded` (evicting a sender's last leaves no gap).
     private mutating func cheapestEvictable(excluding excluded: BytesKey) -> Entry? {
+        var heap = evictable ?? evictionCandidates()
+        evictable = nil  // mutated in place below, not copied
+        defer { evictable = heap }
         var setAside: [Prioritized] = []
-        defer { for candidate in setAside { evictable.insert(candidate) } }
-        while let top = evictable.min {
+        defer { for candidate in setAside { heap.insert(candidate) } }
+        while let top = heap.min {
             guard isLast(top.entry) else {
-                _ = evictable.removeMin()
+                _ = heap.removeMin()
                 continue
             }
             if top.entry.senderKey == excluded {
-                setAside.append(evictable.removeMin())
+                setAside.append(heap.removeMin())
                 continue
             }
             return top.entry
@@ -332,12 +338,10 @@ public struct Mempool: Sendable {
         byID[entry.idKey] = entry
         if nonce >= lastNonce[sender] ?? 0 {
             lastNonce[sender] = nonce
-            evictable.insert(Prioritized(entry: entry))
-            // Leftovers (no longer last, or gone) past the senders' count: rebuild from the senders' lasts.
-            if evictable.count > 2 * lastNonce.count + 64 {
-                evictable = Heap(lastNonce.compactMap { sender, nonce in
-                    bySender[sender]?[nonce].map(Prioritized.init(entry:))
-                })
+            if evictable != nil {
+                evictable!.insert(Prioritized(entry: entry))
+                // Leftovers (no longer last, or gone) past the senders' count: rebuild from the senders' lasts.
+                if evictable!.count > 2 * lastNonce.count + 64 { evictable = evictionCandidates() }
             }
         }
         count += 1
@@ -352,7 +356,7 @@ public struct Mempool: Sendable {
             // The sender's next highest becomes its last, and a candidate.
             if let newLast = bySender[sender]?.keys.max() {
                 lastNonce[sender] = newLast
-                evictable.insert(Prioritized(entry: bySender[sender]![newLast]!))
+                evictable?.insert(Prioritized(entry: bySender[sender]![newLast]!))
             } else {
                 lastNonce[sender] = nil
             }
@@ -360,5 +364,15 @@ public struct Mempool: Sendable {
         byID[entry.idKey] = nil
         count -= 1
         bytes -= entry.encoded.count
+        if evictable != nil, count * 2 < limits.transactionsMax, bytes * 2 < limits.bytesMax { evictable = nil }
     }
+
+    /// Every sender's last transaction, as candidates for eviction.
+    private func evictionCandidates() -> Heap<Prioritized> {
+        Heap(lastNonce.compactMap { sender, nonce in bySender[sender]?[nonce].map(Prioritized.init(entry:)) })
+    }
+
+    /// Whether the pool keeps its eviction candidates now (tests: only from the first eviction until it is back
+    /// under half its limits).
+    var keepsEvictionCandidates: Bool { evictable != nil }
 }
