@@ -251,10 +251,11 @@ struct BlockWritesBoundTests {
     final class Runs: @unchecked Sendable { var count = 0 }
 
     static func build(_ rules: BlockRules, _ transactions: [Transaction], _ encoded: [[UInt8]],
-                      _ execute: @escaping BlockExecutor) throws -> (block: Block, effects: BlockRules.Effects) {
+                      ids: [[UInt8]]? = nil, _ execute: @escaping BlockExecutor)
+        throws -> (block: Block, effects: BlockRules.Effects) {
         let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
         return try #require(rules.buildWithEffects(
-            parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+            parent: rules.genesisParent, transactions: transactions, encoded: encoded, ids: ids,
             proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
             execute: execute))
     }
@@ -274,6 +275,11 @@ struct BlockWritesBoundTests {
         let kept = try Self.build(rules, transactions, encoded, Self.execute(measured: true, endBlockBytes: 3_000, runs: runs))
         #expect(kept.block.transactions == Array(encoded.prefix(3)))
         #expect(runs.count == 2, "found from the first execution's measures, not one transaction fewer each time")
+        // Given the ids (as a proposer takes them from its mempool), the rebuild keeps the ids of what it keeps.
+        let ids = encoded.map { Transaction.id(ofEncoded: $0)! }
+        let withIDs = try Self.build(rules, transactions, encoded, ids: ids,
+                                     Self.execute(measured: true, endBlockBytes: 3_000, runs: Runs()))
+        #expect(withIDs.block == kept.block && withIDs.effects.transactionIDs == Array(ids.prefix(3)))
         // Not measured: ten, five, two.
         let halved = Runs()
         let unmeasured = try Self.build(rules, transactions, encoded, Self.execute(measured: false, endBlockBytes: 3_000, runs: halved))

@@ -160,6 +160,21 @@ struct MempoolTests {
         #expect(Self.rejection(pool.add(Self.tx(Self.bob, nonce: 1, fee: 1), nextNonce: 0)) == "mempool full")
     }
 
+    @Test("one large transaction evicting several: the candidates dropped halfway (the pool under half its bytes) are built again and the eviction goes on in fee order")
+    func evictionAcrossTheDrop() throws {
+        let signers = (0..<7).map { Ed25519Signer(seed: WireCrypto.domainHash("drop sender", [UInt8($0)])) }
+        let small = (0..<6).map { Self.tx(signers[$0], nonce: 0, fee: UInt64($0 + 1)) }  // 132 bytes each
+        var pool = Mempool(chainID: "dev", limits: MempoolLimits(transactionsMax: 100, bytesMax: 900))
+        for encoded in small { _ = try pool.add(encoded, nextNonce: 0).get() }
+        let large = Self.tx(signers[6], nonce: 0, fee: 10, payload: [UInt8](repeating: 7, count: 600))
+        // 792 + 731 bytes: five must go; after the third the pool holds 396 of 900 bytes and drops its candidates.
+        let admitted = try pool.add(large, nextNonce: 0).get()
+        #expect(admitted.removed == small.prefix(5).map { Transaction.id(ofEncoded: $0)! })
+        #expect(pool.count == 2 && pool.bytes == small[5].count + large.count)
+        #expect(!pool.keepsEvictionCandidates,
+                "dropped once the evictions took the pool under half; built again when next needed")
+    }
+
     @Test("pruning after a block drops every transaction below the senders' new next nonces")
     func pruning() throws {
         var pool = Mempool(chainID: "dev")

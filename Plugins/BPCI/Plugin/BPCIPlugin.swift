@@ -403,7 +403,8 @@ enum LedgerModule {
         }
         // The account straight from the key's bytes where BPI holds them: no copy of the key, nor of the id, which
         // the bank does not read.
-        let key = UnsafeRawBufferPointer(start: tx.sender.ptr, count: tx.sender.ptr == nil ? 0 : tx.sender.len)
+        let key = UnsafeRawBufferPointer(start: tx.sender.ptr,
+                                         count: tx.sender.ptr == nil ? 0 : max(tx.sender.len, 0))
         return ModuleTransaction(sender: Address(publicKey: key), nonce: tx.nonce, fee: tx.fee,
                                  kind: tx.kind.string, payload: tx.payload.array)
     }

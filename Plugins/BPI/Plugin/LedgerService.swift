@@ -292,7 +292,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     /// The module part of a kind's bytes ("bpci" of "bpci/transfer").
     private static func moduleName(ofKind kind: mn_bytes) -> UnsafeBufferPointer<UInt8> {
-        let bytes = UnsafeBufferPointer(start: kind.ptr, count: kind.ptr == nil ? 0 : kind.len)
+        let bytes = UnsafeBufferPointer(start: kind.ptr, count: kind.ptr == nil ? 0 : max(kind.len, 0))
         return UnsafeBufferPointer(rebasing: bytes[..<(bytes.firstIndex(of: 0x2F) ?? bytes.endIndex)])
     }
 

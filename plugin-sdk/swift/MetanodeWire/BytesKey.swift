@@ -53,7 +53,9 @@ public struct BytesKey: Hashable, Sendable {
         }
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &words) { words in
-            prefix.withUnsafeBytes { words.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            if !prefix.isEmpty {
+                prefix.withUnsafeBytes { words.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
             if rest.count > 0 {
                 (words.baseAddress! + prefix.count).copyMemory(from: rest.baseAddress!, byteCount: rest.count)
             }
