@@ -79,12 +79,6 @@ public struct Address: Sendable, Hashable, Comparable, CustomStringConvertible {
         withUnsafeBytes(of: low.bigEndian) { array.append(contentsOf: $0) }
     }
 
-    /// `Address(publicKey:)`. A cache of the derivations stood here; it cost what it saved: a lookup under a lock
-    /// in a table of 65,536 keys missed the cache twice (the table, then the stored key's bytes), about as long as
-    /// the one BLAKE2b block the derivation hashes.
-    @inline(__always)
-    public static func of(publicKey: [UInt8]) -> Address { Address(publicKey: publicKey) }
-
     /// The account of a module ("treasury", "fee-collector"): no key signs for it.
     public init(module name: String) {
         self.init(prefixOf: WireCrypto.domainHash("metanode/bpci/module-account/v1", Array(name.utf8)))

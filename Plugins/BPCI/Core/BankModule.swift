@@ -22,7 +22,7 @@ public struct ModuleTransaction: Sendable, Hashable {
 
     /// With the account of the Ed25519 public key `senderKey`.
     public init(senderKey: [UInt8], nonce: UInt64, fee: UInt64, kind: String, payload: [UInt8]) {
-        self.init(sender: Address.of(publicKey: senderKey), nonce: nonce, fee: fee, kind: kind, payload: payload)
+        self.init(sender: Address(publicKey: senderKey), nonce: nonce, fee: fee, kind: kind, payload: payload)
     }
 
     public init(_ transaction: Transaction) {
@@ -96,7 +96,7 @@ public enum BankModule {
         if let (burned, tips) = state.u64Pair(BankKeys.pendingFees) {
             guard let proposer else { return ModuleRefusal("end_block names no proposer to pay the block's tips to") }
             var store = StateBankStore(state)
-            Bank.settleFees(burned: burned, tips: tips, proposer: Address.of(publicKey: proposer), store: &store)
+            Bank.settleFees(burned: burned, tips: tips, proposer: Address(publicKey: proposer), store: &store)
             state = store.state
             state.put(BankKeys.pendingFees, nil)
         } else if state.contains(BankKeys.pendingFees) {
@@ -184,7 +184,7 @@ public enum BankModule {
         payer.write(to: &writer)
         writer.u64(split.burned)
         writer.u64(split.tip)
-        Address.of(publicKey: proposer).write(to: &writer)
+        Address(publicKey: proposer).write(to: &writer)
         return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
     }
 

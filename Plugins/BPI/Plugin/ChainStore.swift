@@ -361,14 +361,16 @@ final class ChainStore {
                 }
                 for unsavedHeight in unsavedHeights { try batch.delete(Self.key(0x64, unsavedHeight)) }
                 // The t keys of these blocks, sorted by the batch: one run where the blocks' inserts were scattered.
-                func index(_ id: BytesKey, _ height: UInt64, _ index: UInt32) throws {
+                func index(_ key: [UInt8], _ height: UInt64, _ index: UInt32) throws {
                     var location = WireWriter(capacity: Self.locationBytes)
                     location.u64(height)
                     location.u32(index)
-                    try batch.put(Self.key(0x74, id), location.bytes)
+                    try batch.put(key, location.bytes)
                 }
-                for (id, location) in unsavedTransactions { try index(id, location.height, location.index) }
-                for (position, id) in ids.enumerated() { try index(BytesKey(id), height, UInt32(position)) }
+                for (id, location) in unsavedTransactions {
+                    try index(Self.key(0x74, id), location.height, location.index)
+                }
+                for (position, id) in ids.enumerated() { try index([0x74] + id, height, UInt32(position)) }
             } else if !diff.isEmpty {
                 try batch.put(Self.key(0x64, height), diff.encoded)
             }

@@ -24,7 +24,7 @@ public struct BytesKey: Hashable, Sendable {
 
     public init(_ bytes: [UInt8]) {
         if bytes.count <= Self.inlineBytesMax {
-            self.init(words: bytes.withUnsafeBytes(Self.words), count: bytes.count)
+            self.init(words: bytes.withUnsafeBytes { Self.words($0) }, count: bytes.count)
         } else {
             self.init(spilling: bytes)
         }
@@ -51,24 +51,18 @@ public struct BytesKey: Hashable, Sendable {
             self.init(joined)
             return
         }
-        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &words) { words in
-            if !prefix.isEmpty {
-                prefix.withUnsafeBytes { words.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            }
-            if rest.count > 0 {
-                (words.baseAddress! + prefix.count).copyMemory(from: rest.baseAddress!, byteCount: rest.count)
-            }
-        }
-        self.init(words: words, count: total)
+        self.init(words: prefix.withUnsafeBytes { Self.words($0, rest) }, count: total)
     }
 
-    /// `bytes` (at most `inlineBytesMax`) in order in four words, zero after them.
-    private static func words(_ bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64, UInt64, UInt64) {
+    /// `first` then `second` (together at most `inlineBytesMax`) in order in four words, zero after them.
+    private static func words(_ first: UnsafeRawBufferPointer,
+                              _ second: UnsafeRawBufferPointer = .init(start: nil, count: 0))
+        -> (UInt64, UInt64, UInt64, UInt64) {
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        if bytes.count > 0 {
-            withUnsafeMutableBytes(of: &words) {
-                $0.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        withUnsafeMutableBytes(of: &words) { words in
+            if first.count > 0 { words.baseAddress!.copyMemory(from: first.baseAddress!, byteCount: first.count) }
+            if second.count > 0 {
+                (words.baseAddress! + first.count).copyMemory(from: second.baseAddress!, byteCount: second.count)
             }
         }
         return words
