@@ -11,6 +11,11 @@ DATA_DIR ?= $(CURDIR)/.metanode
 APT_PACKAGES := librocksdb-dev libsodium-dev libffi-dev libjemalloc-dev zlib1g-dev pkg-config minisign libseccomp-dev busybox-static \
 	qemu-system-x86
 
+# Release builds optimise across modules: the ledger's hot paths call generic code in the SDK's MetanodeWire and
+# BPI's core from the plugin modules, which without it run unspecialized, through witness tables and runtime type
+# metadata (3.4% more transfers/s on `bench chain`, eight pairs of runs).
+SWIFT_BUILD_FLAGS_release := -Xswiftc -cross-module-optimization
+SWIFT_BUILD_FLAGS = $(SWIFT_BUILD_FLAGS_$(CONFIG))
 BIN := $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path 2>/dev/null)
 METANODE = $(BIN)/metanode
 BUNDLE = $(BIN)/metanode-plugins
@@ -44,7 +49,7 @@ deps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
 
 build: deps
-	$(SWIFT) build -c $(CONFIG)
+	$(SWIFT) build -c $(CONFIG) $(SWIFT_BUILD_FLAGS)
 	$(MAKE) bundle
 
 # Bundled plugins: each package (manifest + library) under $(BUNDLE), signed with a per-checkout dev publisher key
@@ -67,7 +72,7 @@ release:
 
 # Benchmarks (package-benchmark) in release mode; the node-start benchmark spawns the release binary.
 bench: deps
-	$(SWIFT) build -c release --product metanode
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS_release) --product metanode
 	cd Benchmarks && $(SWIFT) package --disable-sandbox benchmark
 
 # The ledger on 4 validator processes: throughput, latency at half load, leader crash to next block.

@@ -596,8 +596,8 @@ public final class BPI: Plugin {
             guard let needed = try? reader.u64("height"), needed >= 1, needed < core.height else { return }
             var height = needed
             while height < core.height, height < needed + UInt64(Self.syncBatchMax),
-                  let block = try? store.block(at: height) {
-                _ = try? context.net.send([2] + block.encoded, to: peer, on: "sync")
+                  let encoded = try? store.encodedBlock(at: height) {
+                _ = try? context.net.send([2] + encoded, to: peer, on: "sync")
                 height += 1
             }
         case 2:

@@ -157,12 +157,12 @@ extension BPI {
                 return .json(ErrorView(error: "no block '\(which)': give a height, a block hash or 'latest'"),
                              status: 404)
             }
-            guard height >= 1, let finalized = try store.block(at: height) else {
+            let raw = request.queryItem("format") == "raw"
+            guard height >= 1, let encoded = try store.encodedBlock(at: height) else {
                 return .json(ErrorView(error: "no block at height \(height); the chain is at \(core.height - 1)"),
                              status: 404)
             }
-            if request.queryItem("format") == "raw" { return .bytes(finalized.encoded) }
-            return .json(Self.view(finalized))
+            return raw ? .bytes(encoded) : .json(Self.view(try FinalizedBlock.decode(encoded)))
         }
         try context.http.route("GET", "/tx/*") { [unowned self] request in
             let text = String(request.path.dropFirst("/tx/".count))
