@@ -335,7 +335,11 @@ struct BankModuleTests {
 
     /// Random blocks of transfers, multi-sends, overdrafts, low fees and mints; each transaction is admitted or not
     /// as BPI would, and delivered with BPI's drop-on-failure rule. Returns the final state.
-    static func randomChain(seed: UInt64, blocks: Int) -> (DictionaryModuleState, [String]) {
+    /// With `feesInDeliver`, as BPI runs a fee module registered with MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER: each
+    /// transaction one deliver that takes its fee too, and only when that fails (undone), the fee alone. Returns the
+    /// state, the problems and every included transaction's events in order.
+    static func randomChain(seed: UInt64, blocks: Int, feesInDeliver: Bool = false)
+        -> (DictionaryModuleState, [String], [ModuleEvent]) {
         var random = SimulationRandom(seed: seed)
         let keys = (0..<6).map { Ed25519Signer(seed: WireCrypto.domainHash("k", [UInt8($0)])).publicKey }
         let addresses = keys.map(Address.init(publicKey:))
@@ -343,7 +347,8 @@ struct BankModuleTests {
         var state = DictionaryModuleState()
         var problems: [String] = []
         let section = Self.genesisSection(extra: ", " + accounts.joined(separator: ", "))
-        if let refusal = BankModule.initChain(section, state: &state) { return (state, [refusal.reason]) }
+        var events: [ModuleEvent] = []
+        if let refusal = BankModule.initChain(section, state: &state) { return (state, [refusal.reason], []) }
         for height in 1...UInt64(blocks) {
             var included: UInt64 = 0
             for index in 0..<Int(random.below(12)) {
@@ -360,19 +365,33 @@ struct BankModuleTests {
                 let fee = ((try? BankModule.feeMarket(state))?.baseFee ?? 0) + random.below(2_000)
                 let transaction = Self.transaction(message, from: keys[sender], fee: random.chance(perMille: 50) ? 1 : fee,
                                                    nonce: height << 8 | UInt64(index))
+                let proposer = keys[Int(height) % keys.count]
                 var tentative = state
-                guard case .success = BankModule.chargeFee(transaction, proposer: keys[Int(height) % keys.count],
-                                                           state: &tentative) else { continue }
+                if feesInDeliver, case .success(let delivered) = BankModule.deliver(transaction, chargingFee: true,
+                                                                                    state: &tentative) {
+                    state = tentative
+                    included += 1
+                    events += delivered
+                    continue
+                }
+                tentative = state
+                guard case .success(let feeEvents) = BankModule.chargeFee(transaction, proposer: proposer,
+                                                                          state: &tentative) else { continue }
                 state = tentative
                 included += 1
-                if case .success = BankModule.deliver(transaction, state: &tentative) { state = tentative }
+                events += feeEvents
+                if feesInDeliver { continue }  // its deliver failed above: the fee alone stays
+                if case .success(let delivered) = BankModule.deliver(transaction, state: &tentative) {
+                    state = tentative
+                    events += delivered
+                }
             }
             let proposer = keys[Int(height) % keys.count]
             if let refusal = BankModule.endBlock(transactions: included, proposer: proposer, state: &state) {
                 problems.append("block \(height): \(refusal)")
             }
         }
-        return (state, problems)
+        return (state, problems, events)
     }
 
     /// Admission of a transfer is worked out from balances; the simulation (fee, then payment, on an overlay) is the
@@ -418,7 +437,7 @@ struct BankModuleTests {
 
     @Test("a transfer's admission answers as the full simulation does, message for message", arguments: 1...20)
     func transferAdmissionMatchesSimulation(seed: UInt64) {
-        let (state, _) = Self.randomChain(seed: seed, blocks: 1 + Int(seed % 8))
+        let (state, _, _) = Self.randomChain(seed: seed, blocks: 1 + Int(seed % 8))
         var random = SimulationRandom(seed: seed &* 7919)
         let keys = (0..<6).map { Ed25519Signer(seed: WireCrypto.domainHash("k", [UInt8($0)])).publicKey }
             + [Self.aliceKey, Self.bobKey, [UInt8](repeating: 9, count: 32)]  // the last has no account
@@ -447,12 +466,23 @@ struct BankModuleTests {
 
     @Test("random blocks keep every invariant, and the same blocks give the same state", arguments: 1...30)
     func randomBlocks(seed: UInt64) {
-        let (first, problems) = Self.randomChain(seed: seed, blocks: 40)
+        let (first, problems, _) = Self.randomChain(seed: seed, blocks: 40)
         #expect(problems.isEmpty, "seed \(seed): \(problems)")
         #expect(first.get(BankKeys.pendingFees) == nil)
         #expect(Bank.invariantViolation(StateBankStore(first)) == nil)
         #expect(StateBankStore(first).supply(.gen) == Denomination.genSupply)
-        let (second, _) = Self.randomChain(seed: seed, blocks: 40)
+        let (second, _, _) = Self.randomChain(seed: seed, blocks: 40)
         #expect(first == second, "seed \(seed) replayed differently")
+    }
+
+    @Test("a deliver that takes its own fee reaches the state and events of the fee then the payment, failures and unpayable fees among them",
+          arguments: 1...30)
+    func feesInDeliverMatchTwoCalls(seed: UInt64) {
+        let (twoCalls, problems, twoCallEvents) = Self.randomChain(seed: seed, blocks: 40)
+        let (oneCall, oneCallProblems, oneCallEvents) = Self.randomChain(seed: seed, blocks: 40, feesInDeliver: true)
+        #expect(problems.isEmpty && oneCallProblems.isEmpty, "seed \(seed): \(problems) \(oneCallProblems)")
+        #expect(oneCall == twoCalls, "seed \(seed)")
+        #expect(oneCallEvents == twoCallEvents, "seed \(seed)")
+        #expect(oneCallEvents.count > 40, "seed \(seed): the blocks hold payments")
     }
 }

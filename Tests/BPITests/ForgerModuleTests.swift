@@ -52,7 +52,8 @@ final class ForgerModule: Plugin {
             },
             begin_block: nil, end_block: nil, query: nil,
             // Past its struct_size: BPI must never read these.
-            init_chain: { _, _, _ in MN_ERR_INTERNAL }, charge_fee: { _, _, _, _ in MN_ERR_INTERNAL }))
+            init_chain: { _, _, _ in MN_ERR_INTERNAL }, charge_fee: { _, _, _, _ in MN_ERR_INTERNAL },
+            flags: MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER))
         return table
     }()
 

@@ -103,7 +103,7 @@ final class ReaderModule: Plugin {
                 return ReaderModule.problem(api, state).map { ReaderModule.refuse(api, state, "in the block: \($0)") }
                     ?? MN_OK
             },
-            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil))
+            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil, flags: 0))
         return table
     }()
 

@@ -41,7 +41,7 @@ final class WriterModule: Plugin {
                 guard status == MN_OK else { return status }
                 return fails ? MN_ERR_INVALID_ARGUMENT : MN_OK
             },
-            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil))
+            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil, flags: 0))
         return table
     }()
 

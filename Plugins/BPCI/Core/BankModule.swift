@@ -163,9 +163,27 @@ public enum BankModule {
             }
             return .success([])
         }
+        let split: (burned: UInt64, tip: UInt64)
+        switch takeFee(transaction, baseFee: baseFee, state: &state) {
+        case .success(let parts): split = parts
+        case .failure(let refusal): return .failure(refusal)
+        }
+        if isOwnKind(transaction.kind) { return .success([]) }  // its payment events carry the fee
+        var writer = WireWriter(capacity: 56)
+        payer.write(to: &writer)
+        writer.u64(split.burned)
+        writer.u64(split.tip)
+        Address(publicKey: proposer).write(to: &writer)
+        return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
+    }
+
+    /// A fee in a block: taken from the sender, and what it burns and tips added to the block's pending fees (which
+    /// `endBlock` settles). Returns the split.
+    static func takeFee(_ transaction: ModuleTransaction, baseFee: UInt64, state: inout some ModuleState)
+        -> Result<(burned: UInt64, tip: UInt64), ModuleRefusal> {
         var store = StateBankStore(state)
         let split: (burned: UInt64, tip: UInt64)
-        switch Bank.chargeFee(transaction.fee, baseFee: baseFee, from: payer, store: &store) {
+        switch Bank.chargeFee(transaction.fee, baseFee: baseFee, from: transaction.sender, store: &store) {
         case .success(let parts): split = parts
         case .failure(let error):
             if case .insufficientFunds = error { return .failure(ModuleRefusal("\(error) for the fee")) }
@@ -179,13 +197,7 @@ public enum BankModule {
         }
         let (burned, tips) = pending ?? (0, 0)
         state.putU64Pair(BankKeys.pendingFees, burned + split.burned, tips + split.tip)
-        if isOwnKind(transaction.kind) { return .success([]) }  // its payment events carry the fee
-        var writer = WireWriter(capacity: 56)
-        payer.write(to: &writer)
-        writer.u64(split.burned)
-        writer.u64(split.tip)
-        Address(publicKey: proposer).write(to: &writer)
-        return .success([ModuleEvent(type: "bpci.fee", data: writer.bytes)])
+        return .success(split)
     }
 
     /// Whether `kind` is one of BPCI's ("bpci/…"), whose fee its payment events report.
@@ -258,9 +270,17 @@ public enum BankModule {
         return nil
     }
 
-    /// Execution in a block: the payments and their events (from which each node indexes history).
-    public static func deliver(_ transaction: ModuleTransaction, state: inout some ModuleState)
-        -> Result<[ModuleEvent], ModuleRefusal> {
+    /// Execution in a block: the payments and their events (from which each node indexes history). With
+    /// `chargingFee` (BPCI registered with MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER) the fee is taken first, as
+    /// `chargeFee` would in the same block: a refusal of either fails the call, and BPI then undoes it and charges
+    /// the fee alone.
+    public static func deliver(_ transaction: ModuleTransaction, chargingFee: Bool = false,
+                               state: inout some ModuleState) -> Result<[ModuleEvent], ModuleRefusal> {
+        // initChain writes the base fee with the parameters: a chain without it has no economy and no fee.
+        if chargingFee, let baseFee = state.u64(BankKeys.baseFee),
+           case .failure(let refusal) = takeFee(transaction, baseFee: baseFee, state: &state) {
+            return .failure(refusal)
+        }
         // Whether BPCI is set up is asked only when the transaction fails: a payment that succeeds spends a balance,
         // and only the genesis of an active chain makes balances.
         let message: BankMessage

@@ -75,7 +75,9 @@ public final class BPCI: Plugin {
         storedNextHeight = nextHeight
         indexed = try context.metrics.counter("history_blocks_indexed_total",
                                               help: "Finalized blocks whose events the history index has taken in")
-        let status = ledger.pointee.register_module(ledger, LedgerModule.make(ledger: ledger))
+        // From ledger 1.4 on, a transfer's fee is taken in its deliver: one handler call where it was two.
+        let status = ledger.pointee.register_module(ledger, LedgerModule.make(
+            ledger: ledger, takesOwnFeesInDeliver: service.minor >= 4))
         guard status == MN_OK else {
             throw PluginError(status, status == MN_ERR_EXISTS
                 ? "another module is registered as 'bpci' or already takes the fees" : "register_module failed",
@@ -312,7 +314,13 @@ enum LedgerModule {
     /// What the handlers need: the ledger API of the BPI instance the module registered with.
     final class Context: @unchecked Sendable {  // immutable
         let api: UnsafePointer<mn_ledger_api>
-        init(api: UnsafePointer<mn_ledger_api>) { self.api = api }
+        /// Registered with MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER: BPI calls no charge_fee before BPCI's own kinds.
+        let takesOwnFeesInDeliver: Bool
+
+        init(api: UnsafePointer<mn_ledger_api>, takesOwnFeesInDeliver: Bool) {
+            self.api = api
+            self.takesOwnFeesInDeliver = takesOwnFeesInDeliver
+        }
     }
 
     /// The module's name as the static bytes ledger.h asks for (written once, never freed).
@@ -323,8 +331,12 @@ enum LedgerModule {
         return pointer
     }()
 
-    static func make(ledger: UnsafePointer<mn_ledger_api>) -> UnsafePointer<mn_ledger_module> {
-        let context = Unmanaged.passRetained(Context(api: ledger)).toOpaque()
+    /// The table to register; with `takesOwnFeesInDeliver` (a BPI of ledger 1.4 or later) BPCI's own kinds pay
+    /// their fee in their deliver.
+    static func make(ledger: UnsafePointer<mn_ledger_api>, takesOwnFeesInDeliver: Bool)
+        -> UnsafePointer<mn_ledger_module> {
+        let context = Unmanaged.passRetained(Context(api: ledger, takesOwnFeesInDeliver: takesOwnFeesInDeliver))
+            .toOpaque()
         let module = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
         module.initialize(to: mn_ledger_module(
             struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
@@ -336,7 +348,11 @@ enum LedgerModule {
                 }
             },
             deliver: { userData, state, tx in
-                LedgerModule.run(userData, state) { view in BankModule.deliver(LedgerModule.transaction(tx), state: &view) }
+                let chargingFee = userData.map { Unmanaged<Context>.fromOpaque($0).takeUnretainedValue() }?
+                    .takesOwnFeesInDeliver ?? false
+                return LedgerModule.run(userData, state) { view in
+                    BankModule.deliver(LedgerModule.transaction(tx), chargingFee: chargingFee, state: &view)
+                }
             },
             begin_block: nil,
             end_block: { userData, state, block in
@@ -372,7 +388,8 @@ enum LedgerModule {
                     BankModule.chargeFee(LedgerModule.transaction(tx), proposer: block.map { $0.pointee.proposer.array },
                                          state: &view)
                 }
-            }))
+            },
+            flags: takesOwnFeesInDeliver ? MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER : 0))
         return UnsafePointer(module)
     }
 

@@ -8,7 +8,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The ledger service one BPI instance exports ("bpi.ledger" 1.3, plugin-sdk/include/metanode/ledger.h): modules
+/// The ledger service one BPI instance exports ("bpi.ledger" 1.4, plugin-sdk/include/metanode/ledger.h): modules
 /// register here, and BPI runs their handlers when it admits transactions, executes blocks and answers queries.
 ///
 /// The exported C table has no context argument of its own, so each instance allocates its table with a pointer
@@ -24,11 +24,15 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         let handlers: mn_ledger_module
         /// "<name>/": where its keys live in the ledger state.
         let prefix: [UInt8]
+        /// The fee module takes its own kinds' fees in their `deliver` (MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER).
+        let takesOwnFeesInDeliver: Bool
 
         init(name: String, handlers: mn_ledger_module) {
             self.name = name
             self.handlers = handlers
             prefix = Array(name.utf8) + [0x2F]
+            takesOwnFeesInDeliver = handlers.charge_fee != nil
+                && handlers.flags & MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER != 0
         }
     }
 
@@ -252,29 +256,39 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     }
 
     /// A module's transaction in a block: the fee first, for every kind but BPI's own (its writes and events stay
-    /// even when the owner's deliver fails), then the owner's deliver.
+    /// even when the owner's deliver fails), then the owner's deliver. The fee module's own kinds, when it takes
+    /// their fees in `deliver`, are one call, and the fee is charged alone only if that call fails.
     private func deliverOne(_ tx: UnsafePointer<mn_ledger_tx>, payer: Module?, ordered: [Module], context: BlockContext,
                             transactions: Int, block: BlockWrites, read: @escaping (StateKey) -> [UInt8]?)
         -> Delivered {
         let kind = tx.pointee.kind
-        var feeEvents: [TransactionResult.Event] = []
-        if let payer, let charge = payer.handlers.charge_fee {
-            let call = LedgerCall(mode: .deliver, prefix: payer.prefix, block: block, read: read)
-            let status = call.run { state in
-                Self.withBlock(context, transactions: transactions) { charge(payer.handlers.user_data, state, tx, $0) }
-            }
-            guard status == MN_OK else {
-                call.undo()
-                return .unpayable(status, reason: call.reasonOr(status))
-            }
-            feeEvents = call.events
-        }
         // A kind no module handles fails, with its fee paid: block space is never free. Modules are looked up in the
         // block's ordered list (a handful), not under the registry's lock and by hashed name; "test" is reserved
         // (BPI ran its kinds before this when the chain allows them, and "bpi/…" never reaches here).
         let name = Self.moduleName(ofKind: kind)
-        guard !name.elementsEqual("test".utf8), let module = ordered.first(where: { $0.name.utf8.elementsEqual(name) }),
-              let deliver = module.handlers.deliver else {
+        let module = name.elementsEqual("test".utf8) ? nil : ordered.first { $0.name.utf8.elementsEqual(name) }
+        if let payer, payer.takesOwnFeesInDeliver, let module, module.name == payer.name,
+           let deliver = module.handlers.deliver {
+            let call = LedgerCall(mode: .deliver, prefix: module.prefix, block: block, read: read)
+            let status = call.run { state in deliver(module.handlers.user_data, state, tx) }
+            if status == MN_OK { return .done(TransactionResult(status: 0, reason: "", events: call.events)) }
+            call.undo()
+            let feeEvents: [TransactionResult.Event]
+            switch chargeFee(tx, payer: payer, context: context, transactions: transactions, block: block, read: read) {
+            case .unpayable(let status, let reason): return .unpayable(status, reason: reason)
+            case .paid(let events): feeEvents = events
+            }
+            return .done(TransactionResult(status: UInt32(bitPattern: status), reason: call.reasonOr(status),
+                                           events: feeEvents))
+        }
+        var feeEvents: [TransactionResult.Event] = []
+        if let payer {
+            switch chargeFee(tx, payer: payer, context: context, transactions: transactions, block: block, read: read) {
+            case .unpayable(let status, let reason): return .unpayable(status, reason: reason)
+            case .paid(let events): feeEvents = events
+            }
+        }
+        guard let module, let deliver = module.handlers.deliver else {
             return .done(TransactionResult(status: UInt32(MN_ERR_NOT_FOUND),
                                            reason: "no module handles kind '\(kind.string)'", events: feeEvents))
         }
@@ -289,6 +303,28 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         return .done(TransactionResult(status: 0, reason: "",
                                        events: feeEvents.isEmpty ? call.events : feeEvents + call.events))
     }
+
+    private enum Fee {
+        case paid([TransactionResult.Event])
+        /// Refused: nothing written, and a block cannot hold the transaction.
+        case unpayable(mn_status, reason: String)
+    }
+
+    /// The fee module's `charge_fee` in a block.
+    private func chargeFee(_ tx: UnsafePointer<mn_ledger_tx>, payer: Module, context: BlockContext, transactions: Int,
+                           block: BlockWrites, read: @escaping (StateKey) -> [UInt8]?) -> Fee {
+        guard let charge = payer.handlers.charge_fee else { return .paid([]) }
+        let call = LedgerCall(mode: .deliver, prefix: payer.prefix, block: block, read: read)
+        let status = call.run { state in
+            Self.withBlock(context, transactions: transactions) { charge(payer.handlers.user_data, state, tx, $0) }
+        }
+        guard status == MN_OK else {
+            call.undo()
+            return .unpayable(status, reason: call.reasonOr(status))
+        }
+        return .paid(call.events)
+    }
+
 
     /// The module part of a kind's bytes ("bpci" of "bpci/transfer").
     private static func moduleName(ofKind kind: mn_bytes) -> UnsafeBufferPointer<UInt8> {

@@ -106,7 +106,8 @@ enum LedgerModule {
                 }
             },
             init_chain: nil,
-            charge_fee: nil))
+            charge_fee: nil,
+            flags: 0))
         return UnsafePointer(module)
     }
 

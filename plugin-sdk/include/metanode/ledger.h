@@ -1,5 +1,5 @@
 /*
- * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.2).
+ * metanode/ledger.h — the ledger service BPI exports to module plugins ("bpi.ledger", version 1.4).
  *
  * BPI orders transactions and finalises blocks; modules (BPCI, DockLock, ENC, ...) give transactions meaning. A
  * module looks the service up with the host's `service_lookup` (capability "service"), then registers the
@@ -25,11 +25,15 @@
  *   module handles: at admission (except for the fee module's own kinds, whose
  *   `check` must cover the fee), and in the block before the owner's `deliver`. The fee's writes and events stay
  *   even when the owner's `deliver` then fails. A block with a transaction whose fee cannot be paid is invalid; a
- *   proposer leaves such transactions out.
+ *   proposer leaves such transactions out. A fee module that sets MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER (1.4) takes the
+ *   fee of its own kinds inside their `deliver`: BPI calls its `charge_fee` for them only when that `deliver` fails,
+ *   after undoing it, so that the fee stays paid (or, if it cannot be, the transaction is unpayable as above).
  * Versions: 1.1 appended `init_chain` and `charge_fee` to `mn_ledger_module` and `transaction_count` to
  *   `mn_ledger_block`. BPI reads them only when the module's
  *   `struct_size` covers them, so a module built against 1.0 still registers. 1.2 appended `state_read` to
  *   `mn_ledger_api`: a module that may run on a 1.1 BPI calls it only when the table's `struct_size` covers it.
+ *   1.4 appended `flags` to `mn_ledger_module`; a BPI before 1.4 does not read it, so a module sets a flag only when
+ *   the service's minor version (from `service_lookup`) is 1.4 or later, and otherwise behaves as without it.
  * Ownership: everything passed to a handler is borrowed for that call. `state_get` returns a BPI-owned buffer the
  *   module frees with `buf_free`; `state_read` copies into the module's own memory.
  */
@@ -44,7 +48,7 @@ extern "C" {
 
 #define MN_LEDGER_SERVICE "bpi.ledger"
 #define MN_LEDGER_VERSION_MAJOR 1u
-#define MN_LEDGER_VERSION_MINOR 3u  /* 1.3: the per-call write limits below; the tables are 1.2's */
+#define MN_LEDGER_VERSION_MINOR 4u  /* 1.3: the per-call write limits below; 1.4: mn_ledger_module.flags */
 
 #define MN_LEDGER_MODULE_NAME_LEN_MAX 32u   /* [a-z0-9_-]; "bpi" and "test" are BPI's own                   */
 #define MN_LEDGER_MODULES_MAX 64u
@@ -58,6 +62,13 @@ extern "C" {
  * together are bounded too (32,768 keys, 16 MiB): these keep any one transaction within that.                  */
 #define MN_LEDGER_CALL_WRITES_MAX 4096u
 #define MN_LEDGER_CALL_WRITE_BYTES_MAX 4194304u
+
+/* mn_ledger_module.flags (1.4). */
+/* The module with `charge_fee` takes the fee of its own kinds in their `deliver`, with the payment, in one call: BPI
+ * does not call `charge_fee` before it. When that `deliver` fails, BPI undoes its writes and then calls `charge_fee`
+ * alone, so a failed transaction still pays its fee and one whose fee cannot be paid is still unpayable. Ignored on
+ * a module without `charge_fee`. */
+#define MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER 1u
 
 /** BPI's handle for one handler call. BPI-owned; valid only during the call it is passed to. */
 typedef struct mn_ledger_state mn_ledger_state;
@@ -113,6 +124,9 @@ typedef struct mn_ledger_module {
    *  Optional. */
   mn_status (*charge_fee)(void *user_data, mn_ledger_state *state, const mn_ledger_tx *tx,
                           const mn_ledger_block *block);
+  /* ---- 1.4 ---- */
+  /** MN_LEDGER_MODULE_* bits; 0 for none. */
+  uint32_t flags;
 } mn_ledger_module;
 
 /** The service table. BPI-owned, one per BPI instance, valid for the life of the process. */
