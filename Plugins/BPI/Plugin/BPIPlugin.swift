@@ -82,6 +82,8 @@ public final class BPI: Plugin {
     let mempoolGauge: Gauge
     let rejected: Counter
     let equivocations: Counter
+    /// Transactions of checked blocks that this node had not admitted: their signatures were checked with the block.
+    let unadmittedInBlocks: Counter
 
     public init(context: PluginContext) throws {
         self.context = context
@@ -148,6 +150,9 @@ public final class BPI: Plugin {
         mempoolGauge = try context.metrics.gauge("mempool_transactions", help: "Transactions waiting")
         rejected = try context.metrics.counter("transactions_rejected_total", help: "Transactions the mempool refused")
         equivocations = try context.metrics.counter("equivocations_total", help: "Conflicting signed messages seen")
+        unadmittedInBlocks = try context.metrics.counter(
+            "block_transactions_unadmitted_total",
+            help: "Transactions of checked blocks this node had not admitted (their signatures checked with the block)")
         heightGauge.set(Double(tip))
         validator.plugin = self
 
@@ -166,7 +171,11 @@ public final class BPI: Plugin {
                 context.log.debug("undecodable transaction batch from \(peer.short)")
                 return
             }
-            _ = admit(batch, gossip: false)
+            gossiped += batch
+            if gossiped.count >= Self.gossipedBatchMax { return admitGossiped() }
+            guard !gossipedAdmissionQueued else { return }
+            gossipedAdmissionQueued = true
+            _ = try? context.timers.schedule(afterMs: 0) { [unowned self] in admitGossiped() }
         }
         _ = try context.bus.subscribe("bpi.blocks.events")
         for topic in Self.requestTopics { _ = try context.bus.subscribe(topic) }
@@ -305,10 +314,16 @@ public final class BPI: Plugin {
     private func check(_ block: Block, finalized: Bool = false) -> Result<BlockRules.Effects, BlockProblem> {
         if let known = checkedBlocks.result(for: block) { return known }
         let nowMs = finalized ? max(context.unixTimeMs, block.header.timestampMs) : context.unixTimeMs
+        var unadmitted: UInt64 = 0
+        defer { if unadmitted > 0 { unadmittedInBlocks.add(unadmitted) } }
         let result = rules.check(block, parent: parent, nowMs: nowMs, state: state, validators: validators,
                                  nextNonce: { [nonces] sender in nonces[sender] ?? 0 },
                                  admitted: { [mempool] encoded in
-                                     mempool.entry(encoded: encoded).map { ($0.transaction, $0.id) }
+                                     guard let entry = mempool.entry(encoded: encoded) else {
+                                         unadmitted += 1
+                                         return nil
+                                     }
+                                     return (entry.transaction, entry.id)
                                  },
                                  isRecorded: { [store] key in ((try? store.moduleState(key)) ?? nil) != nil },
                                  execute: ledger.execute)
@@ -379,6 +394,9 @@ public final class BPI: Plugin {
             context.log.debug("undecodable consensus message from \(peer.short)")
             return
         }
+        // A proposal's transactions are most likely among the gossip waiting for admission: admitted first, each
+        // signature is checked once, where the block's check would check it and admission again after.
+        if case .proposal = envelope, !gossiped.isEmpty { admitGossiped() }
         handle(.received(envelope))
     }
 
@@ -527,6 +545,20 @@ public final class BPI: Plugin {
     }
 
     // MARK: - Transactions
+
+    /// Transactions peers gossiped, waiting for admission: the batches that arrive while BPI's thread is busy are
+    /// admitted together, after what was already queued.
+    var gossiped: [[UInt8]] = []
+    var gossipedAdmissionQueued = false
+    static let gossipedBatchMax = 4_096
+
+    func admitGossiped() {
+        gossipedAdmissionQueued = false
+        guard !gossiped.isEmpty else { return }
+        let batch = gossiped
+        gossiped = []
+        _ = admit(batch, gossip: false)
+    }
 
     /// Gossip messages stay well under the transport's 4 MiB per message.
     static let gossipBytesMax = 1 << 20
