@@ -325,7 +325,6 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         return .paid(call.events)
     }
 
-
     /// The module part of a kind's bytes ("bpci" of "bpci/transfer").
     private static func moduleName(ofKind kind: mn_bytes) -> UnsafeBufferPointer<UInt8> {
         let bytes = UnsafeBufferPointer(start: kind.ptr, count: kind.ptr == nil ? 0 : max(kind.len, 0))
