@@ -27,8 +27,7 @@ struct BPCIOnBPITests {
         let net = try BPINetwork(validators: 4, seed: seed, genesisModules: genesis)
         let config = [historyFlushBlocks.map { #""historyFlushBlocks": \#($0)"# },
                       historyBatchOperations.map { #""historyBatchOperations": \#($0)"# }]
-        try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
-                                                                version: BPCI.version)),
+        try net.loadModule(BPCI.self, name: BPCI.name, version: BPCI.version,
                            config: "{" + config.compactMap { $0 }.joined(separator: ", ") + "}")
         return net
     }
@@ -266,8 +265,7 @@ struct BPCIOnBPITests {
         for bad in [1, 40_001] {
             let net = try BPINetwork(validators: 1, seed: 89, genesisModules: Self.genesis)
             let error = #expect(throws: (any Error).self) {
-                try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
-                                                                        version: BPCI.version)),
+                try net.loadModule(BPCI.self, name: BPCI.name, version: BPCI.version,
                                    config: #"{"historyBatchOperations": \#(bad)}"#)
             }
             #expect(error != nil)
@@ -309,7 +307,7 @@ struct BPCIOnBPITests {
         }
         let genesis = #"{"bpci": {"accounts": [\#(accounts.joined(separator: ", "))], "fees": {"initialBaseFee": "0.000001"}}}"#
         let net = try BPINetwork(validators: 4, seed: 61, genesisModules: genesis)
-        try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name, version: BPCI.version)))
+        try net.loadModule(BPCI.self, name: BPCI.name, version: BPCI.version)
         net.sim.run(forMs: 1_000)
         let payees = (0..<64).map { Address(publicKey: WireCrypto.domainHash("payee", [UInt8($0)])) }
         let message = BankMessage.multiSend(payees.map { Payment(to: $0, denomination: .flx, amount: 1) })

@@ -75,6 +75,14 @@ final class BPINetwork {
         return loaded
     }
 
+    /// Loads the Swift plugin `type` (a module such as BPCI, or a test module in this target) next to BPI on every
+    /// node; returns its instance on each.
+    @discardableResult
+    func loadModule<P: Plugin>(_ type: P.Type, name: String, version: String = "1.0.0", config: String = "{}")
+        throws -> [TestPlugin] {
+        try loadModule(try #require(PluginExport.descriptor(for: type, name: name, version: version)), config: config)
+    }
+
     /// Loads the SDK's example C module (plugin-sdk/examples/counter-module) next to BPI on every node.
     func loadCounterModule() throws { try loadModule(UnsafeRawPointer(counter_module_descriptor())) }
 

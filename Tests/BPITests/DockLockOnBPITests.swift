@@ -98,8 +98,7 @@ final class DockLockOnBPITests {
     func network(seed: UInt64, economy: Bool) throws -> (BPINetwork, [TestPlugin]) {
         let net = try BPINetwork(validators: 4, seed: seed, genesisModules: economy ? BPCIOnBPITests.genesis : "{}")
         if economy {
-            try net.loadModule(try #require(PluginExport.descriptor(for: BPCI.self, name: BPCI.name,
-                                                                    version: BPCI.version)))
+            try net.loadModule(BPCI.self, name: BPCI.name, version: BPCI.version)
         }
         let issuers = try net.sim.loadOnEveryNode(Self.descriptor) { node in
             #"{"stateDirectory": "\#(self.directories[node])"}"#

@@ -91,8 +91,7 @@ struct OwnFeesModuleTests {
     @Test("its kinds are one call when they succeed; a failed one pays its fee through charge_fee alone, and one whose fee cannot be paid stays out of every block")
     func ownKindsPayInDeliver() throws {
         let net = try BPINetwork(validators: 1, seed: SimulationSeed.fromEnvironment(default: 97))
-        try net.loadModule(try #require(PluginExport.descriptor(for: TollModule.self, name: TollModule.name,
-                                                                version: "1.0.0")))
+        try net.loadModule(TollModule.self, name: TollModule.name)
         let signer = Ed25519Signer(seed: WireCrypto.domainHash("toll", []))
         func transaction(_ nonce: UInt64, _ kind: String, fee: UInt64, amount: UInt64) throws -> Transaction {
             try Transaction.signed(chainID: "sim", signer: signer, nonce: nonce, fee: fee, kind: kind,

@@ -53,8 +53,7 @@ struct WritesBoundModuleTests {
     @Test("a proposer keeps the transactions whose writes fit 16 MiB, a failed transaction's undone write not counted; the rest go in the next block, and every validator agrees")
     func writesPastTheBoundWaitForTheNextBlock() throws {
         let net = try BPINetwork(validators: 4, seed: SimulationSeed.fromEnvironment(default: 83))
-        try net.loadModule(try #require(PluginExport.descriptor(for: WriterModule.self, name: WriterModule.name,
-                                                                version: "1.0.0")))
+        try net.loadModule(WriterModule.self, name: WriterModule.name)
         let signer = Ed25519Signer(seed: WireCrypto.domainHash("writer", []))
         // A failed write first, then twenty of 1 MiB. Each put stores "writer/big/<i>" (12 bytes) and its value:
         // 1,048,588 bytes, so fifteen fit in 16 MiB and a sixteenth does not. Counted, the undone write would leave
@@ -95,8 +94,7 @@ struct WritesBoundModuleTests {
     @Test("a transaction's call may write 4,096 keys and 4 MiB; past either its write is refused with MN_ERR_LIMIT, the transaction fails and its writes are undone")
     func aCallsWritesAreBounded() throws {
         let net = try BPINetwork(validators: 1, seed: SimulationSeed.fromEnvironment(default: 89))
-        try net.loadModule(try #require(PluginExport.descriptor(for: WriterModule.self, name: WriterModule.name,
-                                                                version: "1.0.0")))
+        try net.loadModule(WriterModule.self, name: WriterModule.name)
         let signer = Ed25519Signer(seed: WireCrypto.domainHash("writer", []))
         // Three values of 1 MiB (and their keys) fit in 4 MiB, four do not; 4,096 keys fit, 4,097 do not.
         let cases: [(kind: String, payload: [UInt8], status: Int32)] = [
