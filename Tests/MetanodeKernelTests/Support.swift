@@ -256,13 +256,23 @@ final class TestKernel: @unchecked Sendable {
     /// Polls a string getter until `predicate` holds or `timeoutMs` passes; returns the last value.
     func eventually(_ plugin: String, _ getter: String, timeoutMs: Int = 5000,
                     _ predicate: (String) -> Bool) async throws -> String {
-        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
-        var value = try await string(plugin, getter)
-        while !predicate(value) && ContinuousClock.now < deadline {
+        try await Self.poll(timeout: .milliseconds(timeoutMs), until: predicate) { try await string(plugin, getter) }
+    }
+
+    /// Reads `read` every 5 ms until `done` holds or `timeout` passes, and returns the last value read. It gives up
+    /// only on a value whose read began after the deadline: in a loaded test run a call's answer can come back long
+    /// after the plugin gave it (the awaiting task waits for a thread of the shared pool), and a value taken before
+    /// the deadline does not say what had happened by then. Giving up on such a stale value failed a test whose
+    /// 5 ms timer had fired many times.
+    static func poll<Value>(timeout: Duration, until done: (Value) -> Bool,
+                            _ read: () async throws -> Value) async throws -> Value {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let readStarted = ContinuousClock.now
+            let value = try await read()
+            if done(value) || readStarted >= deadline { return value }
             try await Task.sleep(for: .milliseconds(5))
-            value = try await string(plugin, getter)
         }
-        return value
     }
 
     /// A key as the store holds it: in the plugin's namespace.

@@ -11,13 +11,9 @@ struct TimerTests {
     /// often a timer fires, not how soon, and they share two cores with the simulations running in parallel (a CI run
     /// once saw a 1 ms timer not fire within 5 s).
     static func waitForFires(_ test: TestKernel, _ plugin: String, atLeast count: Int32) async throws -> Int32 {
-        let deadline = ContinuousClock.now + .seconds(30)
-        var fires = try await test.int32(plugin, "timer_fires")
-        while fires < count && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(5))
-            fires = try await test.int32(plugin, "timer_fires")
+        try await TestKernel.poll(timeout: .seconds(30), until: { $0 >= count }) {
+            try await test.int32(plugin, "timer_fires")
         }
-        return fires
     }
 
     @Test("a repeating timer fires again and again, and not after timer_cancel")

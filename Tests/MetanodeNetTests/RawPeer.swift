@@ -67,7 +67,9 @@ final class RawPeer: Sendable {
     /// The next length-prefixed body received, waiting up to `timeoutMs`; nil if none came (or the peer closed).
     func readFramed(timeoutMs: Int = 3000) async -> [UInt8]? {
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
-        while ContinuousClock.now < deadline {
+        // The inbox is looked at once more after the deadline: a sleep in a loaded run can end long past it.
+        while true {
+            let lookedAt = ContinuousClock.now
             let body = collector.inbox.withLock { inbox -> [UInt8]? in
                 guard let length = inbox.getInteger(at: inbox.readerIndex, as: UInt32.self),
                       inbox.readableBytes >= 4 + Int(length)
@@ -76,10 +78,9 @@ final class RawPeer: Sendable {
                 return inbox.readBytes(length: Int(length))
             }
             if let body { return body }
-            if isClosed { return nil }
+            if isClosed || lookedAt >= deadline { return nil }
             try? await Task.sleep(for: .milliseconds(2))
         }
-        return nil
     }
 
     /// Waits until the transport closes the connection.
