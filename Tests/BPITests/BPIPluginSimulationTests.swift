@@ -18,13 +18,16 @@ final class BPINetwork {
 
     /// BPI's config `stateCheckpointBlocks` (nil: its default).
     let stateCheckpointBlocks: Int?
+    /// BPI's config `gossipAdmissionWindowMs` (nil: its default).
+    let gossipAdmissionWindowMs: UInt64?
 
     init(validators: Int, seed: UInt64, faults: LinkFaults = LinkFaults(latencyMs: 5, jitterMs: 5),
          heartbeatMs: UInt64 = 0, genesisModules: String = "{}", testTransactions: Bool = true,
-         stateCheckpointBlocks: Int? = nil) throws {
+         stateCheckpointBlocks: Int? = nil, gossipAdmissionWindowMs: UInt64? = nil) throws {
         let sim = Simulation(nodes: validators, seed: seed, faults: faults)
         self.sim = sim
         self.stateCheckpointBlocks = stateCheckpointBlocks
+        self.gossipAdmissionWindowMs = gossipAdmissionWindowMs
         let keys = (0..<validators).map { #"{"key": "\#(sim.key($0).hex)"}"# }
         genesisPath = NSTemporaryDirectory() + "bpi-genesis-\(seed)-\(validators)-\(UUID().uuidString).json"
         let parameters = #"{"blockTransactionsMax": 5000, "blockBytesMax": 2097152, "pohTicksPerEntry": 4, "#
@@ -32,16 +35,16 @@ final class BPINetwork {
         let genesis = #"{"chainId": "sim", "validators": [\#(keys.joined(separator: ", "))], "#
             + #""parameters": \#(parameters), "modules": \#(genesisModules)}"#
         try genesis.write(toFile: genesisPath, atomically: true, encoding: .utf8)
-        let config = Self.config(genesisPath: genesisPath, heartbeatMs: heartbeatMs,
-                                 stateCheckpointBlocks: stateCheckpointBlocks)
+        let config = config(heartbeatMs: heartbeatMs)
         plugins = try sim.loadOnEveryNode(descriptor, config: { _ in config })
     }
 
     deinit { try? FileManager.default.removeItem(atPath: genesisPath) }
 
-    static func config(genesisPath: String, heartbeatMs: UInt64, stateCheckpointBlocks: Int? = nil) -> String {
+    func config(heartbeatMs: UInt64) -> String {
         #"{"genesisFile": "\#(genesisPath)", "roundTimeoutBaseMs": 200, "heartbeatMs": \#(heartbeatMs)"#
-            + (stateCheckpointBlocks.map { #", "stateCheckpointBlocks": \#($0)}"# } ?? "}")
+            + (stateCheckpointBlocks.map { #", "stateCheckpointBlocks": \#($0)"# } ?? "")
+            + (gossipAdmissionWindowMs.map { #", "gossipAdmissionWindowMs": \#($0)"# } ?? "") + "}"
     }
 
     /// Restarts a crashed node, with empty storage or the storage it had, and BPI (and the modules loaded next to
@@ -53,8 +56,7 @@ final class BPINetwork {
     /// Restarts a crashed node with `storage` (plugin name → its keys).
     func restart(_ node: Int, storage: [String: [[UInt8]: [UInt8]]]) throws {
         let host = sim.restart(node, storage: storage)
-        plugins[node] = try host.load(descriptor, config: Self.config(genesisPath: genesisPath, heartbeatMs: 0,
-                                                                      stateCheckpointBlocks: stateCheckpointBlocks))
+        plugins[node] = try host.load(descriptor, config: config(heartbeatMs: 0))
         for (position, module) in modules.enumerated() {
             modulePlugins[position][node] = try host.load(module.descriptor, config: module.config)
         }
