@@ -76,7 +76,7 @@ struct Keystore {
         }
         let file = try JSONValue.parse(try KeyFile.readSecret(at: path(name)))
         guard file["version"]?.intValue == Self.version, let hex = file["publicKey"]?.stringValue,
-              let publicKey = try? Hex.decode(hex), publicKey.count == 32 else {
+              let publicKey = Hex.decode(hex), publicKey.count == 32 else {
             throw MetanodeError(.invalidArgument, "\(path(name)) is not a version-\(Self.version) wallet file")
         }
         return Entry(name: name, publicKey: publicKey, address: Address(publicKey: publicKey), file: file)
@@ -90,16 +90,16 @@ struct Keystore {
                 throw MetanodeError(.denied, "wallet '\(entry.name)' is sealed: give --passphrase-file or "
                     + "--passphrase-env")
             }
-            guard let salt = sealed["salt"]?.stringValue.flatMap { try? Hex.decode($0) },
-                  let nonce = sealed["nonce"]?.stringValue.flatMap { try? Hex.decode($0) },
-                  let ciphertext = sealed["ciphertext"]?.stringValue.flatMap { try? Hex.decode($0) },
+            guard let salt = sealed["salt"]?.stringValue.flatMap({ Hex.decode($0) }),
+                  let nonce = sealed["nonce"]?.stringValue.flatMap({ Hex.decode($0) }),
+                  let ciphertext = sealed["ciphertext"]?.stringValue.flatMap({ Hex.decode($0) }),
                   let ops = sealed["opsLimit"]?.uintValue, let memory = sealed["memLimit"]?.uintValue else {
                 throw MetanodeError(.invalidArgument, "\(path(entry.name)): the sealed key is incomplete")
             }
             seed = try PassphraseSeal(opsLimit: ops, memLimit: memory, salt: salt, nonce: nonce, ciphertext: ciphertext)
                 .open(passphrase: passphrase)
         } else {
-            guard let hex = entry.file["seed"]?.stringValue, let bytes = try? Hex.decode(hex), bytes.count == 32 else {
+            guard let hex = entry.file["seed"]?.stringValue, let bytes = Hex.decode(hex), bytes.count == 32 else {
                 throw MetanodeError(.invalidArgument, "\(path(entry.name)) has neither a seed nor a sealed key")
             }
             seed = bytes
