@@ -570,8 +570,8 @@ public final class BPI: Plugin {
     /// between the consensus messages and blocks, a transfer took 4.5% more CPU and the chain 7% fewer transfers a
     /// second. The window (5 ms by default; 0 admits right after the queued work) leaves gossip waiting more often
     /// when a proposal arrives, which then admits it first: under full load rounds take longer and the chain makes
-    /// a quarter fewer, larger blocks, each of which costs every node a fixed share besides its transactions, and 5%
-    /// more transfers a second, for about 5 ms more latency at half load (README, "Blocks' own cost").
+    /// a fifth fewer, larger blocks, each of which costs every node a fixed share besides its transactions, and 4%
+    /// more transfers a second, for 5-8 ms more latency at half load (README, "Blocks' own cost").
     private var gossiped: [[UInt8]] = []
     private var gossipedBytes = 0
     private var gossipedAdmissionQueued = false
