@@ -16,6 +16,21 @@ func staticModuleName(_ name: String) -> mn_str {
     return mn_str(ptr: pointer, len: bytes.count)
 }
 
+/// A test module's table, made once and never freed (BPI keeps the pointer for the life of the process): ledger.h's
+/// size unless `structSize` says the module was built against an older ledger, the name as static bytes, and the
+/// handlers `handlers` sets (the rest nil).
+func ledgerModuleTable(_ name: String, structSize: Int = MemoryLayout<mn_ledger_module>.size, flags: UInt32 = 0,
+                       _ handlers: (inout mn_ledger_module) -> Void) -> UnsafeMutablePointer<mn_ledger_module> {
+    var module = mn_ledger_module()
+    module.struct_size = UInt32(structSize)
+    module.name = staticModuleName(name)
+    module.flags = flags
+    handlers(&module)
+    let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
+    table.initialize(to: module)
+    return table
+}
+
 /// Looks up `bpi.ledger` (at least `minMinor`) and registers a test module's `table` with it: each test module's
 /// start. Returns the ledger's table, for the module's handlers.
 func registerLedgerModule(_ context: PluginContext, _ table: UnsafePointer<mn_ledger_module>, minMinor: UInt32 = 0)
@@ -35,27 +50,24 @@ func registerLedgerModule(_ context: PluginContext, _ table: UnsafePointer<mn_le
 final class ForgerModule: Plugin {
     static let name = "forger"
     nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
-    nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
-        let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
-        table.initialize(to: mn_ledger_module(
-            struct_size: UInt32(MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!),
-            name: staticModuleName(name), user_data: nil, check: nil,
-            deliver: { _, state, tx in
-                guard let api = ForgerModule.api, let tx else { return MN_ERR_INTERNAL }
-                // The payload names the event type to emit.
-                let type = tx.pointee.payload.string
-                for (key, value) in [("last", Array(type.utf8)), ("seen/" + type, [1])] {
-                    let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
-                    guard status == MN_OK else { return status }
-                }
-                return type.withMNBytes { type in [UInt8]([1]).withMNBytes { api.pointee.emit_event(state, type, $0) } }
-            },
-            begin_block: nil, end_block: nil, query: nil,
-            // Past its struct_size: BPI must never read these.
-            init_chain: { _, _, _ in MN_ERR_INTERNAL }, charge_fee: { _, _, _, _ in MN_ERR_INTERNAL },
-            flags: MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER))
-        return table
-    }()
+    nonisolated(unsafe) static let table = ledgerModuleTable(
+        name, structSize: MemoryLayout<mn_ledger_module>.offset(of: \mn_ledger_module.init_chain)!,
+        flags: MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER
+    ) { module in
+        module.deliver = { _, state, tx in
+            guard let api = ForgerModule.api, let tx else { return MN_ERR_INTERNAL }
+            // The payload names the event type to emit.
+            let type = tx.pointee.payload.string
+            for (key, value) in [("last", Array(type.utf8)), ("seen/" + type, [1])] {
+                let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+                guard status == MN_OK else { return status }
+            }
+            return type.withMNBytes { type in [UInt8]([1]).withMNBytes { api.pointee.emit_event(state, type, $0) } }
+        }
+        // Past its struct_size: BPI must never read these.
+        module.init_chain = { _, _, _ in MN_ERR_INTERNAL }
+        module.charge_fee = { _, _, _, _ in MN_ERR_INTERNAL }
+    }
 
     init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table) }
 }

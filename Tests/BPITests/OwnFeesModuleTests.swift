@@ -47,41 +47,34 @@ final class TollModule: Plugin {
         return setBalance(api, state, key, has - tx.pointee.fee)
     }
 
-    nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
-        let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
-        table.initialize(to: mn_ledger_module(
-            struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
-            name: staticModuleName(name), user_data: nil,
-            check: { _, _, _ in MN_OK },
-            deliver: { _, state, tx in
-                TollModule.deliverCalls.add(1, ordering: .relaxed)
-                guard let api = TollModule.api, let tx else { return MN_ERR_INTERNAL }
-                let feeStatus = TollModule.takeFee(api, state, tx)
-                guard feeStatus == MN_OK else { return feeStatus }
-                let amount = tx.pointee.payload.array.reduce(0) { $0 << 8 | UInt64($1) }
-                let key = balanceKey(tx.pointee.sender)
-                let has = balance(api, state, key)
-                switch tx.pointee.kind.string {
-                case "toll/fund": return setBalance(api, state, key, has + amount)
-                case "toll/spend":
-                    guard has >= amount else {
-                        "short".withMNBytes { api.pointee.reject(state, $0) }
-                        return MN_ERR_DENIED
-                    }
-                    return setBalance(api, state, key, has - amount)
-                default: return MN_ERR_NOT_FOUND
+    nonisolated(unsafe) static let table = ledgerModuleTable(name, flags: MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER) { module in
+        module.check = { _, _, _ in MN_OK }
+        module.deliver = { _, state, tx in
+            TollModule.deliverCalls.add(1, ordering: .relaxed)
+            guard let api = TollModule.api, let tx else { return MN_ERR_INTERNAL }
+            let feeStatus = TollModule.takeFee(api, state, tx)
+            guard feeStatus == MN_OK else { return feeStatus }
+            let amount = tx.pointee.payload.array.reduce(0) { $0 << 8 | UInt64($1) }
+            let key = balanceKey(tx.pointee.sender)
+            let has = balance(api, state, key)
+            switch tx.pointee.kind.string {
+            case "toll/fund": return setBalance(api, state, key, has + amount)
+            case "toll/spend":
+                guard has >= amount else {
+                    "short".withMNBytes { api.pointee.reject(state, $0) }
+                    return MN_ERR_DENIED
                 }
-            },
-            begin_block: nil, end_block: nil, query: nil, init_chain: nil,
-            charge_fee: { _, state, tx, block in
-                TollModule.chargeCalls.add(1, ordering: .relaxed)
-                guard let api = TollModule.api, let tx else { return MN_ERR_INTERNAL }
-                guard block != nil else { return MN_OK }  // admission
-                return TollModule.takeFee(api, state, tx)
-            },
-            flags: MN_LEDGER_MODULE_OWN_FEES_IN_DELIVER))
-        return table
-    }()
+                return setBalance(api, state, key, has - amount)
+            default: return MN_ERR_NOT_FOUND
+            }
+        }
+        module.charge_fee = { _, state, tx, block in
+            TollModule.chargeCalls.add(1, ordering: .relaxed)
+            guard let api = TollModule.api, let tx else { return MN_ERR_INTERNAL }
+            guard block != nil else { return MN_OK }  // admission
+            return TollModule.takeFee(api, state, tx)
+        }
+    }
 
     init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table, minMinor: 4) }
 }

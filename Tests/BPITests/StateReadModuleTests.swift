@@ -79,33 +79,27 @@ final class ReaderModule: Plugin {
         return MN_ERR_INVALID_ARGUMENT
     }
 
-    nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
-        let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
-        table.initialize(to: mn_ledger_module(
-            struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
-            name: staticModuleName(name), user_data: nil,
-            // "reader/check" is admitted only if committed state keeps every promise.
-            check: { _, state, tx in
-                guard let api = ReaderModule.api, let tx else { return MN_ERR_INTERNAL }
-                guard tx.pointee.kind.string == "reader/check" else { return MN_OK }
-                return ReaderModule.problem(api, state).map { ReaderModule.refuse(api, state, "committed: \($0)") }
-                    ?? MN_OK
-            },
-            // "reader/write" writes the values; every kind then checks them as the block so far has them.
-            deliver: { _, state, tx in
-                guard let api = ReaderModule.api, let tx else { return MN_ERR_INTERNAL }
-                if tx.pointee.kind.string == "reader/write" {
-                    for (key, value) in [("word", ReaderModule.word), ("empty", [])] {
-                        let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
-                        guard status == MN_OK else { return status }
-                    }
+    nonisolated(unsafe) static let table = ledgerModuleTable(name) { module in
+        // "reader/check" is admitted only if committed state keeps every promise.
+        module.check = { _, state, tx in
+            guard let api = ReaderModule.api, let tx else { return MN_ERR_INTERNAL }
+            guard tx.pointee.kind.string == "reader/check" else { return MN_OK }
+            return ReaderModule.problem(api, state).map { ReaderModule.refuse(api, state, "committed: \($0)") }
+                ?? MN_OK
+        }
+        // "reader/write" writes the values; every kind then checks them as the block so far has them.
+        module.deliver = { _, state, tx in
+            guard let api = ReaderModule.api, let tx else { return MN_ERR_INTERNAL }
+            if tx.pointee.kind.string == "reader/write" {
+                for (key, value) in [("word", ReaderModule.word), ("empty", [])] {
+                    let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+                    guard status == MN_OK else { return status }
                 }
-                return ReaderModule.problem(api, state).map { ReaderModule.refuse(api, state, "in the block: \($0)") }
-                    ?? MN_OK
-            },
-            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil, flags: 0))
-        return table
-    }()
+            }
+            return ReaderModule.problem(api, state).map { ReaderModule.refuse(api, state, "in the block: \($0)") }
+                ?? MN_OK
+        }
+    }
 
     init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table, minMinor: 2) }
 }

@@ -16,34 +16,28 @@ final class WriterModule: Plugin {
     nonisolated(unsafe) static var api: UnsafePointer<mn_ledger_api>?
     static let value = [UInt8](repeating: 0x5A, count: Int(MN_LEDGER_VALUE_LEN_MAX))
 
-    nonisolated(unsafe) static let table: UnsafeMutablePointer<mn_ledger_module> = {
-        let table = UnsafeMutablePointer<mn_ledger_module>.allocate(capacity: 1)
-        table.initialize(to: mn_ledger_module(
-            struct_size: UInt32(MemoryLayout<mn_ledger_module>.size),
-            name: staticModuleName(name), user_data: nil,
-            check: { _, _, _ in MN_OK },
-            deliver: { _, state, tx in
-                guard let api = WriterModule.api, let tx else { return MN_ERR_INTERNAL }
-                let kind = tx.pointee.kind.string, payload = tx.pointee.payload.array
-                if kind == "writer/many" || kind == "writer/keys" {
-                    let count = kind == "writer/many" ? Int(payload[0]) : Int(payload[0]) << 8 | Int(payload[1])
-                    let value = kind == "writer/many" ? WriterModule.value : []
-                    for index in 0..<count {
-                        let key = Array("\(kind)/\(tx.pointee.nonce)/\(index)".utf8)
-                        let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
-                        guard status == MN_OK else { return status }
-                    }
-                    return MN_OK
+    nonisolated(unsafe) static let table = ledgerModuleTable(name) { module in
+        module.check = { _, _, _ in MN_OK }
+        module.deliver = { _, state, tx in
+            guard let api = WriterModule.api, let tx else { return MN_ERR_INTERNAL }
+            let kind = tx.pointee.kind.string, payload = tx.pointee.payload.array
+            if kind == "writer/many" || kind == "writer/keys" {
+                let count = kind == "writer/many" ? Int(payload[0]) : Int(payload[0]) << 8 | Int(payload[1])
+                let value = kind == "writer/many" ? WriterModule.value : []
+                for index in 0..<count {
+                    let key = Array("\(kind)/\(tx.pointee.nonce)/\(index)".utf8)
+                    let status = key.withMNBytes { key in value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+                    guard status == MN_OK else { return status }
                 }
-                let fails = kind == "writer/fail"
-                let key = Array((fails ? "fail/" : "big/").utf8) + tx.pointee.payload.array
-                let status = key.withMNBytes { key in WriterModule.value.withMNBytes { api.pointee.state_put(state, key, $0) } }
-                guard status == MN_OK else { return status }
-                return fails ? MN_ERR_INVALID_ARGUMENT : MN_OK
-            },
-            begin_block: nil, end_block: nil, query: nil, init_chain: nil, charge_fee: nil, flags: 0))
-        return table
-    }()
+                return MN_OK
+            }
+            let fails = kind == "writer/fail"
+            let key = Array((fails ? "fail/" : "big/").utf8) + tx.pointee.payload.array
+            let status = key.withMNBytes { key in WriterModule.value.withMNBytes { api.pointee.state_put(state, key, $0) } }
+            guard status == MN_OK else { return status }
+            return fails ? MN_ERR_INVALID_ARGUMENT : MN_OK
+        }
+    }
 
     init(context: PluginContext) throws { Self.api = try registerLedgerModule(context, Self.table) }
 }
