@@ -16,11 +16,12 @@ struct GenesisTests {
     func testTransactionsAreOptIn() throws {
         let plain = try Self.parse("")
         let explicit = try Self.parse(#", "parameters": {"blockTransactionsMax": 5000, "blockBytesMax": 2097152, "#
-            + #""pohTicksPerEntry": 4}"#)
+            + #""pohTicksPerEntry": 1}"#)
         let on = try Self.parse(#", "parameters": {"blockTransactionsMax": 5000, "blockBytesMax": 2097152, "#
-            + #""pohTicksPerEntry": 4, "testTransactions": true}"#)
+            + #""pohTicksPerEntry": 1, "testTransactions": true}"#)
         #expect(!plain.parameters.testTransactions && !explicit.parameters.testTransactions)
         #expect(on.parameters.testTransactions)
+        #expect(plain.parameters.pohTicksPerEntry == 1, "one PoH tick per transaction unless the genesis says")
         #expect(plain.hash == explicit.hash, "a genesis without the flag hashes as before it existed")
         #expect(on.hash != plain.hash)
         #expect(throws: WireError.self) {
