@@ -38,18 +38,23 @@ copy_build() {  # copy_build RELEASE_DIR DEST: the binary, the plugin libraries 
   cp -aL "$1/metanode-plugins" "$2/"
 }
 
+# The base is checked before anything is built.
+if [[ -d "$base" ]]; then
+  [[ -x "$base/metanode" && -d "$base/metanode-plugins" ]] \
+    || { echo "$base holds no release build: it needs metanode and metanode-plugins" >&2; exit 2; }
+else
+  git -C "$root" rev-parse --verify --quiet "$base^{commit}" >/dev/null \
+    || { echo "'$base' is neither a directory nor a commit" >&2; exit 2; }
+fi
+
 echo "building this work tree (make release)" >&2
 build "$root"
 new_dir="$(cd "$root" && swift build -c release --show-bin-path 2>/dev/null)"
 copy_build "$new_dir" "$work/new"
 
 if [[ -d "$base" ]]; then
-  [[ -x "$base/metanode" && -d "$base/metanode-plugins" ]] \
-    || { echo "$base holds no release build: it needs metanode and metanode-plugins" >&2; exit 2; }
   base_dir="$base"
 else
-  git -C "$root" rev-parse --verify --quiet "$base^{commit}" >/dev/null \
-    || { echo "'$base' is neither a directory nor a commit" >&2; exit 2; }
   echo "building $base in a temporary worktree (make release; a few minutes the first time)" >&2
   git -C "$root" worktree add --detach "$work/src" "$base" >/dev/null 2>&1
   build "$work/src"
