@@ -43,7 +43,7 @@ public struct Genesis: Sendable, Equatable {
         /// One PoH tick per transaction: ticks run only as a block's transactions are mixed in, so a block's count
         /// is a fixed multiple of its transactions whatever the multiple, and the order is fixed by the mixes. Each
         /// tick past the first was a hash per transaction on every validator; at 4 (the default until 2026-11),
-        /// 1.5% of a validator's time under load and 1.8% fewer transfers a second.
+        /// about 1.5% of a validator's time under load and 2.1% fewer transfers a second (README, Benchmarks).
         public static let defaults = Parameters(blockTransactionsMax: 5_000, blockBytesMax: 2 << 20,
                                                 pohTicksPerEntry: 1)
         /// A proposal carries its block in one network message (at most 4 MiB, MN_NET_MESSAGE_LEN_MAX), next to
