@@ -56,7 +56,8 @@ if [[ -d "$base" ]]; then
   base_dir="$base"
 else
   echo "building $base in a temporary worktree (make release; a few minutes the first time)" >&2
-  git -C "$root" worktree add --detach "$work/src" "$base" >/dev/null 2>&1
+  git -C "$root" worktree add --detach "$work/src" "$base" >"$work/worktree.log" 2>&1 \
+    || { cat "$work/worktree.log" >&2; echo "could not check out $base in a worktree" >&2; exit 1; }
   build "$work/src"
   copy_build "$(cd "$work/src" && swift build -c release --show-bin-path 2>/dev/null)" "$work/base"
   base_dir="$work/base"
@@ -69,7 +70,7 @@ run() {  # run BUILD_DIR [bench options]: one bench, its throughput and CPU per 
   local tps cpu
   tps="$(sed -n 's/.*"throughputTxPerSecond" *: *\([0-9.]*\).*/\1/p' <<<"$out")"
   cpu="$(sed -n 's/.*"cpuMicrosecondsPerTransaction" *: *\([0-9.]*\).*/\1/p' <<<"$out")"
-  [[ -n "$tps" && -n "$cpu" ]] && echo "$tps $cpu"
+  if [[ -n "$tps" && -n "$cpu" ]]; then echo "$tps $cpu"; fi  # nothing, and success, so the caller reports it
 }
 
 results="$work/pairs.txt"
