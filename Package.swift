@@ -158,7 +158,9 @@ let package = Package(
             ],
             path: "Tests/MetanodePluginKitTests"),
         .testTarget(
-            name: "MetanodeWireTests", dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk")],
+            name: "MetanodeWireTests",
+            dependencies: [.product(name: "MetanodeWire", package: "plugin-sdk"),
+                           .product(name: "MetanodePluginTesting", package: "plugin-sdk")],
             path: "Tests/MetanodeWireTests"),
         // MARK: First-party plugins
         // BPI's pure parts: blocks, validator sets, QBFT as a state machine. No I/O; the plugin wires it to a host.

@@ -9,7 +9,7 @@ struct BlockRulesTests {
     static let alice = Ed25519Signer(seed: WireCrypto.domainHash("alice", []))
 
     /// Every transaction accepted with no writes: these tests are about signatures, not modules.
-    static func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+    static func execute(_ context: BlockContext, _ transactions: [EncodedTransaction], _ ids: [[UInt8]])
         -> Result<Execution, BlockProblem> {
         .success(Execution(results: transactions.map { _ in .accepted }, writes: [:]))
     }
@@ -25,7 +25,7 @@ struct BlockRulesTests {
         }
         let chosen = pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 0 }
         let block = try #require(rules.build(
-            parent: rules.genesisParent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+            parent: rules.genesisParent, transactions: chosen.map(\.transaction),
             proposer: proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators, execute: execute))
         return (rules, validators, pool, block)
     }
@@ -138,7 +138,7 @@ struct BlockRulesTests {
         let chosen = pool.select(countMax: 10, bytesMax: 1 << 20) { _ in 0 }
         let timestampMs: UInt64 = 10_000
         let block = try #require(rules.build(
-            parent: rules.genesisParent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
+            parent: rules.genesisParent, transactions: chosen.map(\.transaction),
             proposer: Self.proposer.publicKey, nowMs: timestampMs, state: StateTree(), validators: validators,
             execute: Self.execute))
         func check(atMs nowMs: UInt64) -> Result<BlockRules.Effects, BlockProblem> {
@@ -170,7 +170,7 @@ struct BlockRulesTests {
 struct BlockResultsBoundTests {
     /// Each transaction's result carries an event whose data is its payload's first byte times 100 bytes: results
     /// of a known size, as a module that emits large events would make.
-    static func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+    static func execute(_ context: BlockContext, _ transactions: [EncodedTransaction], _ ids: [[UInt8]])
         -> Result<Execution, BlockProblem> {
         .success(Execution(results: transactions.map { transaction in
             TransactionResult(status: 0, reason: "", events: [.init(
@@ -178,10 +178,10 @@ struct BlockResultsBoundTests {
         }, writes: [:]))
     }
 
-    static func transactions(_ sizes: [UInt8]) throws -> (transactions: [Transaction], encoded: [[UInt8]]) {
+    static func transactions(_ sizes: [UInt8]) throws -> (transactions: [EncodedTransaction], encoded: [[UInt8]]) {
         let transactions = try sizes.enumerated().map { nonce, size in
-            try Transaction.signed(chainID: "dev", signer: BlockRulesTests.alice, nonce: UInt64(nonce), fee: 10,
-                                   kind: "test/op", payload: [size])
+            try EncodedTransaction(Transaction.signed(chainID: "dev", signer: BlockRulesTests.alice,
+                                                      nonce: UInt64(nonce), fee: 10, kind: "test/op", payload: [size]))
         }
         return (transactions, transactions.map(\.encoded))
     }
@@ -196,7 +196,7 @@ struct BlockResultsBoundTests {
         let (transactions, encoded) = try Self.transactions([10, 20, 30, 1])
         func build(_ rules: BlockRules) throws -> (block: Block, effects: BlockRules.Effects) {
             try #require(rules.buildWithEffects(
-                parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+                parent: rules.genesisParent, transactions: transactions,
                 proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
                 execute: Self.execute))
         }
@@ -250,12 +250,11 @@ struct BlockWritesBoundTests {
 
     final class Runs: @unchecked Sendable { var count = 0 }
 
-    static func build(_ rules: BlockRules, _ transactions: [Transaction], _ encoded: [[UInt8]],
-                      ids: [[UInt8]]? = nil, _ execute: @escaping BlockExecutor)
-        throws -> (block: Block, effects: BlockRules.Effects) {
+    static func build(_ rules: BlockRules, _ transactions: [EncodedTransaction], ids: [[UInt8]]? = nil,
+                      _ execute: @escaping BlockExecutor) throws -> (block: Block, effects: BlockRules.Effects) {
         let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
         return try #require(rules.buildWithEffects(
-            parent: rules.genesisParent, transactions: transactions, encoded: encoded, ids: ids,
+            parent: rules.genesisParent, transactions: transactions, ids: ids,
             proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
             execute: execute))
     }
@@ -272,17 +271,17 @@ struct BlockWritesBoundTests {
         let (transactions, encoded) = try BlockResultsBoundTests.transactions(Array(repeating: 10, count: 10))
         let rules = try Self.rules(bytes: 6_100)
         let runs = Runs()
-        let kept = try Self.build(rules, transactions, encoded, Self.execute(measured: true, endBlockBytes: 3_000, runs: runs))
+        let kept = try Self.build(rules, transactions, Self.execute(measured: true, endBlockBytes: 3_000, runs: runs))
         #expect(kept.block.transactions == Array(encoded.prefix(3)))
         #expect(runs.count == 2, "found from the first execution's measures, not one transaction fewer each time")
         // Given the ids (as a proposer takes them from its mempool), the rebuild keeps the ids of what it keeps.
         let ids = encoded.map { Transaction.id(ofEncoded: $0)! }
-        let withIDs = try Self.build(rules, transactions, encoded, ids: ids,
+        let withIDs = try Self.build(rules, transactions, ids: ids,
                                      Self.execute(measured: true, endBlockBytes: 3_000, runs: Runs()))
         #expect(withIDs.block == kept.block && withIDs.effects.transactionIDs == Array(ids.prefix(3)))
         // Not measured: ten, five, two.
         let halved = Runs()
-        let unmeasured = try Self.build(rules, transactions, encoded, Self.execute(measured: false, endBlockBytes: 3_000, runs: halved))
+        let unmeasured = try Self.build(rules, transactions, Self.execute(measured: false, endBlockBytes: 3_000, runs: halved))
         #expect(unmeasured.block.transactions == Array(encoded.prefix(2)) && halved.count == 3)
     }
 
@@ -292,7 +291,7 @@ struct BlockWritesBoundTests {
         let rules = try Self.rules(bytes: 2_100)
         let validators = try ValidatorSet(keys: [BlockRulesTests.proposer.publicKey])
         let execute = Self.execute(measured: true, genesisBytes: 50_000)
-        let block = try Self.build(rules, transactions, encoded, execute).block
+        let block = try Self.build(rules, transactions, execute).block
         #expect(block.transactions == Array(encoded.prefix(2)), "two of 1,002 bytes and 'shared' fit beside 50,007 bytes of genesis")
         #expect(throws: Never.self) {
             try rules.check(block, parent: rules.genesisParent, nowMs: 2_000, state: StateTree(), validators: validators,
@@ -311,7 +310,7 @@ struct BlockWritesBoundTests {
         let (transactions, encoded) = try BlockResultsBoundTests.transactions([10, 20, 30, 1])
         func build(_ rules: BlockRules, measured: Bool) throws -> (block: Block, effects: BlockRules.Effects) {
             try #require(rules.buildWithEffects(
-                parent: rules.genesisParent, transactions: transactions, encoded: encoded,
+                parent: rules.genesisParent, transactions: transactions,
                 proposer: BlockRulesTests.proposer.publicKey, nowMs: 2_000, state: StateTree(), validators: validators,
                 execute: Self.execute(measured: measured)))
         }

@@ -62,7 +62,7 @@ struct TransactionTests {
         #expect(Transaction.id(ofEncoded: Array(encoded.prefix(64))) == nil)
         // The chain id, sender, nonce and fee where decode finds them; nil for bytes too short to hold them.
         let read = try #require(Transaction.fields(ofEncoded: encoded))
-        #expect(Array(read.chainID) == Array(transaction.chainID.utf8) && read.sender == transaction.sender
+        #expect(Array(read.chainID) == Array(transaction.chainID.utf8) && read.sender.bytes == transaction.sender
             && read.nonce == transaction.nonce && read.fee == transaction.fee)
         let large = try Transaction.signed(chainID: "metanode-dev", signer: Ed25519Signer(seed: Array(1...32)),
                                            nonce: 0x0102_0304_0506_0708, fee: 0x1112_1314_1516_1718,

@@ -140,24 +140,23 @@ public struct BlockRules: Sendable {
 
     /// The header a proposer puts on `transactions` (already in execution order, nonces checked by the mempool).
     /// Returns nil if a module refused the block at end_block (the proposer then proposes without transactions).
-    public func build(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], proposer: [UInt8],
+    public func build(parent: Parent, transactions: [EncodedTransaction], proposer: [UInt8],
                       nowMs: UInt64, state: StateTree, validators: ValidatorSet, evidence: [Evidence] = [],
                       execute: BlockExecutor) -> Block? {
-        buildWithEffects(parent: parent, transactions: transactions, encoded: encoded, proposer: proposer, nowMs: nowMs,
+        buildWithEffects(parent: parent, transactions: transactions, proposer: proposer, nowMs: nowMs,
                          state: state, validators: validators, evidence: evidence, execute: execute)?.block
     }
 
     /// `build`, with the effects `check` would find for the block: a proposer need not execute its block again.
     /// `ids` are the transactions' ids where the caller has them (the mempool made each at admission, from these
-    /// bytes); nil makes them from `encoded`.
-    public func buildWithEffects(parent: Parent, transactions: [Transaction], encoded: [[UInt8]], ids: [[UInt8]]? = nil,
+    /// bytes); nil makes them from the transactions' bytes.
+    public func buildWithEffects(parent: Parent, transactions: [EncodedTransaction], ids: [[UInt8]]? = nil,
                                  proposer: [UInt8], nowMs: UInt64, state: StateTree, validators: ValidatorSet,
                                  evidence: [Evidence] = [], execute: BlockExecutor) -> (block: Block, effects: Effects)? {
-        precondition(encoded.count == transactions.count, "encoded holds each transaction's encoding, in order")
-        precondition(ids.map { $0.count == encoded.count } ?? true, "ids holds each transaction's id, in order")
-        let ids = ids ?? encoded.map { Transaction.id(ofEncoded: $0) ?? [] }  // from the bytes: no body encoded again
+        precondition(ids.map { $0.count == transactions.count } ?? true, "ids holds each transaction's id, in order")
+        let ids = ids ?? transactions.map(\.id)
         var nextNonces: [BytesKey: UInt64] = [:]
-        for transaction in transactions { nextNonces[BytesKey(transaction.sender)] = transaction.nonce + 1 }
+        for transaction in transactions { nextNonces[transaction.senderKey] = transaction.nonce + 1 }
         let timestampMs = max(nowMs, parent.timestampMs)
         let context = BlockContext(height: parent.height + 1, timestampMs: timestampMs, proposer: proposer)
         guard case .success(var execution) = execute(context, transactions, ids) else { return nil }
@@ -174,7 +173,7 @@ public struct BlockRules: Sendable {
         }
         if kept < transactions.count {
             return buildWithEffects(parent: parent, transactions: Array(transactions.prefix(kept)),
-                                    encoded: Array(encoded.prefix(kept)), ids: Array(ids.prefix(kept)),
+                                    ids: Array(ids.prefix(kept)),
                                     proposer: proposer, nowMs: nowMs,
                                     state: state, validators: validators, evidence: evidence, execute: execute)
         }
@@ -193,7 +192,7 @@ public struct BlockRules: Sendable {
         effects.encodedResults = encodedResults
         effects.writes = execution.writes
         effects.state = after
-        return (Block(header: header, transactions: encoded, evidence: evidence), effects)
+        return (Block(header: header, transactions: transactions.map(\.encoded), evidence: evidence), effects)
     }
 
     /// Checks `block` against its parent and the ledger; returns its effects or why it is invalid. `admitted` gives
@@ -204,7 +203,7 @@ public struct BlockRules: Sendable {
     /// `validators` is the set in force at the block's height.
     public func check(_ block: Block, parent: Parent, nowMs: UInt64, state: StateTree, validators: ValidatorSet,
                       nextNonce: (_ sender: BytesKey) -> UInt64,
-                      admitted: (_ encoded: [UInt8]) -> (transaction: Transaction, id: [UInt8])? = { _ in nil },
+                      admitted: (_ encoded: [UInt8]) -> (transaction: EncodedTransaction, id: [UInt8])? = { _ in nil },
                       isRecorded: ([UInt8]) -> Bool = { _ in false }, execute: BlockExecutor)
         -> Result<Effects, BlockProblem> {
         let header = block.header
@@ -227,25 +226,24 @@ public struct BlockRules: Sendable {
             return .failure("\(block.transactions.count) transactions; at most \(max)")
         }
         var effects = Effects()
-        var transactions: [Transaction] = []
+        var transactions: [EncodedTransaction] = []
+        transactions.reserveCapacity(block.transactions.count)
         var bytes = 0
         for (index, encoded) in block.transactions.enumerated() {
             bytes += encoded.count
             guard bytes <= genesis.parameters.blockBytesMax else { return .failure("transactions exceed the byte limit") }
-            let transaction: Transaction, id: [UInt8]
+            let transaction: EncodedTransaction, id: [UInt8]
             if let known = admitted(encoded) {
                 (transaction, id) = known
             } else {
-                do { transaction = try Transaction.decode(encoded) } catch {
+                do { transaction = try EncodedTransaction(encoded) } catch {
                     return .failure("transaction \(index): \(error.message)")
                 }
-                id = Transaction.id(ofEncoded: encoded) ?? transaction.id
-                guard Transaction.hasValidSignature(encoded: encoded) else {
-                    return .failure("transaction \(index): bad signature")
-                }
+                id = transaction.id
+                guard transaction.hasValidSignature else { return .failure("transaction \(index): bad signature") }
             }
-            guard transaction.chainID == genesis.chainID else { return .failure("transaction \(index): chain id") }
-            let sender = BytesKey(transaction.sender)
+            guard transaction.isFor(chainID: genesis.chainID) else { return .failure("transaction \(index): chain id") }
+            let sender = transaction.senderKey
             let expected = effects.nextNonces[sender] ?? nextNonce(sender)
             guard transaction.nonce == expected else {
                 return .failure("transaction \(index): nonce \(transaction.nonce), expected \(expected)")

@@ -150,4 +150,5 @@ public struct WritesSize: Sendable, Hashable, CustomStringConvertible {
 
 /// Runs a block's transactions (in order, after their nonces are checked) and returns what they did, or why the
 /// block is invalid (a module's end_block refused it).
-public typealias BlockExecutor = (BlockContext, [Transaction], [[UInt8]]) -> Result<Execution, BlockProblem>
+/// The transactions come as their checked bytes, and their ids in the same order.
+public typealias BlockExecutor = (BlockContext, [EncodedTransaction], [[UInt8]]) -> Result<Execution, BlockProblem>

@@ -65,23 +65,25 @@ public struct Mempool: Sendable {
     /// Held by reference, and immutable: the pool keeps each entry in two tables and hands it to block building and
     /// checks, and a struct of nine references was nine retains and releases at every copy.
     public final class Entry: Sendable, Hashable {
-        public let transaction: Transaction
+        /// The transaction as the bytes it came in: blocks and gossip carry them, and execution reads its fields
+        /// where they lie.
+        public let transaction: EncodedTransaction
         public let id: [UInt8]
-        public let encoded: [UInt8]
         /// The sender and the id as dictionary keys, hashed once at admission: the pool looks an entry up by both
         /// when it inserts, selects, prunes and removes it.
         let senderKey: BytesKey
         let idKey: BytesKey
+
+        public var encoded: [UInt8] { transaction.encoded }
 
         /// Entries are equal when their bytes are (the bytes decide every other field).
         public static func == (a: Entry, b: Entry) -> Bool { a === b || a.encoded.hasSameBytes(as: b.encoded) }
 
         public func hash(into hasher: inout Hasher) { hasher.combine(idKey) }
 
-        init(transaction: Transaction, id: [UInt8], encoded: [UInt8], senderKey: BytesKey) {
+        init(transaction: EncodedTransaction, id: [UInt8], senderKey: BytesKey) {
             self.transaction = transaction
             self.id = id
-            self.encoded = encoded
             self.senderKey = senderKey
             idKey = BytesKey(id)
         }
@@ -127,7 +129,7 @@ public struct Mempool: Sendable {
     /// transaction of every block).
     public func entry(encoded: [UInt8]) -> Entry? {
         guard let fields = Transaction.fields(ofEncoded: encoded),
-              let entry = bySender[BytesKey(fields.sender)]?[fields.nonce],
+              let entry = bySender[fields.sender]?[fields.nonce],
               entry.encoded.hasSameBytes(as: encoded) else {
             return nil
         }
@@ -163,7 +165,7 @@ public struct Mempool: Sendable {
             guard let fields = Transaction.fields(ofEncoded: encoded), seen.insert(idKey).inserted else {
                 return Prechecked(encoded: encoded, id: id, signatureValid: nil)
             }
-            let senderKey = BytesKey(fields.sender)
+            let senderKey = fields.sender
             let screened = checkBeforeSignature(
                 chainID: fields.chainID.elementsEqual(chainID.utf8) ? chainID : String(decoding: fields.chainID, as: UTF8.self),
                 idKey: idKey, senderKey: senderKey, nonce: fields.nonce, fee: fields.fee,
@@ -201,7 +203,7 @@ public struct Mempool: Sendable {
     /// sender's next nonce in the ledger. Returns the entry, and the ids it replaced or evicted.
     /// `admissible` is asked last, after the signature check (the ledger's modules' own checks).
     public mutating func add(_ encoded: [UInt8], nextNonce: UInt64,
-                             admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
+                             admissible: (EncodedTransaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
         -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
         add(encoded, nextNonceOf: { _ in nextNonce }, admissible: admissible)
     }
@@ -211,19 +213,18 @@ public struct Mempool: Sendable {
     /// `prechecked` is what `precheck` found for these bytes, if the caller ran it.
     public mutating func add(_ encoded: [UInt8], nextNonceOf: (_ sender: BytesKey) -> UInt64,
                              prechecked: Prechecked? = nil,
-                             admissible: (Transaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
+                             admissible: (EncodedTransaction, [UInt8]) -> MempoolRejection? = { _, _ in nil })
         -> Result<(entry: Entry, removed: [[UInt8]]), MempoolRejection> {
-        let transaction: Transaction
-        do { transaction = try Transaction.decode(encoded) } catch { return .failure(.malformed(error.message)) }
-        let senderKey = BytesKey(transaction.sender)
+        let transaction: EncodedTransaction
+        do { transaction = try EncodedTransaction(encoded) } catch { return .failure(.malformed(error.message)) }
+        let senderKey = transaction.senderKey
         // Only an answer found for these very bytes: the id leaves the signature out.
         let prechecked = prechecked.flatMap { $0.encoded.hasSameBytes(as: encoded) ? $0 : nil }
-        // From the bytes as they came: the same id and signature check as the decoded transaction's, without
-        // encoding its body twice more.
-        let id = prechecked?.id ?? Transaction.id(ofEncoded: encoded) ?? transaction.id
-        let entry = Entry(transaction: transaction, id: id, encoded: encoded, senderKey: senderKey)
+        let id = prechecked?.id ?? transaction.id
+        let entry = Entry(transaction: transaction, id: id, senderKey: senderKey)
         let replaced: Entry?
-        switch checkBeforeSignature(chainID: transaction.chainID, idKey: entry.idKey, senderKey: senderKey,
+        switch checkBeforeSignature(chainID: transaction.isFor(chainID: chainID) ? chainID : transaction.chainID,
+                                    idKey: entry.idKey, senderKey: senderKey,
                                     nonce: transaction.nonce, fee: transaction.fee, nextNonce: nextNonceOf(senderKey)) {
         case .failure(let refusal): return .failure(refusal)
         case .success(let found): replaced = found
@@ -282,17 +283,28 @@ public struct Mempool: Sendable {
     /// Drops what a finalized block made stale: every transaction whose nonce is below its sender's new next nonce.
     public mutating func prune(senders: some Sequence<BytesKey>, nextNonce: (BytesKey) -> UInt64) {
         for sender in senders {
+            // The sender is looked up once for all its stale entries, and its table changed in place.
+            guard let position = bySender.index(forKey: sender) else { continue }
             let next = nextNonce(sender)
             // The stale entries are the nonces the block just used, just below `next`: walked down from there with
             // no list made. One the pool lacked (the block brought it) leaves a gap, and what lies below it is
             // gathered after.
             var nonce = next
-            while nonce > 0, let entry = bySender[sender]?[nonce - 1] {
-                remove(entry)
+            while nonce > 0, let entry = bySender.values[position].removeValue(forKey: nonce - 1) {
+                forget(entry)
                 nonce -= 1
             }
-            guard let rest = bySender[sender], rest.keys.contains(where: { $0 < next }) else { continue }
-            for entry in rest.values where entry.transaction.nonce < next { remove(entry) }
+            if bySender.values[position].keys.contains(where: { $0 < next }) {  // the list only for a gap
+                for stale in bySender.values[position].keys.filter({ $0 < next }) {
+                    forget(bySender.values[position].removeValue(forKey: stale)!)
+                }
+            }
+            // Only nonces below `next` went, so the last (the highest) went only if they all did.
+            if bySender.values[position].isEmpty {
+                bySender.remove(at: position)
+                lastNonce[sender] = nil
+            }
+            dropEvictionCandidatesIfRoomy()
         }
     }
 
@@ -349,21 +361,32 @@ public struct Mempool: Sendable {
     }
 
     private mutating func remove(_ entry: Entry) {
-        let sender = entry.senderKey
-        bySender[sender]?[entry.transaction.nonce] = nil
-        if bySender[sender]?.isEmpty == true { bySender[sender] = nil }
-        if lastNonce[sender] == entry.transaction.nonce {
-            // The sender's next highest becomes its last, and a candidate.
-            if let newLast = bySender[sender]?.keys.max() {
-                lastNonce[sender] = newLast
-                evictable?.insert(Prioritized(entry: bySender[sender]![newLast]!))
-            } else {
+        let sender = entry.senderKey, nonce = entry.transaction.nonce
+        if let position = bySender.index(forKey: sender) {
+            bySender.values[position].removeValue(forKey: nonce)
+            if bySender.values[position].isEmpty {
+                bySender.remove(at: position)
                 lastNonce[sender] = nil
+            } else if lastNonce[sender] == nonce {
+                // The sender's next highest becomes its last, and a candidate.
+                let newLast = bySender.values[position].keys.max()!
+                lastNonce[sender] = newLast
+                evictable?.insert(Prioritized(entry: bySender.values[position][newLast]!))
             }
         }
+        forget(entry)
+        dropEvictionCandidatesIfRoomy()
+    }
+
+    /// Takes a removed entry out of the id table and the totals (its sender's table and last nonce are the
+    /// caller's).
+    private mutating func forget(_ entry: Entry) {
         byID[entry.idKey] = nil
         count -= 1
         bytes -= entry.encoded.count
+    }
+
+    private mutating func dropEvictionCandidatesIfRoomy() {
         if evictable != nil, count * 2 < limits.transactionsMax, bytes * 2 < limits.bytesMax { evictable = nil }
     }
 

@@ -300,9 +300,8 @@ public final class BPI: Plugin {
             .map { pendingEvidence[$0]! }
         for _ in 0..<2 {
             if let (block, effects) = rules.buildWithEffects(
-                parent: parent, transactions: chosen.map(\.transaction), encoded: chosen.map(\.encoded),
-                ids: chosen.map(\.id), proposer: myKey, nowMs: nowMs, state: state, validators: validators,
-                evidence: evidence, execute: ledger.execute) {
+                parent: parent, transactions: chosen.map(\.transaction), ids: chosen.map(\.id), proposer: myKey,
+                nowMs: nowMs, state: state, validators: validators, evidence: evidence, execute: ledger.execute) {
                 // Its own proposal comes back for checking: it was just executed, with these effects.
                 checkedBlocks.record(block, .success(effects))
                 return block
@@ -323,7 +322,7 @@ public final class BPI: Plugin {
             }
         }
         context.log.warn("a module refused a block of \(chosen.count) transactions; proposing an empty one")
-        return rules.build(parent: parent, transactions: [], encoded: [], proposer: myKey, nowMs: nowMs, state: state,
+        return rules.build(parent: parent, transactions: [], proposer: myKey, nowMs: nowMs, state: state,
                            validators: validators, execute: ledger.execute)
     }
 
@@ -619,7 +618,9 @@ public final class BPI: Plugin {
 
     private func admitOne(_ encoded: [UInt8], nextNonceOf: (BytesKey) -> UInt64, prechecked: Mempool.Prechecked)
         -> Result<[UInt8], MempoolRejection> {
-        let admissible = { [ledger] (transaction: Transaction, id: [UInt8]) in ledger.check(transaction, id: id) }
+        let admissible = { [ledger] (transaction: EncodedTransaction, id: [UInt8]) in
+            ledger.check(transaction, id: id)
+        }
         switch mempool.add(encoded, nextNonceOf: nextNonceOf, prechecked: prechecked, admissible: admissible) {
         case .failure(let rejection):
             rejected.increment()

@@ -152,13 +152,13 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
 
     /// Mempool admission: nil admits, else why not. BPI's own kinds need no handler and pay no fee: "bpi/…" (signed
     /// by node keys, which hold no tokens) and, where the genesis allows them, "test/…".
-    func check(_ transaction: Transaction, id: [UInt8]) -> MempoolRejection? {
+    func check(_ transaction: EncodedTransaction, id: [UInt8]) -> MempoolRejection? {
         let name = transaction.module
         if name == "test" {
             return testTransactions ? nil : .refused(module: "bpi", reason: "test transactions are off on this chain "
                 + "(genesis parameters.testTransactions)")
         }
-        if name == "bpi" { return systemCheck(transaction) }
+        if name == "bpi" { return systemCheck(transaction.decoded) }
         guard let module = module(name) else { return .unknownKind(transaction.kind) }
         // The fee module's own check covers the fee of its own kinds (it must: it knows what else they spend).
         if let payer = feeModule(), payer.name != module.name, let charge = payer.handlers.charge_fee {
@@ -177,7 +177,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     }
 
     /// Executes a block: every module's begin_block (in name order), each transaction's deliver, every end_block.
-    func execute(_ context: BlockContext, _ transactions: [Transaction], _ ids: [[UInt8]])
+    func execute(_ context: BlockContext, _ transactions: [EncodedTransaction], _ ids: [[UInt8]])
         -> Result<Execution, BlockProblem> {
         let ordered = modules.withLock { $0.values.sorted { $0.name < $1.name } }
         unpayable = []
@@ -216,7 +216,7 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
                 // BPI's own transactions read only the validator-set key of the block so far (not a copy of it all).
                 let setKey = StateKey(ValidatorSetChange.stateKey)
                 let sofar: [StateKey: [UInt8]?] = block.writes[setKey].map { [setKey: $0] } ?? [:]
-                let (result, systemWrites) = systemDeliver(transaction, context, sofar)
+                let (result, systemWrites) = systemDeliver(transaction.decoded, context, sofar)
                 for (key, value) in systemWrites { block.set(key, value) }
                 results.append(result)
                 continue
@@ -389,15 +389,17 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         return .success(call.answer ?? [])
     }
 
-    private static func withTx<R>(_ transaction: Transaction, id: [UInt8],
+    /// The handlers' view of `transaction`: its sender, kind and payload where they lie in its bytes.
+    private static func withTx<R>(_ transaction: EncodedTransaction, id: [UInt8],
                                   _ body: (UnsafePointer<mn_ledger_tx>) -> R) -> R {
-        id.withMNBytes { id in transaction.sender.withMNBytes { sender in
-            transaction.kind.withMNBytes { kind in transaction.payload.withMNBytes { payload in
-                var tx = mn_ledger_tx(struct_size: UInt32(MemoryLayout<mn_ledger_tx>.size), id: id, sender: sender,
-                                      nonce: transaction.nonce, fee: transaction.fee, kind: kind, payload: payload)
+        id.withMNBytes { id in
+            transaction.withFields { sender, kind, payload in
+                var tx = mn_ledger_tx(struct_size: UInt32(MemoryLayout<mn_ledger_tx>.size), id: id,
+                                      sender: mn_bytes(sender), nonce: transaction.nonce, fee: transaction.fee,
+                                      kind: mn_bytes(kind), payload: mn_bytes(payload))
                 return withUnsafePointer(to: &tx) { body($0) }
-            } }
-        } }
+            }
+        }
     }
 
     private static func withBlock<R>(_ context: BlockContext, transactions: Int,

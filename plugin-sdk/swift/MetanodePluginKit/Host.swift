@@ -73,11 +73,16 @@ extension ByteConvertible {
     /// The bytes as an `mn_bytes` view, borrowed for `body` (for service tables such as ledger.h's).
     @inline(__always)
     public func withMNBytes<R>(_ body: (mn_bytes) -> R) -> R {
-        withBytes { body(mn_bytes(ptr: $0.baseAddress?.assumingMemoryBound(to: UInt8.self), len: $0.count)) }
+        withBytes { body(mn_bytes($0)) }
     }
 }
 
 extension mn_bytes {
+    /// A view of `bytes`, valid while they are.
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        self.init(ptr: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), len: bytes.count)
+    }
+
     /// A copy of the viewed bytes.
     public var array: [UInt8] {
         guard let ptr, len > 0 else { return [] }

@@ -78,16 +78,16 @@ public struct Transaction: Sendable, Hashable {
 
     /// The chain id, sender, nonce and fee of an encoded transaction, read where `decode` finds them, without
     /// decoding the rest; nil if the bytes are too short to hold them. Only a decoded transaction's if `encoded` is
-    /// one.
+    /// one. The sender comes as a dictionary key, made where it lies: the pool looks it up by nothing else.
     public static func fields(ofEncoded encoded: [UInt8])
-        -> (chainID: ArraySlice<UInt8>, sender: [UInt8], nonce: UInt64, fee: UInt64)? {
+        -> (chainID: ArraySlice<UInt8>, sender: BytesKey, nonce: UInt64, fee: UInt64)? {
         // u8 version | u16 chainID length | chainID | [32] sender | u64 nonce | u64 fee | …
         guard encoded.count >= 3 else { return nil }
         let senderStart = 3 + (Int(encoded[1]) << 8 | Int(encoded[2]))
         guard senderStart + 48 <= encoded.count else { return nil }
         func u64(at start: Int) -> UInt64 { encoded[start..<(start + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
-        return (encoded[3..<senderStart], Array(encoded[senderStart..<(senderStart + 32)]), u64(at: senderStart + 32),
-                u64(at: senderStart + 40))
+        let sender = encoded.withUnsafeBytes { BytesKey(UnsafeRawBufferPointer(rebasing: $0[senderStart..<(senderStart + 32)])) }
+        return (encoded[3..<senderStart], sender, u64(at: senderStart + 32), u64(at: senderStart + 40))
     }
 
     /// Whether an encoded transaction carries its sender's valid signature, read from the bytes as they are:
@@ -168,7 +168,7 @@ public struct Transaction: Sendable, Hashable {
 
     /// Whether `kind` is two non-empty parts around one "/", checked where it lies: every decoded transaction is
     /// checked, and splitting the kind made an array of its parts each time.
-    static func isModuleAndType(_ kind: String.UTF8View) -> Bool {
+    static func isModuleAndType<Kind: Collection<UInt8>>(_ kind: Kind) -> Bool {
         guard let slash = kind.firstIndex(of: 0x2F), slash != kind.startIndex else { return false }
         let type = kind[kind.index(after: slash)...]
         return !type.isEmpty && !type.contains(0x2F)
