@@ -29,6 +29,10 @@ struct EncodedTransactionTests {
             #expect(encoded.sender == transaction.sender && encoded.senderKey == BytesKey(transaction.sender))
             #expect(encoded.nonce == transaction.nonce && encoded.fee == transaction.fee)
             #expect(encoded.kind == transaction.kind && encoded.module == transaction.module)
+            let module = String(transaction.module)
+            #expect(encoded.isOf(module: module) && !encoded.isOf(module: String(module.dropLast()))
+                && !encoded.isOf(module: module + "x") && !encoded.isOf(module: transaction.kind)
+                && !encoded.isOf(module: ""))
             #expect(encoded.payload == transaction.payload)
             #expect(encoded.id == transaction.id && encoded.hasValidSignature)
             encoded.withFields { sender, kind, payload in

@@ -207,12 +207,11 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
         writesAfterEach.reserveCapacity(transactions.count)
         for (index, (transaction, id)) in zip(transactions, ids).enumerated() {
             defer { writesAfterEach.append(block.size) }
-            let name = transaction.module
-            if name == "test" && testTransactions {
+            if testTransactions && transaction.isOf(module: "test") {
                 results.append(.accepted)
                 continue
             }
-            if name == "bpi" {
+            if transaction.isOf(module: "bpi") {
                 // BPI's own transactions read only the validator-set key of the block so far (not a copy of it all).
                 let setKey = StateKey(ValidatorSetChange.stateKey)
                 let sofar: [StateKey: [UInt8]?] = block.writes[setKey].map { [setKey: $0] } ?? [:]

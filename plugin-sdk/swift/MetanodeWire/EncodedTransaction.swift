@@ -99,6 +99,12 @@ public struct EncodedTransaction: Sendable, Hashable {
         return kind[..<(kind.firstIndex(of: "/") ?? kind.endIndex)]
     }
 
+    /// Whether the kind's module part is `module`, compared where the bytes lie (`module` makes a string).
+    public func isOf(module: String) -> Bool {
+        let kind = encoded[kindRange], name = module.utf8
+        return kind.count > name.count && kind.starts(with: name) && kind[kind.startIndex + name.count] == 0x2F
+    }
+
     public var payload: [UInt8] { Array(encoded[payloadRange]) }
 
     /// The id, from the bytes (`Transaction.id`).
