@@ -153,13 +153,12 @@ final class LedgerService: @unchecked Sendable {  // `modules` is behind a mutex
     /// Mempool admission: nil admits, else why not. BPI's own kinds need no handler and pay no fee: "bpi/…" (signed
     /// by node keys, which hold no tokens) and, where the genesis allows them, "test/…".
     func check(_ transaction: EncodedTransaction, id: [UInt8]) -> MempoolRejection? {
-        let name = transaction.module
-        if name == "test" {
+        if transaction.isOf(module: "test") {
             return testTransactions ? nil : .refused(module: "bpi", reason: "test transactions are off on this chain "
                 + "(genesis parameters.testTransactions)")
         }
-        if name == "bpi" { return systemCheck(transaction.decoded) }
-        guard let module = module(name) else { return .unknownKind(transaction.kind) }
+        if transaction.isOf(module: "bpi") { return systemCheck(transaction.decoded) }
+        guard let module = module(transaction.module) else { return .unknownKind(transaction.kind) }
         // The fee module's own check covers the fee of its own kinds (it must: it knows what else they spend).
         if let payer = feeModule(), payer.name != module.name, let charge = payer.handlers.charge_fee {
             let call = LedgerCall(mode: .check, prefix: payer.prefix, read: readCommittedState)

@@ -45,11 +45,13 @@ public struct EncodedTransaction: Sendable, Hashable {
             let chainIDCount = u16(1)
             let senderStart = 3 + chainIDCount
             guard chainIDCount <= Transaction.chainIDBytesMax, senderStart + 50 <= count,
-                  Self.isName(raw[3..<senderStart], slash: false) else { return nil }
+                  Transaction.isName(bytes: raw[3..<senderStart], max: Transaction.chainIDBytesMax,
+                                     allowingSlash: false) else { return nil }
             let kindStart = senderStart + 50
             let kindCount = u16(senderStart + 48)
             guard kindCount <= Transaction.kindBytesMax, kindStart + kindCount + 4 <= count,
-                  Self.isName(raw[kindStart..<(kindStart + kindCount)], slash: true),
+                  Transaction.isName(bytes: raw[kindStart..<(kindStart + kindCount)], max: Transaction.kindBytesMax,
+                                     allowingSlash: true),
                   Transaction.isModuleAndType(raw[kindStart..<(kindStart + kindCount)]) else { return nil }
             let payloadStart = kindStart + kindCount + 4
             let payloadCount = integer(payloadStart - 4, 4)
@@ -57,15 +59,6 @@ public struct EncodedTransaction: Sendable, Hashable {
                   payloadStart + Int(payloadCount) + 64 == count else { return nil }
             return (UInt16(senderStart), UInt16(kindCount), UInt32(payloadCount), integer(senderStart + 32, 8),
                     integer(senderStart + 40, 8))
-        }
-    }
-
-    /// `Transaction.isName` on bytes: at least one, each a-z, 0-9, '-', '_', '.' (or '/' where allowed). The
-    /// length is checked by the caller.
-    private static func isName(_ bytes: Slice<UnsafeRawBufferPointer>, slash: Bool) -> Bool {
-        !bytes.isEmpty && bytes.allSatisfy { byte in
-            (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F
-                || byte == 0x2E || (slash && byte == 0x2F)
         }
     }
 

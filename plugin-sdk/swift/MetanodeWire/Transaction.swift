@@ -175,9 +175,14 @@ public struct Transaction: Sendable, Hashable {
     }
 
     public static func isName(_ text: String, max: Int, allowingSlash: Bool) -> Bool {
-        let utf8 = text.utf8
-        guard !utf8.isEmpty, utf8.count <= max else { return false }
-        return utf8.allSatisfy { byte in
+        isName(bytes: text.utf8, max: max, allowingSlash: allowingSlash)
+    }
+
+    /// `isName` on bytes: one to `max` of a-z, 0-9, '-', '_', '.' (and '/' where allowed). `EncodedTransaction`
+    /// checks names where they lie in the encoding.
+    static func isName<Bytes: Collection<UInt8>>(bytes: Bytes, max: Int, allowingSlash: Bool) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= max else { return false }
+        return bytes.allSatisfy { byte in
             (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x5F
                 || byte == 0x2E || (allowingSlash && byte == 0x2F)
         }
